@@ -1,0 +1,362 @@
+"""Readers: turn input files into Arrow batches, streaming, with exact line numbers.
+
+A reader never parses values: it hands raw lines (JSON) or raw columns (CSV, Parquet) to the
+validator, so that whatever is wrong with a row can be reported with its line and text.
+Problems that concern a whole file (empty, truncated, not readable) come out as `FileProblem`.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from isal import isal_zlib
+
+from churnwatch.errors import InputError
+
+log = logging.getLogger(__name__)
+
+Format = Literal["json", "csv", "parquet"]
+Progress = Callable[[int], None]  # called with the number of input bytes consumed since last call
+
+GZIP_MAGIC = b"\x1f\x8b"
+PARQUET_MAGIC = b"PAR1"
+_READ_BYTES = 1 << 20  # compressed bytes read from disk at a time
+_SUFFIXES: dict[str, Format] = {
+    ".json": "json",
+    ".jsonl": "json",
+    ".ndjson": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+@dataclass(frozen=True)
+class LineBatch:
+    """Raw lines of a JSON-lines file: columns `line` (1-based) and `raw` (bytes, newline kept)."""
+
+    table: pa.Table
+
+
+@dataclass(frozen=True)
+class ColumnBatch:
+    """Rows of a tabular file: its own columns plus `line` (the row's line, 1-based)."""
+
+    table: pa.Table
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    """Something wrong with a file or one of its lines that no row-level check can see."""
+
+    reason: str
+    detail: str
+    line: int | None = None
+    raw: str | None = None
+
+
+Item = LineBatch | ColumnBatch | FileProblem
+
+
+def expand_paths(specs: list[str] | list[Path]) -> list[Path]:
+    """Files named by paths, directories (searched recursively) and glob patterns, sorted."""
+    files: list[Path] = []
+    for spec in specs:
+        text = str(spec)
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and not any(part.startswith((".", "_")) for part in p.parts)
+                and detect_format(p, sniff=False) is not None
+            )
+            if not found:
+                raise InputError(f"directory {text} holds no .json/.jsonl/.csv/.parquet file")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        elif any(ch in text for ch in "*?["):
+            matched = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            if not matched:
+                raise InputError(f"glob {text!r} matched no file")
+            files.extend(matched)
+        else:
+            raise InputError(f"expected an existing file, directory or glob. Got {text!r}.")
+    seen: set[Path] = set()
+    unique = []
+    for f in files:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique
+
+
+def prefetch(items: Iterator[Item], *, depth: int) -> Iterator[Item]:
+    """Run `items` in a background thread, `depth` items ahead, so that reading and
+    decompressing overlap with validation (both release the GIL). Errors are re-raised here."""
+    box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                box.put(("item", item))
+            box.put(("done", None))
+        except BaseException as exc:  # handed to the consumer
+            box.put(("error", exc))
+
+    thread = threading.Thread(target=work, name="churnwatch-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = box.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                box.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
+
+
+def detect_format(path: Path, *, sniff: bool = True) -> Format | None:
+    """The file's format from its suffix (ignoring .gz), else from its first bytes."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".gzip"):
+        suffixes = suffixes[:-1]
+    if suffixes and suffixes[-1] in _SUFFIXES:
+        return _SUFFIXES[suffixes[-1]]
+    if not sniff:
+        return None
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if head.startswith(PARQUET_MAGIC):
+        return "parquet"
+    return "json"  # JSON lines is the native format; anything else fails line by line
+
+
+def read_file(path: Path, fmt: Format, *, chunk_bytes: int, progress: Progress) -> Iterator[Item]:
+    """Stream one file as batches and problems, whatever its format."""
+    if path.stat().st_size == 0:
+        yield FileProblem("empty_file", f"{path} is empty (0 bytes)")
+        return
+    if fmt == "json":
+        yield from read_json_lines(path, chunk_bytes=chunk_bytes, progress=progress)
+    elif fmt == "csv":
+        yield from read_csv(path, progress=progress)
+    else:
+        yield from read_parquet(path, progress=progress)
+
+
+def _decompressed_blocks(path: Path, progress: Progress) -> Iterator[bytes | FileProblem]:
+    """Yield decompressed blocks; a damaged gzip stream ends with a FileProblem, keeping all
+    data decoded before the damage. Concatenated gzip members are read as one stream."""
+    with path.open("rb") as fh:
+        first = fh.read(_READ_BYTES)
+        progress(len(first))
+        if not first.startswith(GZIP_MAGIC):
+            block = first
+            while block:
+                yield block
+                block = fh.read(_READ_BYTES * 16)
+                progress(len(block))
+            return
+        decomp = isal_zlib.decompressobj(31)
+        pending = first
+        while True:
+            try:
+                out = decomp.decompress(pending)
+            except isal_zlib.error as exc:
+                yield FileProblem("corrupt_file", f"{path}: gzip data is corrupt ({exc})")
+                return
+            if out:
+                yield out
+            if decomp.eof:
+                rest = decomp.unused_data
+                if rest.strip(b"\x00"):
+                    decomp = isal_zlib.decompressobj(31)  # next gzip member
+                    pending = rest
+                    continue
+                rest = b""
+            pending = fh.read(_READ_BYTES)
+            progress(len(pending))
+            if not pending:
+                break
+        if not decomp.eof:
+            yield FileProblem(
+                "truncated_file",
+                f"{path}: the gzip stream ends early (truncated file); "
+                "every complete line before the cut was read",
+            )
+
+
+def read_json_lines(path: Path, *, chunk_bytes: int, progress: Progress) -> Iterator[Item]:
+    """JSON lines, gzip or plain, as LineBatches of about `chunk_bytes` decompressed bytes."""
+    next_line = 1
+    pending: list[bytes] = []
+    pending_size = 0
+    truncated = False
+    for block in _decompressed_blocks(path, progress):
+        if isinstance(block, FileProblem):
+            truncated = block.reason == "truncated_file"
+            yield block
+            break
+        pending.append(block)
+        pending_size += len(block)
+        if pending_size >= chunk_bytes:
+            buf = b"".join(pending)
+            cut = buf.rfind(b"\n") + 1
+            if cut:
+                batch, next_line = _lines_batch(buf[:cut], next_line)
+                yield batch
+            pending = [buf[cut:]] if cut < len(buf) else []
+            pending_size = len(buf) - cut
+    buf = b"".join(pending)
+    if buf:
+        complete = buf if buf.endswith(b"\n") else buf[: buf.rfind(b"\n") + 1]
+        if complete:
+            batch, next_line = _lines_batch(complete, next_line)
+            yield batch
+        last = buf[len(complete) :]
+        if last and truncated:
+            yield FileProblem(
+                "truncated_file",
+                "the last line was cut off by the end of a truncated gzip stream",
+                line=next_line,
+                raw=last.decode("utf-8", errors="backslashreplace"),
+            )
+        elif last:  # a final line without newline is an ordinary line
+            batch, next_line = _lines_batch(last + b"\n", next_line)
+            yield batch
+
+
+def _lines_batch(body: bytes, first_line: int) -> tuple[LineBatch, int]:
+    """Split `body` (ending in a newline) into lines without copying."""
+    arr = np.frombuffer(body, dtype=np.uint8)
+    ends = np.flatnonzero(arr == 10) + 1
+    offsets = np.empty(len(ends) + 1, dtype=np.int64)
+    offsets[0] = 0
+    offsets[1:] = ends
+    n = len(ends)
+    raw = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(body)]
+    )
+    lines = pa.array(np.arange(first_line, first_line + n, dtype=np.int64))
+    return LineBatch(pa.table({"line": lines, "raw": raw})), first_line + n
+
+
+def first_json_keys(path: Path, *, max_lines: int = 50) -> list[str]:
+    """Keys of the first line that parses as a JSON object (for choosing a column mapping)."""
+    try:
+        for block in _decompressed_blocks(path, lambda _: None):
+            if isinstance(block, FileProblem):
+                return []
+            for i, line in enumerate(block.split(b"\n")):
+                if i >= max_lines:
+                    return []
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(obj, dict):
+                    return list(obj)
+            return []
+    except OSError:
+        return []
+    return []
+
+
+def read_csv(path: Path, *, progress: Progress) -> Iterator[Item]:
+    """CSV with a header row. Values come as bytes (UTF-8 is checked later, per row); rows with
+    the wrong number of fields become FileProblems with their line number and text."""
+    size = path.stat().st_size
+    bad: list[FileProblem] = []
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        bad.append(
+            FileProblem(
+                "bad_csv_row",
+                f"expected {row.expected_columns} fields, got {row.actual_columns}",
+                line=row.number,
+                raw=row.text,
+            )
+        )
+        return "skip"
+
+    try:
+        header = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16))
+        names = header.schema.names
+    except (pa.ArrowInvalid, UnicodeDecodeError, OSError) as exc:
+        yield FileProblem("unreadable_file", f"{path}: not a readable CSV file ({exc})")
+        return
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=16 << 20),
+        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=False),
+        convert_options=pacsv.ConvertOptions(
+            column_types={name: pa.binary() for name in names},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    cursor = 2  # line 1 is the header
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            break
+        except pa.ArrowInvalid as exc:
+            yield FileProblem("unreadable_file", f"{path}: CSV parsing stopped ({exc})")
+            break
+        skipped = {p.line for p in bad if p.line is not None}
+        yield from bad
+        bad.clear()
+        n = batch.num_rows
+        candidates = np.arange(cursor, cursor + n + len(skipped) + 1, dtype=np.int64)
+        if skipped:
+            candidates = candidates[~np.isin(candidates, list(skipped))]
+        lines = candidates[:n]
+        cursor = int(lines[-1]) + 1 if n else cursor + len(skipped)
+        table = pa.Table.from_batches([batch]).append_column("line", pa.array(lines))
+        yield ColumnBatch(table)
+    yield from bad
+    progress(size)  # pyarrow's streaming reader does not say how far it is
+
+
+def read_parquet(path: Path, *, progress: Progress) -> Iterator[Item]:
+    """Parquet row groups as ColumnBatches; `line` is the 1-based row number."""
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        yield FileProblem("unreadable_file", f"{path}: not a readable Parquet file ({exc})")
+        return
+    size = path.stat().st_size
+    total = max(pf.metadata.num_rows, 1)
+    row = 1
+    for batch in pf.iter_batches(batch_size=1 << 18):
+        n = batch.num_rows
+        lines = pa.array(np.arange(row, row + n, dtype=np.int64))
+        yield ColumnBatch(pa.Table.from_batches([batch]).append_column("line", lines))
+        progress(size * n // total)
+        row += n

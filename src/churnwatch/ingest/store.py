@@ -1,0 +1,205 @@
+"""The event store: Parquet files partitioned by event date, made consistent by a manifest.
+
+Layout under the store root:
+
+    _manifest.json                      the committed state: every live file, every ingest run
+    events/event_date=YYYY-MM-DD/*.parquet   valid user events
+    guests/event_date=YYYY-MM-DD/*.parquet   valid guest / logged-out events (empty user id)
+    quarantine/<run id>.jsonl           rejected rows of one ingest, with their reasons
+    _staging/<run id>/                  work in progress of a running ingest
+
+Readers see only the files the manifest lists. An ingest writes its files first, then replaces
+the manifest in one atomic rename: a crash at any point leaves the previous state whole, and the
+next ingest sweeps what the crashed one left behind. One writer at a time (a lock file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from churnwatch.errors import StoreError
+from churnwatch.ingest.validate import literal_list
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "_manifest.json"
+STAGING = "_staging"
+KINDS = ("events", "guests")
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Manifest:
+    """The committed state of a store."""
+
+    version: int = 0
+    files: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    ingests: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_VERSION,
+            "version": self.version,
+            "files": self.files,
+            "ingests": self.ingests,
+        }
+
+
+class EventStore:
+    """A directory of Parquet event files plus the manifest that says which are live."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    # reading -----------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST
+
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    def manifest(self) -> Manifest:
+        if not self.exists():
+            return Manifest()
+        try:
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise StoreError(f"the store manifest {self.manifest_path} is unreadable: {exc}") from exc
+        if data.get("format") != FORMAT_VERSION:
+            raise StoreError(
+                f"store format has to be {FORMAT_VERSION}. Got {data.get('format')!r} "
+                f"in {self.manifest_path}."
+            )
+        return Manifest(version=data["version"], files=data["files"], ingests=data["ingests"])
+
+    def files(self, kind: str = "events", *, dates: set[date] | None = None) -> list[str]:
+        """Absolute paths of the live files of `kind`, optionally only those of some dates."""
+        entries = self.manifest().files.get(kind, [])
+        keep = [e for e in entries if dates is None or date.fromisoformat(e["date"]) in dates]
+        return [str(self.root / e["path"]) for e in keep]
+
+    def require(self) -> None:
+        """Raise a clear error when there is no store at `root`."""
+        if not self.exists() or not self.files("events"):
+            raise StoreError(
+                f"expected an event store with events at {self.root}. Got "
+                f"{'an empty store' if self.exists() else 'no store'}: run `churnwatch ingest` first."
+            )
+
+    def register(self, con: duckdb.DuckDBPyConnection, *, name: str = "events") -> None:
+        """Create view `name` over the live events, with registration imputed and flagged.
+
+        A missing registration becomes the user's first event time, with
+        `registration_imputed = true`.
+        """
+        self.require()
+        con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW {name}_raw AS SELECT * FROM
+            read_parquet({literal_list(self.files("events"))}, hive_partitioning = false)"""
+        )
+        con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW {name} AS
+            SELECT r.* REPLACE (coalesce(r.registration, f.first_ts) AS registration),
+                   r.registration IS NULL AS registration_imputed
+            FROM {name}_raw r
+            LEFT JOIN (SELECT user_id, min(ts) AS first_ts FROM {name}_raw
+                       WHERE registration IS NULL GROUP BY user_id) f USING (user_id)"""
+        )
+
+    # writing -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def writer(self, run_id: str) -> Iterator[StoreTransaction]:
+        """Hold the store's write lock and give a transaction; commit is explicit."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock_path = self.root / ".lock"
+        with lock_path.open("a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise StoreError(
+                    f"the store {self.root} is being written by another process; try again later"
+                ) from exc
+            self._sweep()
+            txn = StoreTransaction(self, run_id)
+            try:
+                yield txn
+            finally:
+                shutil.rmtree(txn.staging, ignore_errors=True)
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _sweep(self) -> None:
+        """Remove what a crashed writer left: staging folders and files no manifest lists."""
+        shutil.rmtree(self.root / STAGING, ignore_errors=True)
+        live = {e["path"] for k in KINDS for e in self.manifest().files.get(k, [])}
+        for kind in KINDS:
+            base = self.root / kind
+            if not base.is_dir():
+                continue
+            for path in base.rglob("*.parquet"):
+                if path.relative_to(self.root).as_posix() not in live:
+                    log.warning("removing %s, left by an ingest that did not finish", path)
+                    path.unlink()
+
+
+class StoreTransaction:
+    """Files staged by one ingest, made live all at once by `commit`."""
+
+    def __init__(self, store: EventStore, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.staging = store.root / STAGING / run_id
+        self.staging.mkdir(parents=True, exist_ok=True)
+
+    def commit(
+        self,
+        new_files: dict[str, list[Path]],
+        record: dict[str, Any],
+        *,
+        con: duckdb.DuckDBPyConnection,
+    ) -> None:
+        """Move staged partition files into place and atomically publish the new manifest."""
+        manifest = self.store.manifest()
+        for kind, paths in new_files.items():
+            for staged in paths:
+                rel = staged.relative_to(self.staging / kind)
+                final = self.store.root / kind / rel
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, final)
+                rows = con.execute(
+                    "SELECT count(*) FROM read_parquet($f)", {"f": str(final)}
+                ).fetchall()[0][0]
+                day = rel.parts[0].split("=", 1)[1]
+                manifest.files.setdefault(kind, []).append(
+                    {"path": final.relative_to(self.store.root).as_posix(), "rows": rows, "date": day}
+                )
+        _crash_point("before_manifest")
+        manifest.version += 1
+        manifest.ingests.append(record)
+        tmp = self.store.root / f"{MANIFEST}.{self.run_id}.tmp"
+        with tmp.open("w", encoding="utf-8") as fh:
+            json.dump(manifest.to_json(), fh, indent=1, default=str)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.store.manifest_path)
+
+
+def _crash_point(name: str) -> None:
+    """Testing hook: `_CHURNWATCH_CRASH_AT=<name>` kills the process here, as a power cut
+    would. Used by the test that proves a crash mid-ingest leaves the store whole."""
+    if os.environ.get("_CHURNWATCH_CRASH_AT") == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)

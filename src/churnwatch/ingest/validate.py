@@ -1,0 +1,241 @@
+"""Validation and normalisation of raw rows, as one DuckDB query per batch.
+
+Rules (each row gets the first that applies; a row with a reason goes to the quarantine):
+
+| reason          | when                                                                  |
+|-----------------|-----------------------------------------------------------------------|
+| invalid_utf8    | the line (or a CSV field) is not valid UTF-8                          |
+| empty_line      | the line is blank                                                     |
+| invalid_json    | the line is not JSON                                                  |
+| not_an_object   | the line is JSON but not an object                                    |
+| missing_field   | `user_id`, `ts` or `page` is absent or null (an empty page too)       |
+| bad_type        | a value cannot be read as its field's type (e.g. `ts` = "yesterday")  |
+| bad_value       | a value has the right type but is impossible (negative song length)   |
+| ts_out_of_range | `ts` is before `ts_min` or after now + `ts_max_future_days`           |
+
+Normalisation of the rows that pass:
+- names are the canonical snake_case ones; `ts` and `registration` are UTC timestamps read from
+  epoch numbers in the mapping's unit (ms for Sparkify), or from ISO-8601 strings;
+- strings are trimmed; `level` is lower case and `gender` upper case, and both become
+  `unknown` when missing or empty;
+- an empty `user_id` marks a guest or logged-out event: valid, but kept out of user tables;
+- a missing `registration` stays null here; the store's `events` view fills it with the user's
+  first event and flags it (`registration_imputed`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from churnwatch.schema import FIELDS, REQUIRED, TsUnit
+
+
+def quote(identifier: str) -> str:
+    """A SQL identifier, quoted so that any name is safe."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def literal(value: str) -> str:
+    """A SQL string literal (for the few places DuckDB cannot bind a parameter, e.g. views)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def literal_list(values: list[str]) -> str:
+    """A SQL list of string literals."""
+    return "[" + ", ".join(literal(v) for v in values) + "]"
+
+
+def json_path(key: str) -> str:
+    """A JSON path selecting the top-level key `key`, whatever characters it holds."""
+    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+JSON_RAW_TEXT = "coalesce(rtrim(txt, E'\\r\\n'), CAST(raw AS VARCHAR))"
+"""The raw text of a JSON line as the quarantine shows it (invalid UTF-8 escaped as \\xNN)."""
+
+
+def json_fields_sql(keys: dict[str, str], *, safe_decode: bool = True) -> tuple[str, list[str]]:
+    """SELECT over relation `batch(line, raw)` giving `line, pre_reason, txt, raw, v_<field>...`.
+
+    Returns the SQL and the JSON paths to bind as `$paths`. With `safe_decode=False` invalid
+    UTF-8 raises a ConversionException instead of being flagged: faster, for a first attempt.
+    Checks are ordered so that the costly ones run only on lines the cheap ones cannot settle;
+    the raw text is built (JSON_RAW_TEXT) only for rejected lines.
+    """
+    names = list(keys)
+    paths = [json_path(keys[n]) for n in names]
+    cols = ", ".join(f"v[{i + 1}] AS v_{n}" for i, n in enumerate(names))
+    missing = "".join(f", NULL::VARCHAR AS v_{n}" for n in FIELDS if n not in keys)
+    decode = "try(decode(raw))" if safe_decode else "decode(raw)"
+    sql = f"""
+    WITH d AS (SELECT line, raw, {decode} AS txt FROM batch),
+    x AS (SELECT line, raw, txt, try(json_extract_string(txt, $paths)) AS v FROM d)
+    SELECT line, raw, txt,
+      CASE WHEN txt IS NULL THEN 'invalid_utf8'
+           WHEN v IS NULL AND trim(txt, E' \\t\\r\\n') = '' THEN 'empty_line'
+           WHEN v IS NULL THEN 'invalid_json'
+           WHEN left(txt, 1) = '{{' THEN NULL
+           WHEN json_type(txt) <> 'OBJECT' THEN 'not_an_object' END AS pre_reason,
+      {cols}{missing}
+    FROM x"""
+    return sql, paths
+
+
+def column_fields_sql(columns: dict[str, str], types: dict[str, str]) -> str:
+    """SELECT over relation `batch` (a tabular source) giving the same columns as JSON.
+
+    `columns` maps canonical field -> source column present in `batch`; `types` gives each
+    source column's DuckDB type name (BLOB columns are checked for UTF-8).
+    """
+
+    def as_text(col: str) -> str:
+        q = quote(col)
+        return f"try(decode({q}))" if types[col] == "BLOB" else f"CAST({q} AS VARCHAR)"
+
+    def as_raw(col: str) -> str:
+        return f"CAST({quote(col)} AS VARCHAR)"
+
+    blobs = [c for c, t in types.items() if t == "BLOB" and c != "line"]
+    utf8_bad = " OR ".join(f"({quote(c)} IS NOT NULL AND try(decode({quote(c)})) IS NULL)" for c in blobs)
+    pre = f"CASE WHEN {utf8_bad} THEN 'invalid_utf8' END" if blobs else "NULL::VARCHAR"
+    source_cols = [c for c in types if c != "line"]
+    raw = "to_json(struct_pack(" + ", ".join(f"{quote(c)} := {as_raw(c)}" for c in source_cols) + "))"
+    vals = ",\n".join(
+        f"{as_text(columns[n])} AS v_{n}" if n in columns else f"NULL::VARCHAR AS v_{n}"
+        for n in FIELDS
+    )
+    return f"SELECT line, {pre} AS pre_reason, {raw} AS raw_text,\n{vals}\nFROM batch"
+
+
+def _ts_expr(v: str, unit: TsUnit) -> str:
+    iso = f"TRY_CAST({v} AS TIMESTAMPTZ)"
+    if unit == "ms":
+        num = (
+            f"try(epoch_ms(TRY_CAST({v} AS BIGINT))::TIMESTAMPTZ), "
+            f"try(epoch_ms(TRY_CAST(round(TRY_CAST({v} AS DOUBLE)) AS BIGINT))::TIMESTAMPTZ)"
+        )
+    elif unit == "s":
+        num = f"try(to_timestamp(TRY_CAST({v} AS DOUBLE)))"
+    elif unit == "us":
+        num = f"try(make_timestamp(TRY_CAST({v} AS BIGINT))::TIMESTAMPTZ)"
+    else:
+        return iso
+    return f"coalesce({num}, {iso})"
+
+
+_INTS = {"session_id": "BIGINT", "status": "INTEGER", "item_in_session": "INTEGER"}
+
+
+def validate_sql(
+    fields_sql: str,
+    *,
+    ts_unit: TsUnit,
+    source_keys: dict[str, str],
+    raw_text: str = "raw_text",
+) -> str:
+    """The full check: typed canonical columns plus `reason` and `detail` (NULL when valid).
+
+    Binds `$ts_min`, `$ts_max` (and `$paths` for JSON). `source_keys` names each field's
+    source column, for messages a user can act on.
+    """
+
+    def src(n: str) -> str:
+        return source_keys.get(n, n).replace("'", "''")
+
+    def shown(v: str) -> str:
+        return f"left({v}, 60)"
+
+    missing = "\n".join(
+        f"WHEN v_{n} IS NULL{' OR trim(v_page) = ' + chr(39) * 2 if n == 'page' else ''} "
+        f"THEN 'missing_field' " for n in REQUIRED
+    )
+    missing_detail = "\n".join(
+        f"WHEN v_{n} IS NULL{' OR trim(v_page) = ' + chr(39) * 2 if n == 'page' else ''} "
+        f"THEN 'missing required field {n} (source {src(n)})'" for n in REQUIRED
+    )
+    bad_types = [
+        ("ts", "t_ts", "a timestamp (epoch " + ts_unit + " or ISO-8601)"),
+        ("registration", "t_registration", "a timestamp (epoch " + ts_unit + " or ISO-8601)"),
+        ("session_id", "t_session_id", "an integer"),
+        ("status", "t_status", "an integer"),
+        ("item_in_session", "t_item_in_session", "an integer"),
+        ("length", "t_length", "a number"),
+    ]
+    bad_type = "\n".join(f"WHEN v_{n} IS NOT NULL AND {t} IS NULL THEN 'bad_type'" for n, t, _ in bad_types)
+    bad_type_detail = "\n".join(
+        f"WHEN v_{n} IS NOT NULL AND {t} IS NULL THEN "
+        f"'{src(n)}: expected {what}, got ' || {shown('v_' + n)}"
+        for n, t, what in bad_types
+    )
+    ints = ",\n".join(f"TRY_CAST(v_{n} AS {t}) AS t_{n}" for n, t in _INTS.items())
+    return f"""
+    WITH f AS ({fields_sql}),
+    t AS (
+      SELECT *,
+        {_ts_expr("v_ts", ts_unit)} AS t_ts,
+        {_ts_expr("v_registration", ts_unit)} AS t_registration,
+        {ints},
+        TRY_CAST(v_length AS DOUBLE) AS t_length
+      FROM f),
+    c AS (
+      SELECT *,
+        CASE WHEN pre_reason IS NOT NULL THEN pre_reason
+          {missing}
+          {bad_type}
+          WHEN t_length < 0 OR isnan(t_length) OR isinf(t_length) THEN 'bad_value'
+          WHEN t_ts < $ts_min OR t_ts > $ts_max THEN 'ts_out_of_range'
+        END AS reason
+      FROM t)
+    SELECT
+      line, reason,
+      CASE WHEN reason IS NULL THEN NULL
+        WHEN pre_reason = 'invalid_utf8' THEN 'not valid UTF-8'
+        WHEN pre_reason = 'empty_line' THEN 'blank line'
+        WHEN pre_reason = 'invalid_json' THEN 'not valid JSON'
+        WHEN pre_reason = 'not_an_object' THEN 'JSON value is not an object'
+        {missing_detail}
+        {bad_type_detail}
+        WHEN reason = 'bad_value' THEN '{src("length")}: expected a finite number >= 0, got '
+             || CAST(t_length AS VARCHAR)
+        WHEN reason = 'ts_out_of_range' THEN '{src("ts")}: ' || strftime(t_ts, '%Y-%m-%d %H:%M:%S')
+             || ' is outside the plausible range ' || strftime($ts_min, '%Y-%m-%d')
+             || ' .. ' || strftime($ts_max, '%Y-%m-%d')
+      END AS detail,
+      CASE WHEN reason IS NOT NULL THEN {raw_text} END AS raw_text,
+      t_ts AS ts,
+      trim(v_user_id) AS user_id,
+      t_session_id AS session_id,
+      trim(v_page) AS page,
+      nullif(trim(v_auth), '') AS auth,
+      nullif(trim(v_method), '') AS method,
+      t_status AS status,
+      CASE WHEN nullif(trim(v_level), '') IS NULL THEN 'unknown' ELSE lower(trim(v_level)) END
+        AS level,
+      t_item_in_session AS item_in_session,
+      nullif(trim(v_location), '') AS location,
+      nullif(trim(v_user_agent), '') AS user_agent,
+      nullif(trim(v_first_name), '') AS first_name,
+      nullif(trim(v_last_name), '') AS last_name,
+      t_registration AS registration,
+      CASE WHEN nullif(trim(v_gender), '') IS NULL THEN 'unknown' ELSE upper(trim(v_gender)) END
+        AS gender,
+      nullif(v_artist, '') AS artist,
+      nullif(v_song, '') AS song,
+      t_length AS length
+    FROM c"""
+
+
+def bounds(ts_min: datetime, ts_max: datetime) -> dict[str, datetime]:
+    """Parameters for `validate_sql`."""
+    return {"ts_min": ts_min, "ts_max": ts_max}
+
+
+EVENT_ID_SQL = (
+    "(md5_number_lower(concat_ws(chr(31), user_id, CAST(epoch_ms(ts) AS VARCHAR), "
+    "coalesce(CAST(session_id AS VARCHAR), ''), coalesce(CAST(item_in_session AS VARCHAR), ''), "
+    "page, coalesce(auth, ''), coalesce(method, ''), coalesce(CAST(status AS VARCHAR), ''), "
+    "level, coalesce(artist, ''), coalesce(song, ''), coalesce(CAST(length AS VARCHAR), '')"
+    ")) >> 1)::BIGINT"
+)
+"""A stable event key: 63 bits of the MD5 of the event's content (same event, same key, on any
+machine and DuckDB version). Deduplication matches on (user_id, ts, event_id)."""
