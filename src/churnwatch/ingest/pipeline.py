@@ -296,7 +296,7 @@ def _finish(
         qdir.mkdir(parents=True, exist_ok=True)
         qpath = qdir / f"{report.run_id}.jsonl"
         rows = (
-            "SELECT source_file, line, reason, detail, raw_text AS raw FROM checked "
+            "SELECT source_file, line, reason, detail, raw_text::VARCHAR AS raw FROM checked "
             "WHERE reason IS NOT NULL"
             if stage.started
             else "SELECT * FROM problems_tbl WHERE false"

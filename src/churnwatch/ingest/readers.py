@@ -7,7 +7,9 @@ Problems that concern a whole file (empty, truncated, not readable) come out as 
 
 from __future__ import annotations
 
+import csv
 import glob
+import io
 import json
 import logging
 import queue
@@ -164,7 +166,7 @@ def read_file(path: Path, fmt: Format, *, chunk_bytes: int, progress: Progress) 
     if fmt == "json":
         yield from read_json_lines(path, chunk_bytes=chunk_bytes, progress=progress)
     elif fmt == "csv":
-        yield from read_csv(path, progress=progress)
+        yield from read_csv(path, chunk_bytes=chunk_bytes, progress=progress)
     else:
         yield from read_parquet(path, progress=progress)
 
@@ -287,61 +289,80 @@ def first_json_keys(path: Path, *, max_lines: int = 50) -> list[str]:
     return []
 
 
-def read_csv(path: Path, *, progress: Progress) -> Iterator[Item]:
-    """CSV with a header row. Values come as bytes (UTF-8 is checked later, per row); rows with
-    the wrong number of fields become FileProblems with their line number and text."""
-    size = path.stat().st_size
+def read_csv(path: Path, *, chunk_bytes: int, progress: Progress) -> Iterator[Item]:
+    """CSV (plain or gzip) with a header row, one record per line, streamed in chunks of lines.
+
+    Values come as bytes (UTF-8 is checked later, per row). A row with the wrong number of
+    fields, or a blank line, becomes a FileProblem with its line number and text.
+    """
+    header: bytes | None = None
+    next_line = 1
+    pending = b""
+    for block in _decompressed_blocks(path, progress):
+        if isinstance(block, FileProblem):
+            yield block
+            break
+        pending += block
+        if len(pending) < chunk_bytes:
+            continue
+        cut = pending.rfind(b"\n") + 1
+        if not cut:
+            continue
+        body, pending = pending[:cut], pending[cut:]
+        if header is None:
+            end = body.index(b"\n") + 1
+            header, body, next_line = body[:end], body[end:], 2
+        yield from _csv_chunk(path, header, body, next_line)
+        next_line += body.count(b"\n")
+    if pending:
+        body = pending if pending.endswith(b"\n") else pending + b"\n"
+        if header is None:
+            end = body.index(b"\n") + 1
+            header, body, next_line = body[:end], body[end:], 2
+        if body:
+            yield from _csv_chunk(path, header, body, next_line)
+
+
+def _csv_chunk(path: Path, header: bytes, body: bytes, first_line: int) -> Iterator[Item]:
+    names = next(csv.reader([header.decode("utf-8", errors="replace")]))
     bad: list[FileProblem] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
+        line = first_line + row.number - 2 if row.number is not None else None
         bad.append(
             FileProblem(
                 "bad_csv_row",
                 f"expected {row.expected_columns} fields, got {row.actual_columns}",
-                line=row.number,
+                line=line,
                 raw=row.text,
             )
         )
         return "skip"
 
     try:
-        header = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16))
-        names = header.schema.names
-    except (pa.ArrowInvalid, UnicodeDecodeError, OSError) as exc:
+        table = pacsv.read_csv(
+            io.BytesIO(header + body),
+            read_options=pacsv.ReadOptions(use_threads=False, block_size=len(body) + 1024),
+            parse_options=pacsv.ParseOptions(
+                invalid_row_handler=on_invalid, newlines_in_values=False, ignore_empty_lines=False
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.binary() for name in names},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as exc:
         yield FileProblem("unreadable_file", f"{path}: not a readable CSV file ({exc})")
         return
-    reader = pacsv.open_csv(
-        path,
-        read_options=pacsv.ReadOptions(block_size=16 << 20),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=False),
-        convert_options=pacsv.ConvertOptions(
-            column_types={name: pa.binary() for name in names},
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
-    cursor = 2  # line 1 is the header
-    while True:
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            break
-        except pa.ArrowInvalid as exc:
-            yield FileProblem("unreadable_file", f"{path}: CSV parsing stopped ({exc})")
-            break
-        skipped = {p.line for p in bad if p.line is not None}
-        yield from bad
-        bad.clear()
-        n = batch.num_rows
-        candidates = np.arange(cursor, cursor + n + len(skipped) + 1, dtype=np.int64)
-        if skipped:
-            candidates = candidates[~np.isin(candidates, list(skipped))]
-        lines = candidates[:n]
-        cursor = int(lines[-1]) + 1 if n else cursor + len(skipped)
-        table = pa.Table.from_batches([batch]).append_column("line", pa.array(lines))
-        yield ColumnBatch(table)
+    n_lines = body.count(b"\n")
+    skipped = {p.line for p in bad}
+    lines = np.arange(first_line, first_line + n_lines, dtype=np.int64)
+    if skipped:
+        lines = lines[~np.isin(lines, np.array(sorted(skipped), dtype=np.int64))]
     yield from bad
-    progress(size)  # pyarrow's streaming reader does not say how far it is
+    if table.num_rows:
+        yield ColumnBatch(table.append_column("line", pa.array(lines[: table.num_rows])))
 
 
 def read_parquet(path: Path, *, progress: Progress) -> Iterator[Item]:

@@ -102,8 +102,8 @@ class EventStore:
     def register(self, con: duckdb.DuckDBPyConnection, *, name: str = "events") -> None:
         """Create view `name` over the live events, with registration imputed and flagged.
 
-        A missing registration becomes the user's first event time, with
-        `registration_imputed = true`.
+        A missing registration becomes the registration the user's other events carry, or
+        failing that the user's first event time; `registration_imputed` is true on such rows.
         """
         self.require()
         con.execute(
@@ -112,11 +112,12 @@ class EventStore:
         )
         con.execute(
             f"""CREATE OR REPLACE TEMP VIEW {name} AS
-            SELECT r.* REPLACE (coalesce(r.registration, f.first_ts) AS registration),
+            SELECT r.* REPLACE (coalesce(r.registration, f.known, f.first_ts) AS registration),
                    r.registration IS NULL AS registration_imputed
             FROM {name}_raw r
-            LEFT JOIN (SELECT user_id, min(ts) AS first_ts FROM {name}_raw
-                       WHERE registration IS NULL GROUP BY user_id) f USING (user_id)"""
+            LEFT JOIN (SELECT user_id, min(registration) AS known, min(ts) AS first_ts
+                       FROM {name}_raw GROUP BY user_id
+                       HAVING bool_or(registration IS NULL)) f USING (user_id)"""
         )
 
     # writing -----------------------------------------------------------------------------

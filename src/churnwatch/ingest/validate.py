@@ -99,7 +99,7 @@ def column_fields_sql(columns: dict[str, str], types: dict[str, str]) -> str:
     utf8_bad = " OR ".join(f"({quote(c)} IS NOT NULL AND try(decode({quote(c)})) IS NULL)" for c in blobs)
     pre = f"CASE WHEN {utf8_bad} THEN 'invalid_utf8' END" if blobs else "NULL::VARCHAR"
     source_cols = [c for c in types if c != "line"]
-    raw = "to_json(struct_pack(" + ", ".join(f"{quote(c)} := {as_raw(c)}" for c in source_cols) + "))"
+    raw = "to_json(struct_pack(" + ", ".join(f"{quote(c)} := {as_raw(c)}" for c in source_cols) + "))::VARCHAR"
     vals = ",\n".join(
         f"{as_text(columns[n])} AS v_{n}" if n in columns else f"NULL::VARCHAR AS v_{n}"
         for n in FIELDS

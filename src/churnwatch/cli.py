@@ -1,0 +1,192 @@
+"""The `churnwatch` command line: commands parse their options and delegate."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from churnwatch.config import Settings
+from churnwatch.errors import ChurnwatchError
+
+app = typer.Typer(
+    name="churnwatch",
+    help="Predict, explain and monitor subscriber churn from music-streaming activity logs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+T = TypeVar("T")
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logs.")] = False,
+) -> None:
+    """churnwatch: from raw activity logs to a ranked, explained list of users likely to cancel."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+
+
+def _run(fn: Callable[[], T]) -> T:
+    """Run library code; turn a ChurnwatchError into a clear message and exit code 1."""
+    try:
+        return fn()
+    except ChurnwatchError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(code=1) from None
+
+
+@contextmanager
+def _bytes_progress(description: str) -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar over input bytes, one task per file."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    tasks: dict[str, Any] = {}
+    with Progress(*columns, console=console, transient=False) as bar:
+
+        def advance(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(f"{description} {Path(name).name}", total=total)
+            bar.advance(tasks[name], done)
+
+        yield advance
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[str], typer.Argument(help="Files, directories or globs to read.")],
+    store: Annotated[
+        Path | None, typer.Option(help="Event store directory (default ./data/store).")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail (exit 1) if any row is quarantined.")
+    ] = False,
+    map_: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="field=column, e.g. --map user_id=customer (repeatable)."),
+    ] = None,
+    mapping_file: Annotated[
+        Path | None, typer.Option(help="TOML/JSON file mapping canonical fields to columns.")
+    ] = None,
+    ts_unit: Annotated[
+        str | None, typer.Option(help="Unit of numeric timestamps: ms (default), s, us, iso.")
+    ] = None,
+) -> None:
+    """Validate logs and append them to the event store; bad rows go to the quarantine."""
+    from churnwatch.ingest import ingest as run_ingest
+    from churnwatch.schema import ColumnMapping
+
+    settings = Settings()
+
+    def work() -> Any:
+        mapping = ColumnMapping.from_options(map_ or [], file=mapping_file, ts_unit=ts_unit)
+        with _bytes_progress("reading") as advance:
+            return run_ingest(
+                paths, settings=settings, store_dir=store, mapping=mapping, strict=strict,
+                progress=advance,
+            )  # fmt: skip
+
+    report = _run(work)
+    out.print(_ingest_table(report))
+    for problem in report.file_problems:
+        console.print(f"[yellow]warning:[/] {problem['detail']}")
+
+
+def _ingest_table(report: Any) -> Table:
+    table = Table(title=f"ingest {report.run_id}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    rows: list[tuple[str, str]] = [
+        ("files", f"{len(report.files):,}"),
+        ("lines read", f"{report.lines_read:,}"),
+        ("valid user events", f"{report.valid:,}"),
+        ("  stored (new)", f"{report.stored:,}"),
+        ("  already stored / repeated", f"{report.duplicates:,}"),
+        ("guest / logged-out events", f"{report.guests:,} ({report.guests_stored:,} new)"),
+        ("quarantined", f"{report.quarantined:,} ({report.quarantine_rate:.2%})"),
+    ]
+    rows += [(f"  {reason}", f"{n:,}") for reason, n in report.quarantined_by_reason.items()]
+    rows += [
+        ("users", f"{report.users:,}"),
+        ("sessions", f"{report.sessions:,}"),
+        ("date range (UTC)", f"{(report.first_ts or '')[:16]} .. {(report.last_ts or '')[:16]}"),
+        ("Cancellation Confirmation events", f"{report.churn_events:,}"),
+        ("store", report.store),
+        ("quarantine file", report.quarantine_file or "-"),
+        ("time", f"{report.seconds:.1f} s"),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    return table
+
+
+@app.command()
+def simulate(
+    out_path: Annotated[
+        Path, typer.Option("--out", help="Output: .jsonl.gz, .jsonl or .parquet.")
+    ] = Path("data/simulated/sparkify_sim.jsonl.gz"),
+    users: Annotated[int, typer.Option(min=1, help="Users at the start.")] = 500,
+    days: Annotated[int, typer.Option(min=1, help="Days to simulate.")] = 60,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 0,
+    drift_day: Annotated[
+        int | None, typer.Option(help="From this day, adverts double and errors triple.")
+    ] = None,
+) -> None:
+    """Write a synthetic Sparkify-schema log with a known churn hazard (and its ground truth)."""
+    from churnwatch.simulate import SimConfig, summary
+    from churnwatch.simulate import simulate as run_simulate
+
+    cfg = _run(lambda: SimConfig(users=users, days=days, seed=seed, drift_day=drift_day))
+    columns = (TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("days"), TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("days", total=days)
+        result = _run(lambda: run_simulate(cfg, out_path, progress=lambda n: bar.advance(task, n)))
+    s = summary(result)
+    table = Table(title="simulate", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for k, v in [
+        ("events", f"{s['events']:,}"),
+        ("guest events", f"{result.guest_events:,}"),
+        ("users", f"{s['users']:,}"),
+        ("churned", f"{s['churned']:,} ({s['churn_rate']:.1%})"),
+        ("NextSong share", f"{s['next_song_share']:.1%}"),
+        ("log", str(result.out)),
+        ("ground truth", str(result.truth)),
+        ("time", f"{s['seconds']:.1f} s ({s['events'] / max(s['seconds'], 1e-9):,.0f} events/s)"),
+    ]:
+        table.add_row(k, v)
+    out.print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,210 @@
+"""A corpus of every kind of bad input named in the ingestion issue: every bad line lands in the
+quarantine with the right reason, every good line in the store, and nothing is lost."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import zlib
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from churnwatch.config import Settings
+from churnwatch.errors import InputError, NoValidRowsError
+from churnwatch.ingest import EventStore, ingest
+
+GOOD: dict[str, Any] = {
+    "ts": 1538352077000, "userId": "7", "sessionId": 11, "page": "NextSong", "auth": "Logged In",
+    "method": "PUT", "status": 200, "level": "free", "itemInSession": 3,
+    "location": "Tucson, AZ", "userAgent": "Mozilla/5.0", "lastName": "Lee",
+    "firstName": "Ava", "registration": 1536365176000, "gender": "F", "artist": "Coldplay",
+    "song": "Trouble", "length": 273.47546,
+}  # fmt: skip
+
+
+def good(i: int, **changes: Any) -> bytes:
+    event = {**GOOD, "ts": GOOD["ts"] + i * 1000, "itemInSession": i, **changes}
+    event = {k: v for k, v in event.items() if v is not ...}
+    return json.dumps(event).encode()
+
+
+# (line bytes, expected outcome): "ok", "guest" or a quarantine reason
+CASES: list[tuple[bytes, str]] = [
+    (good(1), "ok"),
+    (b'{"ts": 1538352077000, "userId": "7", "page": "Home"', "invalid_json"),
+    (b"", "empty_line"),
+    (b"   \t", "empty_line"),
+    (b"[1, 2, 3]", "not_an_object"),
+    (b"null", "not_an_object"),
+    (b'"just a string"', "not_an_object"),
+    (good(2, ts=...), "missing_field"),
+    (good(3, userId=...), "missing_field"),
+    (good(4, page=...), "missing_field"),
+    (good(5, page=""), "missing_field"),
+    (good(6, userId=None), "missing_field"),
+    (good(7, ts=None), "missing_field"),
+    (good(8, ts="yesterday"), "bad_type"),
+    (good(9, sessionId="abc"), "bad_type"),
+    (good(10, length="long"), "bad_type"),
+    (good(11, status=True), "bad_type"),
+    (good(12, registration="soon"), "bad_type"),
+    (good(13, itemInSession=1.5e30), "bad_type"),
+    (good(14, length=-5.0), "bad_value"),
+    (good(15, ts=86_400_000), "ts_out_of_range"),
+    (good(16, ts=4_102_444_800_000), "ts_out_of_range"),
+    (good(17, page="Thumbs \udcff"[:7]).replace(b"Thumbs ", b"Thumbs \xff\xfe"), "invalid_utf8"),
+    (good(18, ts="2018-10-01T00:03:00Z"), "ok"),
+    (good(19, userId=7), "ok"),
+    (good(20, userId="", level="free"), "guest"),
+    (good(21, gender=None, level=...), "ok"),
+    (good(22, registration=...), "ok"),
+    (good(23) + b"\r", "ok"),
+    (good(24, extra_field={"nested": [1, 2]}), "ok"),
+    (good(26, userId="8", registration=...), "ok"),
+    (good(1), "ok"),  # an exact repeat of line 1: valid, but stored once
+    (good(25), "ok"),  # last line, written without a trailing newline
+]
+
+
+def write_corpus(folder: Path) -> dict[str, dict[int, str]]:
+    """Write every bad-input file; return file -> line -> expected outcome."""
+    folder.mkdir(parents=True, exist_ok=True)
+    expected: dict[str, dict[int, str]] = {}
+    mixed = folder / "mixed.jsonl"
+    mixed.write_bytes(b"\n".join(line for line, _ in CASES))
+    expected[str(mixed)] = {i + 1: outcome for i, (_, outcome) in enumerate(CASES)}
+
+    lines = [good(100 + i, userId=str(100 + i % 5)) for i in range(400)]
+    full = gzip.compress(b"\n".join(lines) + b"\n", mtime=0)
+    truncated = folder / "truncated.jsonl.gz"
+    truncated.write_bytes(full[: len(full) // 2])
+    decodable = zlib.decompressobj(31).decompress(full[: len(full) // 2])
+    complete = decodable.count(b"\n")
+    expected[str(truncated)] = {i + 1: "ok" for i in range(complete)}
+    if not decodable.endswith(b"\n"):
+        expected[str(truncated)][complete + 1] = "truncated_file"
+
+    (folder / "empty.jsonl").write_bytes(b"")
+    expected[str(folder / "empty.jsonl")] = {}
+
+    rng = random.Random(5)
+    binary = bytes(rng.randrange(256) for _ in range(3000)).replace(b"\n", b"\x00")
+    notjson = folder / "notjson.json"
+    notjson.write_bytes(b"id,when,what\n1,2018-10-01,play\n" + binary + b"\n")
+    expected[str(notjson)] = {1: "invalid_json", 2: "invalid_json", 3: "invalid_utf8"}
+    return expected
+
+
+@pytest.fixture()
+def corpus(tmp_path: Path) -> tuple[Path, dict[str, dict[int, str]]]:
+    folder = tmp_path / "corpus"
+    return folder, write_corpus(folder)
+
+
+def quarantine_rows(path: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def test_every_bad_line_is_quarantined_and_every_good_line_stored(
+    corpus: tuple[Path, dict[str, dict[int, str]]], settings: Settings
+) -> None:
+    folder, expected = corpus
+    report = ingest([folder], settings=settings)
+
+    want_lines = sum(len(v) for v in expected.values())
+    assert report.lines_read == want_lines
+    assert report.valid + report.guests + report.quarantined == report.lines_read
+
+    rows = quarantine_rows(report.quarantine_file or "")
+    got_bad = {(r["source_file"], r["line"]): r["reason"] for r in rows if r["line"] is not None}
+    want_bad = {
+        (f, line): outcome
+        for f, lines in expected.items()
+        for line, outcome in lines.items()
+        if outcome not in ("ok", "guest")
+    }
+    assert got_bad == want_bad
+    assert all(r["detail"] and r["raw"] is not None for r in rows if r["line"] is not None)
+    file_level = {(r["source_file"], r["reason"]) for r in rows if r["line"] is None}
+    assert (str(folder / "empty.jsonl"), "empty_file") in file_level
+    assert (str(folder / "truncated.jsonl.gz"), "truncated_file") in file_level
+
+    con = duckdb.connect()
+    store = EventStore(settings.store_path)
+    stored = con.execute(
+        "SELECT source_file, source_line FROM read_parquet($f)", {"f": store.files("events")}
+    ).fetchall()
+    want_ok = {
+        (f, line) for f, lines in expected.items() for line, o in lines.items() if o == "ok"
+    }
+    repeat_of_first = (str(folder / "mixed.jsonl"), len(CASES) - 1)
+    assert set(stored) == want_ok - {repeat_of_first}
+    assert len(stored) == len(set(stored)) == report.stored == report.valid - 1
+    guests = con.execute(
+        "SELECT source_line FROM read_parquet($f)", {"f": store.files("guests")}
+    ).fetchall()
+    assert [g[0] for g in guests] == [
+        line for line, o in expected[str(folder / "mixed.jsonl")].items() if o == "guest"
+    ]
+
+
+def test_quarantine_messages_name_the_field_and_the_value(
+    corpus: tuple[Path, dict[str, dict[int, str]]], settings: Settings
+) -> None:
+    folder, _ = corpus
+    report = ingest([folder / "mixed.jsonl"], settings=settings)
+    by_line = {r["line"]: r for r in quarantine_rows(report.quarantine_file or "")}
+    assert by_line[8]["detail"] == "missing required field ts (source ts)"
+    assert "ts: expected a timestamp" in by_line[14]["detail"] and "yesterday" in by_line[14]["detail"]
+    assert "sessionId: expected an integer, got abc" == by_line[15]["detail"]
+    assert "\\xFF" in by_line[23]["raw"]  # invalid bytes are kept, escaped
+    assert by_line[2]["raw"].startswith('{"ts": 1538352077000')
+
+
+def test_values_are_normalised(corpus: tuple[Path, dict[str, dict[int, str]]], settings: Settings) -> None:
+    folder, _ = corpus
+    ingest([folder / "mixed.jsonl"], settings=settings)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    EventStore(settings.store_path).register(con)
+    rows = {
+        r[0]: r[1:]
+        for r in con.execute(
+            "SELECT source_line, user_id, ts, level, gender, registration_imputed, registration "
+            "FROM events"
+        ).fetchall()
+    }
+    assert rows[1][0] == "7" and rows[1][1].isoformat() == "2018-10-01T00:01:18+00:00"
+    assert rows[24][1].isoformat() == "2018-10-01T00:03:00+00:00"  # ISO string accepted
+    assert rows[25][0] == "7"  # numeric user id read as text
+    assert rows[27][2:4] == ("unknown", "unknown")  # missing level and gender
+    assert rows[28][4] is True  # missing registration: imputed and flagged ...
+    assert rows[28][5] == rows[1][5]  # ... from the user's other events
+    assert rows[31][4] is True and rows[31][5] == rows[31][1]  # ... or the first event
+    assert rows[1][4] is False
+
+
+def test_strict_refuses_and_stores_nothing(
+    corpus: tuple[Path, dict[str, dict[int, str]]], settings: Settings
+) -> None:
+    folder, _ = corpus
+    with pytest.raises(InputError, match="--strict"):
+        ingest([folder / "mixed.jsonl"], settings=settings, strict=True)
+    assert not EventStore(settings.store_path).exists()
+
+
+def test_nothing_valid_is_an_error_with_counts(
+    corpus: tuple[Path, dict[str, dict[int, str]]], settings: Settings
+) -> None:
+    folder, _ = corpus
+    with pytest.raises(NoValidRowsError, match=r"3 line\(s\) read.*3 quarantined"):
+        ingest([folder / "notjson.json", folder / "empty.jsonl"], settings=settings)
+
+
+def test_missing_path_is_a_clear_error(settings: Settings, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="expected an existing file, directory or glob"):
+        ingest([tmp_path / "nope.jsonl"], settings=settings)

@@ -1,0 +1,240 @@
+"""The event store: idempotent re-ingest, appends, other formats, crash safety, the dev log."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from churnwatch.cli import app
+from churnwatch.config import Settings
+from churnwatch.errors import InputError
+from churnwatch.ingest import EventStore, ingest
+from churnwatch.schema import ColumnMapping
+
+
+def stored_count(store: Path, kind: str = "events") -> int:
+    files = EventStore(store).files(kind)
+    if not files:
+        return 0
+    return int(duckdb.sql(f"SELECT count(*) FROM read_parquet({files!r})").fetchall()[0][0])
+
+
+def test_reingest_adds_nothing_and_a_new_file_appends(
+    small_sim: Path, settings: Settings, tmp_path: Path
+) -> None:
+    first = ingest([small_sim], settings=settings)
+    assert first.stored == first.valid > 10_000
+    again = ingest([small_sim], settings=settings)
+    assert again.stored == 0 and again.guests_stored == 0
+    assert again.duplicates == again.valid == first.valid
+    assert stored_count(settings.store_path) == first.stored
+
+    # a second log (other user ids, same days) appends, and the manifest records both runs
+    other = tmp_path / "other.jsonl"
+    lines = small_sim_lines(small_sim, 500)
+    other.write_text("\n".join(json.dumps({**e, "userId": "x" + e["userId"]}) for e in lines))
+    third = ingest([other], settings=settings)
+    assert third.stored == third.valid > 0
+    assert stored_count(settings.store_path) == first.stored + third.stored
+    assert len(EventStore(settings.store_path).manifest().ingests) == 3
+
+
+def small_sim_lines(path: Path, n: int) -> list[dict[str, object]]:
+    import gzip
+
+    out = []
+    with gzip.open(path, "rt") as fh:
+        for line in fh:
+            event = json.loads(line)
+            if event["userId"]:
+                out.append(event)
+            if len(out) == n:
+                break
+    return out
+
+
+def test_store_files_are_partitioned_by_event_date(small_sim: Path, settings: Settings) -> None:
+    ingest([small_sim], settings=settings)
+    store = EventStore(settings.store_path)
+    files = store.files("events")
+    assert all("/events/event_date=" in f for f in files)
+    mismatched = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet({files!r}, filename = true) "
+        "WHERE strftime(event_date, '%Y-%m-%d') <> regexp_extract(filename, 'event_date=([0-9-]+)', 1)"
+    ).fetchall()[0][0]
+    assert mismatched == 0
+
+
+def test_parquet_input_in_sparkify_and_canonical_names(
+    small_sim: Path, settings: Settings, tmp_path: Path
+) -> None:
+    events = small_sim_lines(small_sim, 300)
+    sparkify = tmp_path / "sparkify.parquet"
+    pq.write_table(pa.Table.from_pylist(events), sparkify)
+    report = ingest([sparkify], settings=settings)
+    assert report.stored == 300 and report.quarantined == 0
+
+    canonical = tmp_path / "canonical.parquet"
+    renamed = [
+        {"user_id": "c" + str(e["userId"]), "ts": e["ts"], "page": e["page"], "level": e["level"]}
+        for e in events
+    ]
+    pq.write_table(pa.Table.from_pylist(renamed), canonical)
+    report = ingest([canonical], settings=settings)
+    assert report.stored == 300
+
+
+SAAS_CSV = """account,occurred_at,action,plan
+a-1,2024-03-01T10:00:00Z,login,pro
+a-1,2024-03-01T10:05:00Z,export,pro
+a-2,2024-03-02 08:00:00,login,
+a-2,not a time,login,free
+a-3,2024-03-03T09:00:00Z,login,free,EXTRA
+a-3,2024-03-04T09:00:00Z,cancel,free
+"""
+
+
+def test_generic_csv_through_a_column_mapping(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "saas.csv"
+    path.write_text(SAAS_CSV)
+    mapping = ColumnMapping.from_options(
+        ["user_id=account", "ts=occurred_at", "page=action", "level=plan"], ts_unit="iso"
+    )
+    report = ingest([path], settings=settings, mapping=mapping)
+    assert (report.lines_read, report.stored, report.quarantined) == (6, 4, 2)
+    rows = [json.loads(x) for x in Path(report.quarantine_file or "").read_text().splitlines()]
+    assert {(r["line"], r["reason"]) for r in rows} == {(5, "bad_type"), (6, "bad_csv_row")}
+    con = duckdb.connect()
+    EventStore(settings.store_path).register(con)
+    levels = dict(con.execute("SELECT source_line, level FROM events").fetchall())
+    assert levels == {2: "pro", 3: "pro", 4: "unknown", 7: "free"}
+
+
+def test_mapping_naming_an_absent_column_is_refused(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "saas.csv"
+    path.write_text(SAAS_CSV)
+    with pytest.raises(InputError, match=r"does not have; it has \['account'"):
+        ingest([path], settings=settings, mapping=ColumnMapping.from_options(["user_id=customer"]))
+
+
+def _ingest_subprocess(log: Path, store: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    code = (
+        "import sys; from churnwatch.ingest import ingest; from churnwatch.config import Settings;"
+        "ingest([sys.argv[1]], settings=Settings(store_dir=sys.argv[2], chunk_bytes=1 << 18))"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(log), str(store)],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_kill_just_before_commit_leaves_the_previous_store_whole(
+    small_sim: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    base = tmp_path / "base.jsonl"
+    base.write_text("\n".join(json.dumps(e) for e in small_sim_lines(small_sim, 200)))
+    ingest([base], settings=Settings(store_dir=store))
+    before = EventStore(store).manifest()
+
+    proc = _ingest_subprocess(small_sim, store, {"_CHURNWATCH_CRASH_AT": "before_manifest"})
+    proc.wait(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    # files of the dead ingest were already moved into events/, but nothing lists them
+    on_disk = list((store / "events").rglob("*.parquet"))
+    assert len(on_disk) > len(before.files["events"])
+    assert EventStore(store).manifest() == before
+    assert stored_count(store) == 200
+
+    # the next ingest sweeps the leftovers and completes
+    report = ingest([small_sim], settings=Settings(store_dir=store))
+    assert stored_count(store) == 200 + report.stored
+    assert len(list((store / "events").rglob("*.parquet"))) == len(EventStore(store).files())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.3, 0.8, 1.5, 2.5])
+def test_kill_at_any_moment_leaves_either_old_or_new_state(
+    small_sim: Path, tmp_path: Path, delay: float
+) -> None:
+    store = tmp_path / "store"
+    base = tmp_path / "base.jsonl"
+    base.write_text("\n".join(json.dumps(e) for e in small_sim_lines(small_sim, 100)))
+    ingest([base], settings=Settings(store_dir=store))
+    proc = _ingest_subprocess(small_sim, store, {})
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    count = stored_count(store)
+    full = ingest([small_sim], settings=Settings(store_dir=tmp_path / "reference")).stored
+    assert count in (100, 100 + full - _overlap(base, small_sim))
+    # the store stays usable
+    ingest([small_sim], settings=Settings(store_dir=store))
+    assert stored_count(store) == 100 + full - _overlap(base, small_sim)
+
+
+def _overlap(base: Path, log: Path) -> int:
+    return len(base.read_text().splitlines())  # base lines are the log's first lines
+
+
+def test_a_second_writer_is_refused_while_one_holds_the_lock(
+    small_sim: Path, settings: Settings
+) -> None:
+    import fcntl
+
+    from churnwatch.errors import StoreError
+
+    settings.store_path.mkdir(parents=True)
+    with (settings.store_path / ".lock").open("a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        with pytest.raises(StoreError, match="being written by another process"):
+            ingest([small_sim], settings=settings)
+
+
+@pytest.mark.eventsim
+def test_eventsim_dev_log(eventsim_log: Path, settings: Settings) -> None:
+    report = ingest([eventsim_log], settings=settings)
+    assert report.lines_read == 328_966
+    assert report.users == 253
+    assert report.churn_events == 44
+    assert report.valid + report.guests + report.quarantined == report.lines_read
+    assert report.quarantined == 0
+    again = ingest([eventsim_log], settings=settings)
+    assert again.stored == 0 and again.lines_read == 328_966
+
+
+def test_cli_ingest_summary_and_exit_codes(
+    small_sim: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHURNWATCH_CHUNK_BYTES", str(1 << 18))
+    runner = CliRunner()
+    store = tmp_path / "store"
+    result = runner.invoke(app, ["ingest", str(small_sim), "--store", str(store)])
+    assert result.exit_code == 0, result.output
+    assert "lines read" in result.output and "Cancellation Confirmation events" in result.output
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"userId": "1", "page": "Home", "ts": 1538352077000}\n{oops\n')
+    result = runner.invoke(app, ["ingest", str(bad), "--store", str(store)])
+    assert result.exit_code == 0  # bad rows alone do not fail a run ...
+    result = runner.invoke(app, ["ingest", str(bad), "--store", str(store), "--strict"])
+    assert result.exit_code == 1  # ... unless --strict
+    assert "--strict: expected no bad input" in result.output
+
+    result = runner.invoke(app, ["ingest", str(tmp_path / "missing.jsonl"), "--store", str(store)])
+    assert result.exit_code == 1
+    assert "expected an existing file" in result.output
+    assert "Traceback" not in result.output
