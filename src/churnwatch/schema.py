@@ -120,7 +120,9 @@ class ColumnMapping:
         for pair in pairs:
             name, sep, column = pair.partition("=")
             if not sep or not name.strip() or not column.strip():
-                raise MappingError(f"a mapping has to look like field=column. Got {pair!r} instead.")
+                raise MappingError(
+                    f"a mapping has to look like field=column. Got {pair!r} instead."
+                )
             columns[name.strip()] = column.strip()
         if ts_unit is not None:
             unit = ts_unit

@@ -63,10 +63,11 @@ _WEIGHTS: dict[str, tuple[float, float]] = {
 }
 _ADVERT_FREE = 0.065  # weight of Roll Advert for free users (paid users: 0.002)
 _ADVERT_PAID = 0.002
-_METHOD = {p: "PUT" for p in ("NextSong", "Thumbs Up", "Thumbs Down", "Add to Playlist",
-                              "Add Friend", "Save Settings", "Submit Upgrade",
-                              "Submit Downgrade", "Logout", "Cancel", "Login",
-                              "Submit Registration")}  # fmt: skip
+_PUT_PAGES = (
+    "NextSong", "Thumbs Up", "Thumbs Down", "Add to Playlist", "Add Friend", "Save Settings",
+    "Submit Upgrade", "Submit Downgrade", "Logout", "Cancel", "Login", "Submit Registration",
+)  # fmt: skip
+_METHOD = dict.fromkeys(_PUT_PAGES, "PUT")
 _STATUS = {"Error": 404, "Submit Upgrade": 307, "Submit Downgrade": 307, "Logout": 307,
            "Cancel": 307, "Login": 307, "Submit Registration": 307, "Save Settings": 307}  # fmt: skip
 _GUEST_PAGES = ["Home", "Login", "About", "Help", "Register", "Submit Registration", "Error"]
@@ -118,8 +119,8 @@ class SimConfig:
     start: date = date(2018, 10, 1)
     arrivals_per_day: float | None = None  # default: 0.5 % of the initial users per day
     guest_share: float = 0.03  # guest events as a share of all events
-    sessions_per_day: float = 0.55  # mean for an average user
-    events_per_session: float = 45.0
+    sessions_per_day: float = 0.32  # mean for an average user
+    events_per_session: float = 80.0
     base_hazard: float = 0.0022  # daily cancellation hazard of an average user
     hazard_satisfaction: float = 1.3  # log-odds per unit of lost satisfaction
     hazard_engagement: float = 0.5  # log-odds per unit of engagement below average
@@ -173,9 +174,10 @@ class _Users:
 
     def __getattr__(self, name: str) -> np.ndarray:
         try:
-            return self.__dict__["cols"][name]
+            col: np.ndarray = self.__dict__["cols"][name]
         except KeyError:
             raise AttributeError(name) from None
+        return col
 
     def __len__(self) -> int:
         return len(self.cols.get("uid", ()))
@@ -279,6 +281,7 @@ def _arrive(users: _Users, rng: np.random.Generator, cfg: SimConfig, n: int, *, 
         baseline=baseline,
         satisfaction=baseline + rng.normal(0, 0.3, n),
         churn_day=np.full(n, -1, dtype=np.int64),
+        busy_until=np.zeros(n),  # time of the user's last event so far
         ad_tolerance=rng.lognormal(0.0, 0.5, n),
     )
 
@@ -305,7 +308,9 @@ def _simulate_day(
     session_counter: list[int],
 ) -> tuple[pa.Table, pa.Table]:
     """One day for every user: hazard, sessions, events, experience, churn and level changes."""
-    day0 = datetime(cfg.start.year, cfg.start.month, cfg.start.day, tzinfo=UTC) + timedelta(days=day)
+    day0 = datetime(cfg.start.year, cfg.start.month, cfg.start.day, tzinfo=UTC) + timedelta(
+        days=day
+    )
     day_s = day0.timestamp()
     weekend = day0.weekday() >= 5
     drifted = cfg.drift_day is not None and day >= cfg.drift_day
@@ -346,7 +351,7 @@ def _simulate_day(
         0.0,
         23.5,
     )
-    s_start = day_s + hours * 3600
+    hours = hours[np.lexsort((hours, s_user))]  # a user's sessions in time order
     s_len = 1 + rng.geometric(1.0 / cfg.events_per_session, n_s)
     s_len = np.minimum(s_len, 400)
     s_ids = session_counter[0] + np.arange(n_s)
@@ -386,6 +391,13 @@ def _simulate_day(
     gap = np.where(is_song, catalog["length"][song], rng.uniform(2, 40, n_e))
     elapsed = np.cumsum(gap) - gap
     elapsed = elapsed - _group_start_values(elapsed, e_sess)
+    # a user's sessions of the day follow each other: each starts after the previous ended
+    duration = np.bincount(e_sess, weights=gap, minlength=n_s) + 600.0
+    before = np.cumsum(duration) - duration
+    s_start = day_s + hours * 3600 + before - _group_start_values(before, s_user)
+    # ... and after yesterday's last session, which may have run past midnight
+    late = np.maximum(users.busy_until[alive[s_user]] + 600.0 - s_start, 0.0)
+    s_start = s_start + _group_start_values(late, s_user)
     ts_s = np.floor(s_start[e_sess] + elapsed)
     # 5. churners: Cancel and Cancellation Confirmation end their last session of the day
     ch_users = np.flatnonzero(churns)
@@ -401,6 +413,8 @@ def _simulate_day(
     extra_ts = np.repeat(base, 2) + np.tile([5.0, 7.0], len(ch_users))
     extra_rank = np.repeat(s_len[ch_sess], 2) + np.tile([0, 1], len(ch_users))
     users.churn_day[alive[ch_users]] = day
+    busy = users.busy_until
+    np.maximum.at(busy, alive[e_user], ts_s)
     # 4. experience feeds back into satisfaction
     per_user = np.zeros((len(alive), len(PAGES)))
     np.add.at(per_user, (e_user, pages), 1.0)
@@ -516,8 +530,14 @@ def _guests(
             "sessionId": pa.array(session_counter[0] + sess),
             "page": pa.array(pages.astype(str)),
             "auth": pa.array(auth),
-            "method": pa.array(np.where(np.isin(pages, ["Login", "Submit Registration"]), "PUT", "GET")),
-            "status": pa.array(np.where(pages == "Error", 404, np.where(pages == "Login", 307, 200)).astype(np.int64)),
+            "method": pa.array(
+                np.where(np.isin(pages, ["Login", "Submit Registration"]), "PUT", "GET")
+            ),
+            "status": pa.array(
+                np.where(pages == "Error", 404, np.where(pages == "Login", 307, 200)).astype(
+                    np.int64
+                )
+            ),
             "level": pa.array(["free"] * n),
             "itemInSession": pa.array(rank.astype(np.int64)),
             "location": pa.nulls(n, pa.string()),
@@ -546,7 +566,6 @@ def _table(
     song: np.ndarray,
 ) -> pa.Table:
     """The Sparkify-schema table of logged-in events (page names still as indices too)."""
-    n = len(uidx)
     page_names = np.array(PAGES, dtype=object)[pages]
     method = np.array([_METHOD.get(p, "GET") for p in PAGES], dtype=object)[pages]
     status = np.array([_STATUS.get(p, 200) for p in PAGES], dtype=np.int64)[pages]
@@ -578,7 +597,17 @@ def _table(
     )
 
 
-_ALWAYS = ["ts", "userId", "sessionId", "page", "auth", "method", "status", "level", "itemInSession"]
+_ALWAYS = [
+    "ts",
+    "userId",
+    "sessionId",
+    "page",
+    "auth",
+    "method",
+    "status",
+    "level",
+    "itemInSession",
+]
 _USER = ["location", "userAgent", "lastName", "firstName", "registration", "gender"]
 _SONG = ["artist", "song", "length"]
 

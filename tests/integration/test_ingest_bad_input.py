@@ -138,9 +138,7 @@ def test_every_bad_line_is_quarantined_and_every_good_line_stored(
     stored = con.execute(
         "SELECT source_file, source_line FROM read_parquet($f)", {"f": store.files("events")}
     ).fetchall()
-    want_ok = {
-        (f, line) for f, lines in expected.items() for line, o in lines.items() if o == "ok"
-    }
+    want_ok = {(f, line) for f, lines in expected.items() for line, o in lines.items() if o == "ok"}
     repeat_of_first = (str(folder / "mixed.jsonl"), len(CASES) - 1)
     assert set(stored) == want_ok - {repeat_of_first}
     assert len(stored) == len(set(stored)) == report.stored == report.valid - 1
@@ -159,13 +157,17 @@ def test_quarantine_messages_name_the_field_and_the_value(
     report = ingest([folder / "mixed.jsonl"], settings=settings)
     by_line = {r["line"]: r for r in quarantine_rows(report.quarantine_file or "")}
     assert by_line[8]["detail"] == "missing required field ts (source ts)"
-    assert "ts: expected a timestamp" in by_line[14]["detail"] and "yesterday" in by_line[14]["detail"]
+    assert (
+        "ts: expected a timestamp" in by_line[14]["detail"] and "yesterday" in by_line[14]["detail"]
+    )
     assert "sessionId: expected an integer, got abc" == by_line[15]["detail"]
     assert "\\xFF" in by_line[23]["raw"]  # invalid bytes are kept, escaped
     assert by_line[2]["raw"].startswith('{"ts": 1538352077000')
 
 
-def test_values_are_normalised(corpus: tuple[Path, dict[str, dict[int, str]]], settings: Settings) -> None:
+def test_values_are_normalised(
+    corpus: tuple[Path, dict[str, dict[int, str]]], settings: Settings
+) -> None:
     folder, _ = corpus
     ingest([folder / "mixed.jsonl"], settings=settings)
     con = duckdb.connect()

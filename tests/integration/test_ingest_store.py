@@ -71,7 +71,8 @@ def test_store_files_are_partitioned_by_event_date(small_sim: Path, settings: Se
     assert all("/events/event_date=" in f for f in files)
     mismatched = duckdb.sql(
         f"SELECT count(*) FROM read_parquet({files!r}, filename = true) "
-        "WHERE strftime(event_date, '%Y-%m-%d') <> regexp_extract(filename, 'event_date=([0-9-]+)', 1)"
+        "WHERE strftime(event_date, '%Y-%m-%d') "
+        "<> regexp_extract(filename, 'event_date=([0-9-]+)', 1)"
     ).fetchall()[0][0]
     assert mismatched == 0
 

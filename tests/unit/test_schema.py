@@ -37,7 +37,9 @@ def test_json_keys_follow_the_style_of_the_first_object() -> None:
         ([], "minutes", "ts_unit has to be one of"),
     ],
 )
-def test_bad_mappings_say_what_was_expected(pairs: list[str], unit: str | None, message: str) -> None:
+def test_bad_mappings_say_what_was_expected(
+    pairs: list[str], unit: str | None, message: str
+) -> None:
     with pytest.raises(MappingError, match=message):
         ColumnMapping.from_options(pairs, ts_unit=unit)
 
@@ -51,4 +53,10 @@ def test_mapping_file_toml(tmp_path: Path) -> None:
 
 
 def test_every_field_has_a_duckdb_type() -> None:
-    assert {t for t, _ in FIELDS.values()} <= {"VARCHAR", "BIGINT", "INTEGER", "DOUBLE", "TIMESTAMPTZ"}
+    assert {t for t, _ in FIELDS.values()} <= {
+        "VARCHAR",
+        "BIGINT",
+        "INTEGER",
+        "DOUBLE",
+        "TIMESTAMPTZ",
+    }

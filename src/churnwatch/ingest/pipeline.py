@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,19 +20,19 @@ import pyarrow as pa
 from churnwatch.config import Settings
 from churnwatch.errors import InputError, NoValidRowsError
 from churnwatch.ingest.readers import (
-    prefetch,
     ColumnBatch,
     FileProblem,
     LineBatch,
     detect_format,
     expand_paths,
     first_json_keys,
+    prefetch,
     read_file,
 )
 from churnwatch.ingest.store import EventStore, StoreTransaction
 from churnwatch.ingest.validate import (
-    JSON_RAW_TEXT,
     EVENT_ID_SQL,
+    JSON_RAW_TEXT,
     column_fields_sql,
     json_fields_sql,
     literal,
@@ -87,6 +86,7 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET preserve_insertion_order = false")
+    con.execute("SET enable_progress_bar = false")
     con.execute(f"SET memory_limit = '{_size(settings.memory_limit)}'")
     if settings.threads:
         con.execute(f"SET threads = {int(settings.threads)}")
@@ -159,8 +159,13 @@ class _Stager:
 
     def add_problems(self, source: str, problems: list[FileProblem]) -> None:
         self.problems.extend(
-            {"source_file": source, "line": p.line, "reason": p.reason, "detail": p.detail,
-             "raw": p.raw}
+            {
+                "source_file": source,
+                "line": p.line,
+                "reason": p.reason,
+                "detail": p.detail,
+                "raw": p.raw,
+            }
             for p in problems
         )
 
@@ -386,7 +391,9 @@ def _dedupe(
     written = [str(p) for p in out_dir.rglob("*.parquet")]
     if not written:
         return 0
-    return int(con.execute("SELECT count(*) FROM read_parquet($f)", {"f": written}).fetchall()[0][0])
+    return int(
+        con.execute("SELECT count(*) FROM read_parquet($f)", {"f": written}).fetchall()[0][0]
+    )
 
 
 def _describe(con: duckdb.DuckDBPyConnection, report: IngestReport) -> None:

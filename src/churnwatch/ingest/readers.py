@@ -14,7 +14,7 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -72,7 +72,7 @@ class FileProblem:
 Item = LineBatch | ColumnBatch | FileProblem
 
 
-def expand_paths(specs: list[str] | list[Path]) -> list[Path]:
+def expand_paths(specs: Sequence[str | Path]) -> list[Path]:
     """Files named by paths, directories (searched recursively) and glob patterns, sorted."""
     files: list[Path] = []
     for spec in specs:
@@ -82,7 +82,8 @@ def expand_paths(specs: list[str] | list[Path]) -> list[Path]:
             found = sorted(
                 p
                 for p in path.rglob("*")
-                if p.is_file() and not any(part.startswith((".", "_")) for part in p.parts)
+                if p.is_file()
+                and not any(part.startswith((".", "_")) for part in p.parts)
                 and detect_format(p, sniff=False) is not None
             )
             if not found:
@@ -189,7 +190,7 @@ def _decompressed_blocks(path: Path, progress: Progress) -> Iterator[bytes | Fil
         while True:
             try:
                 out = decomp.decompress(pending)
-            except isal_zlib.error as exc:
+            except isal_zlib.error as exc:  # type: ignore[misc]  # untyped C extension
                 yield FileProblem("corrupt_file", f"{path}: gzip data is corrupt ({exc})")
                 return
             if out:
@@ -265,7 +266,17 @@ def _lines_batch(body: bytes, first_line: int) -> tuple[LineBatch, int]:
         pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(body)]
     )
     lines = pa.array(np.arange(first_line, first_line + n, dtype=np.int64))
-    return LineBatch(pa.table({"line": lines, "raw": raw})), first_line + n
+    # many record batches, not one: DuckDB scans an Arrow table in parallel by batch
+    step = 1 << 14
+    batches = [
+        pa.record_batch([lines.slice(i, step), raw.slice(i, step)], names=["line", "raw"])
+        for i in range(0, n, step)
+    ]
+    table = pa.Table.from_batches(batches, schema=_LINES_SCHEMA)
+    return LineBatch(table), first_line + n
+
+
+_LINES_SCHEMA = pa.schema([("line", pa.int64()), ("raw", pa.large_binary())])
 
 
 def first_json_keys(path: Path, *, max_lines: int = 50) -> list[str]:
@@ -356,7 +367,7 @@ def _csv_chunk(path: Path, header: bytes, body: bytes, first_line: int) -> Itera
         yield FileProblem("unreadable_file", f"{path}: not a readable CSV file ({exc})")
         return
     n_lines = body.count(b"\n")
-    skipped = {p.line for p in bad}
+    skipped = {p.line for p in bad if p.line is not None}
     lines = np.arange(first_line, first_line + n_lines, dtype=np.int64)
     if skipped:
         lines = lines[~np.isin(lines, np.array(sorted(skipped), dtype=np.int64))]

@@ -77,7 +77,9 @@ class EventStore:
         try:
             data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
-            raise StoreError(f"the store manifest {self.manifest_path} is unreadable: {exc}") from exc
+            raise StoreError(
+                f"the store manifest {self.manifest_path} is unreadable: {exc}"
+            ) from exc
         if data.get("format") != FORMAT_VERSION:
             raise StoreError(
                 f"store format has to be {FORMAT_VERSION}. Got {data.get('format')!r} "
@@ -96,7 +98,8 @@ class EventStore:
         if not self.exists() or not self.files("events"):
             raise StoreError(
                 f"expected an event store with events at {self.root}. Got "
-                f"{'an empty store' if self.exists() else 'no store'}: run `churnwatch ingest` first."
+                f"{'an empty store' if self.exists() else 'no store'}: "
+                "run `churnwatch ingest` first."
             )
 
     def register(self, con: duckdb.DuckDBPyConnection, *, name: str = "events") -> None:
@@ -184,7 +187,11 @@ class StoreTransaction:
                 ).fetchall()[0][0]
                 day = rel.parts[0].split("=", 1)[1]
                 manifest.files.setdefault(kind, []).append(
-                    {"path": final.relative_to(self.store.root).as_posix(), "rows": rows, "date": day}
+                    {
+                        "path": final.relative_to(self.store.root).as_posix(),
+                        "rows": rows,
+                        "date": day,
+                    }
                 )
         _crash_point("before_manifest")
         manifest.version += 1

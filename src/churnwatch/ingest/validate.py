@@ -96,10 +96,16 @@ def column_fields_sql(columns: dict[str, str], types: dict[str, str]) -> str:
         return f"CAST({quote(col)} AS VARCHAR)"
 
     blobs = [c for c, t in types.items() if t == "BLOB" and c != "line"]
-    utf8_bad = " OR ".join(f"({quote(c)} IS NOT NULL AND try(decode({quote(c)})) IS NULL)" for c in blobs)
+    utf8_bad = " OR ".join(
+        f"({quote(c)} IS NOT NULL AND try(decode({quote(c)})) IS NULL)" for c in blobs
+    )
     pre = f"CASE WHEN {utf8_bad} THEN 'invalid_utf8' END" if blobs else "NULL::VARCHAR"
     source_cols = [c for c in types if c != "line"]
-    raw = "to_json(struct_pack(" + ", ".join(f"{quote(c)} := {as_raw(c)}" for c in source_cols) + "))::VARCHAR"
+    raw = (
+        "to_json(struct_pack("
+        + ", ".join(f"{quote(c)} := {as_raw(c)}" for c in source_cols)
+        + "))::VARCHAR"
+    )
     vals = ",\n".join(
         f"{as_text(columns[n])} AS v_{n}" if n in columns else f"NULL::VARCHAR AS v_{n}"
         for n in FIELDS
@@ -147,11 +153,13 @@ def validate_sql(
 
     missing = "\n".join(
         f"WHEN v_{n} IS NULL{' OR trim(v_page) = ' + chr(39) * 2 if n == 'page' else ''} "
-        f"THEN 'missing_field' " for n in REQUIRED
+        f"THEN 'missing_field' "
+        for n in REQUIRED
     )
     missing_detail = "\n".join(
         f"WHEN v_{n} IS NULL{' OR trim(v_page) = ' + chr(39) * 2 if n == 'page' else ''} "
-        f"THEN 'missing required field {n} (source {src(n)})'" for n in REQUIRED
+        f"THEN 'missing required field {n} (source {src(n)})'"
+        for n in REQUIRED
     )
     bad_types = [
         ("ts", "t_ts", "a timestamp (epoch " + ts_unit + " or ISO-8601)"),
@@ -161,7 +169,9 @@ def validate_sql(
         ("item_in_session", "t_item_in_session", "an integer"),
         ("length", "t_length", "a number"),
     ]
-    bad_type = "\n".join(f"WHEN v_{n} IS NOT NULL AND {t} IS NULL THEN 'bad_type'" for n, t, _ in bad_types)
+    bad_type = "\n".join(
+        f"WHEN v_{n} IS NOT NULL AND {t} IS NULL THEN 'bad_type'" for n, t, _ in bad_types
+    )
     bad_type_detail = "\n".join(
         f"WHEN v_{n} IS NOT NULL AND {t} IS NULL THEN "
         f"'{src(n)}: expected {what}, got ' || {shown('v_' + n)}"
@@ -212,10 +222,10 @@ def validate_sql(
       CASE WHEN nullif(trim(v_level), '') IS NULL THEN 'unknown' ELSE lower(trim(v_level)) END
         AS level,
       t_item_in_session AS item_in_session,
-      nullif(trim(v_location), '') AS location,
-      nullif(trim(v_user_agent), '') AS user_agent,
-      nullif(trim(v_first_name), '') AS first_name,
-      nullif(trim(v_last_name), '') AS last_name,
+      nullif(v_location, '') AS location,
+      nullif(v_user_agent, '') AS user_agent,
+      nullif(v_first_name, '') AS first_name,
+      nullif(v_last_name, '') AS last_name,
       t_registration AS registration,
       CASE WHEN nullif(trim(v_gender), '') IS NULL THEN 'unknown' ELSE upper(trim(v_gender)) END
         AS gender,

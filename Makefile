@@ -1,0 +1,49 @@
+# The README's two commands are `make demo` and `make test`; each sets up .venv when needed.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUNTIME := $(VENV)/.runtime-installed
+DEV := $(VENV)/.dev-installed
+DEMO_DIR ?= data/demo
+
+.PHONY: demo test lint bench lock clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(RUNTIME): requirements.txt pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+$(DEV): requirements-dev.txt pyproject.toml $(RUNTIME)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+## demo: simulate a small log, ingest it into a store and print the summary
+demo: $(RUNTIME)
+	$(VENV)/bin/churnwatch simulate --users 500 --days 60 --seed 7 \
+		--out $(DEMO_DIR)/sparkify_sim.jsonl.gz
+	$(VENV)/bin/churnwatch ingest $(DEMO_DIR)/sparkify_sim.jsonl.gz --store $(DEMO_DIR)/store
+
+## test: the whole test suite
+test: $(DEV)
+	$(PY) -m pytest
+
+lint: $(DEV)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+
+bench: $(DEV)
+	$(PY) -m bench --out bench/results
+
+## lock: regenerate the pinned requirements from pyproject.toml (needs network and uv)
+lock:
+	uv pip compile pyproject.toml --python-version 3.11 -o requirements.txt
+	uv pip compile pyproject.toml --python-version 3.11 --extra dev -o requirements-dev.txt
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

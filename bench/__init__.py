@@ -1,0 +1,1 @@
+"""churnwatch benchmarks: `python -m bench --help`. Results go to BENCHMARKS.md by hand."""

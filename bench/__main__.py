@@ -1,0 +1,110 @@
+"""Run the benchmarks: several runs of each task in fresh subprocesses, medians and ratios.
+
+    python -m bench [--runs 3] [--only ingest|simulate] [--big] [--out bench/results]
+
+Figures: wall seconds, events per second, peak RSS of the task's process (from wait4).
+The default data: the eventsim dev log from ../shared (when present) and a simulated log of
+about 2M events, written once into the output folder. `--big` adds the 26M-event simulated log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTSIM = ROOT.parent / "shared" / "data" / "eventsim" / "sparkify_like_accordion_seed101.jsonl.gz"
+
+
+def run_task(name: str, *args: str) -> dict[str, Any]:
+    """Run one task in a subprocess; add its peak RSS (bytes)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.tasks", name, *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    out = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"benchmark task {name} failed with status {status}")
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    result["peak_rss"] = usage.ru_maxrss * 1024
+    return result
+
+
+def measure(name: str, args: list[str], runs: int) -> dict[str, Any]:
+    results = [run_task(name, *args) for _ in range(runs)]
+    seconds = [r["seconds"] for r in results]
+    med = statistics.median(seconds)
+    events = results[0].get("events", 0)
+    summary = {
+        "task": name,
+        "args": args,
+        "runs": runs,
+        "median_s": med,
+        "min_s": min(seconds),
+        "max_s": max(seconds),
+        "events": events,
+        "events_per_s": events / med if med else 0.0,
+        "peak_rss_mb": max(r["peak_rss"] for r in results) / 2**20,
+    }
+    print(
+        f"{name:24s} {Path(args[0]).name if args else '':36s} median {med:8.2f} s  "
+        f"{summary['events_per_s']:>12,.0f} ev/s  peak {summary['peak_rss_mb']:7.0f} MB",
+        flush=True,
+    )
+    return summary
+
+
+def ensure_sim(out: Path, users: int, days: int) -> Path:
+    path = out / f"sim_{users}u_{days}d.jsonl.gz"
+    if not path.exists():
+        print(f"writing {path} ...", flush=True)
+        run_task("simulate_log", str(users), str(days), str(path))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", choices=["ingest", "simulate"], default=None)
+    parser.add_argument("--big", action="store_true", help="add the 26M-event log")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    if args.only in (None, "simulate"):
+        target = args.out / "sim_speed.jsonl.gz"
+        users, days = (22000, 60) if args.big else (2000, 60)
+        rows.append(measure("simulate_log", [str(users), str(days), str(target)], args.runs))
+        target.unlink(missing_ok=True)
+    if args.only in (None, "ingest"):
+        logs = [EVENTSIM] if EVENTSIM.is_file() else []
+        logs.append(ensure_sim(args.out, 1700, 60))  # about 2M events
+        for log in logs:
+            churn = measure("ingest_churnwatch", [str(log)], args.runs)
+            native = measure("ingest_duckdb_native", [str(log)], args.runs)
+            pandas = measure("ingest_pandas", [str(log)], args.runs)
+            churn["vs_duckdb_native"] = native["median_s"] / churn["median_s"]
+            churn["vs_pandas"] = pandas["median_s"] / churn["median_s"]
+            print(
+                f"  churnwatch speed vs duckdb-native {churn['vs_duckdb_native']:.2f}x, "
+                f"vs pandas {churn['vs_pandas']:.2f}x"
+            )
+            rows += [churn, native, pandas]
+        if args.big:
+            big = ensure_sim(args.out, 22000, 60)
+            rows.append(measure("ingest_churnwatch", [str(big)], 1))
+    (args.out / "results.json").write_text(json.dumps(rows, indent=1))
+    print(f"results: {args.out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""One benchmark task per function; each runs in a fresh subprocess so peak RSS is its own.
+
+`python -m bench.tasks TASK ARGS...` runs one task and prints a JSON line with its figures.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+TASKS: dict[str, Callable[..., dict[str, Any]]] = {}
+
+
+def task(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    TASKS[fn.__name__] = fn
+    return fn
+
+
+@task
+def ingest_churnwatch(log: str) -> dict[str, Any]:
+    """churnwatch ingest: validate, quarantine, dedupe, write the partitioned store."""
+    from churnwatch.config import Settings
+    from churnwatch.ingest import ingest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        report = ingest([log], settings=Settings(store_dir=Path(tmp) / "store"))
+        seconds = time.perf_counter() - t
+    return {"seconds": seconds, "events": report.lines_read}
+
+
+@task
+def ingest_duckdb_native(log: str) -> dict[str, Any]:
+    """Ceiling: DuckDB's own JSON reader straight to one Parquet file, no checks at all."""
+    import duckdb
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        con = duckdb.connect()
+        con.execute(
+            f"COPY (SELECT * FROM read_json('{log}', format='newline_delimited')) "
+            f"TO '{tmp}/out.parquet' (FORMAT parquet)"
+        )
+        n = con.execute(f"SELECT count(*) FROM '{tmp}/out.parquet'").fetchall()[0][0]
+        seconds = time.perf_counter() - t
+    return {"seconds": seconds, "events": n}
+
+
+@task
+def ingest_pandas(log: str) -> dict[str, Any]:
+    """What most Sparkify notebooks do: pandas.read_json(lines=True), then to_parquet."""
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        df = pd.read_json(log, lines=True)
+        df["ts"] = pd.to_datetime(df["ts"], unit="ms", utc=True)
+        df.to_parquet(f"{tmp}/out.parquet")
+        seconds = time.perf_counter() - t
+    return {"seconds": seconds, "events": len(df)}
+
+
+@task
+def simulate_log(users: str, days: str, out: str) -> dict[str, Any]:
+    """The simulator writing a gzip JSON-lines log."""
+    from churnwatch.simulate import SimConfig, simulate
+
+    t = time.perf_counter()
+    result = simulate(SimConfig(users=int(users), days=int(days), seed=1), Path(out))
+    seconds = time.perf_counter() - t
+    return {"seconds": seconds, "events": result.events, "bytes": Path(out).stat().st_size}
+
+
+if __name__ == "__main__":
+    name, *args = sys.argv[1:]
+    print(json.dumps(TASKS[name](*args)))
+    shutil.rmtree(Path(tempfile.gettempdir()) / "churnwatch-bench-unused", ignore_errors=True)
