@@ -43,7 +43,7 @@ bench: $(DEV)
 ## lock: regenerate the pinned requirements from pyproject.toml (needs network and uv)
 lock:
 	uv pip compile pyproject.toml --python-version 3.11 -o requirements.txt
-	uv pip compile pyproject.toml --python-version 3.11 --extra dev -o requirements-dev.txt
+	uv pip compile pyproject.toml --python-version 3.11 --extra dev --extra spark -o requirements-dev.txt
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

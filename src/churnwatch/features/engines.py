@@ -1,0 +1,161 @@
+"""The two engines that run the feature SQL: DuckDB (default, embedded) and Spark.
+
+Each engine does three engine-specific things only: expose the store's events as view `ev`
+(with `ts_us` and `day`), register the `cutoffs` and `params` tables, and run a SELECT. All
+feature logic lives in `churnwatch.features.sql`, transpiled by sqlglot for Spark.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+import sqlglot
+
+from churnwatch.config import Settings
+from churnwatch.errors import ConfigError, StoreError
+from churnwatch.ingest.pipeline import connect
+from churnwatch.ingest.store import EventStore
+from churnwatch.ingest.validate import literal_list
+
+log = logging.getLogger(__name__)
+
+EV_COLUMNS = (
+    "user_id, session_id, page, level, gender, artist, length, location, user_agent, "
+    "item_in_session"
+)
+
+
+class Engine(Protocol):
+    name: str
+
+    def load_events(self, files: list[str], *, until_us: int | None = None) -> None: ...
+
+    def register(self, name: str, table: pa.Table) -> None: ...
+
+    def materialise(self, name: str, sql: str) -> None: ...
+
+    def query(self, sql: str) -> pa.Table: ...
+
+    def close(self) -> None: ...
+
+
+class DuckDBEngine:
+    """Features on DuckDB, in process."""
+
+    name = "duckdb"
+
+    def __init__(self, settings: Settings) -> None:
+        self.con = connect(settings)
+
+    def load_events(self, files: list[str], *, until_us: int | None = None) -> None:
+        self.con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW ev AS
+            SELECT {EV_COLUMNS},
+                   epoch_us(ts) AS ts_us,
+                   CAST(floor(epoch_us(ts) / 86400000000) AS BIGINT) AS day,
+                   epoch_us(registration) AS registration_us
+            FROM read_parquet({literal_list(files)}, hive_partitioning = false)
+            {_until(until_us, "epoch_us(ts)")}"""
+        )
+
+    def register(self, name: str, table: pa.Table) -> None:
+        self.con.register(f"{name}_arrow", table)
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
+        self.con.unregister(f"{name}_arrow")
+
+    def materialise(self, name: str, sql: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+
+    def query(self, sql: str) -> pa.Table:
+        return self.con.sql(sql).to_arrow_table()
+
+    def close(self) -> None:
+        self.con.close()
+
+
+class SparkEngine:
+    """Features on Spark: a local session by default, any cluster through `master`."""
+
+    name = "spark"
+
+    def __init__(self, master: str | None = None, conf: dict[str, str] | None = None) -> None:
+        try:
+            from pyspark.sql import SparkSession
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ConfigError(
+                "--engine spark needs pyspark: pip install 'churnwatch[spark]' (and Java 17)"
+            ) from exc
+        builder = SparkSession.builder.appName("churnwatch")
+        if master or not os.environ.get("SPARK_MASTER_URL_SET_BY_SUBMIT"):
+            builder = builder.master(master or os.environ.get("CHURNWATCH_SPARK_MASTER", "local[*]"))
+        defaults = {
+            "spark.sql.session.timeZone": "UTC",
+            "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",
+            "spark.sql.shuffle.partitions": "8",
+            "spark.driver.memory": "2g",
+        }
+        for key, value in {**defaults, **(conf or {})}.items():
+            builder = builder.config(key, value)
+        try:
+            self.spark = builder.getOrCreate()
+        except Exception as exc:  # Java missing or the cluster unreachable
+            raise ConfigError(f"could not start Spark (is Java 17 installed?): {exc}") from exc
+        self.spark.sparkContext.setLogLevel("ERROR")
+
+    def load_events(self, files: list[str], *, until_us: int | None = None) -> None:
+        self.spark.read.parquet(*files).createOrReplaceTempView("ev_raw")
+        self.spark.sql(
+            f"""SELECT {EV_COLUMNS},
+                   unix_micros(ts) AS ts_us,
+                   CAST(floor(unix_micros(ts) / 86400000000) AS BIGINT) AS day,
+                   unix_micros(registration) AS registration_us
+            FROM ev_raw {_until(until_us, "unix_micros(ts)")}"""
+        ).createOrReplaceTempView("ev")
+
+    def register(self, name: str, table: pa.Table) -> None:
+        self.spark.createDataFrame(table.to_pandas()).createOrReplaceTempView(name)
+
+    def materialise(self, name: str, sql: str) -> None:
+        df = self.spark.sql(to_spark(sql)).cache()
+        df.createOrReplaceTempView(name)
+
+    def query(self, sql: str) -> pa.Table:
+        df = self.spark.sql(to_spark(sql))
+        return df.toArrow()
+
+    def write(self, sql: str, out: Path) -> None:
+        self.spark.sql(to_spark(sql)).write.mode("overwrite").parquet(str(out))
+
+    def close(self) -> None:
+        """Local sessions are kept for reuse (they take seconds to start)."""
+
+
+def _until(until_us: int | None, ts_us: str) -> str:
+    """A WHERE clause keeping events before `until_us` (an int, so safe to write out)."""
+    return "" if until_us is None else f"WHERE {ts_us} < {int(until_us)}"
+
+
+def to_spark(sql: str) -> str:
+    """Transpile one DuckDB SELECT to Spark SQL."""
+    return sqlglot.transpile(sql, read="duckdb", write="spark")[0]
+
+
+def make_engine(name: str, settings: Settings, **spark: Any) -> DuckDBEngine | SparkEngine:
+    if name == "duckdb":
+        return DuckDBEngine(settings)
+    if name == "spark":
+        return SparkEngine(**spark)
+    raise ConfigError(f"engine has to be one of 'duckdb', 'spark'. Got {name!r} instead.")
+
+
+def store_files(store: EventStore) -> list[str]:
+    store.require()
+    files = store.files("events")
+    if not files:
+        raise StoreError(f"the store {store.root} holds no events")
+    return files

@@ -1,0 +1,100 @@
+"""Churn definitions, cutoff schedules and censoring.
+
+Time is counted in whole UTC days (`day` = days since 1970-01-01) so that the same SQL runs on
+DuckDB and on Spark. A cutoff is midnight UTC at the start of day `c`; features see days `< c`
+(that is, events with `ts < cutoff`); the label asks whether the user churns in
+`[c, c + horizon)`.
+
+Definitions:
+- `cancellation` (default): a `Cancellation Confirmation` event is the churn. With
+  `include_downgrade`, a `Submit Downgrade` (paid to free) also counts as churn for the label,
+  but only a cancellation removes a user from later populations.
+- `inactivity`: a user churns at their last event before a gap of at least
+  `inactivity_days` days without events.
+
+Population at cutoff `c`: users registered and seen before `c` and not churned before `c`, as
+known at `c` (cancellation: no cancellation before `c`; inactivity: an event within the last
+`inactivity_days` days before `c`).
+
+Censoring: a snapshot is labelled only when the whole horizon (and, for inactivity, the
+`inactivity_days` after it) lies within the data; otherwise its label is null: it is kept for
+scoring and never counted as a negative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal
+
+from churnwatch.errors import ConfigError
+
+Definition = Literal["cancellation", "inactivity"]
+US_PER_DAY = 86_400_000_000
+EPOCH = date(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class ChurnDefinition:
+    """What counts as churn, and how far ahead the label looks."""
+
+    kind: Definition = "cancellation"
+    horizon_days: int = 14
+    inactivity_days: int = 30
+    include_downgrade: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("cancellation", "inactivity"):
+            raise ConfigError(
+                f"definition has to be one of 'cancellation', 'inactivity'. Got {self.kind!r}."
+            )
+        if self.horizon_days < 1 or self.inactivity_days < 1:
+            raise ConfigError(
+                "horizon and inactivity days have to be >= 1. "
+                f"Got horizon={self.horizon_days}, inactivity={self.inactivity_days}."
+            )
+
+    @property
+    def lookahead_days(self) -> int:
+        """Days after a cutoff that must be observed for its label to be known."""
+        extra = self.inactivity_days if self.kind == "inactivity" else 0
+        return self.horizon_days + extra
+
+
+@dataclass(frozen=True)
+class CutoffSchedule:
+    """Every `every_days` days, from the first midnight with `min_history_days` of history;
+    or exactly the `explicit` dates."""
+
+    every_days: int = 7
+    min_history_days: int = 14
+    explicit: tuple[date, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.every_days < 1 or self.min_history_days < 0:
+            raise ConfigError(
+                "every has to be >= 1 and min history >= 0. "
+                f"Got every={self.every_days}, min history={self.min_history_days}."
+            )
+
+    def days(self, first_event: datetime, last_event: datetime) -> list[int]:
+        """Cutoff days (days since epoch) for data spanning [first_event, last_event]."""
+        if self.explicit:
+            return sorted({day_number(d) for d in self.explicit})
+        start = day_number(first_event.date()) + max(self.min_history_days, 1)
+        end = day_number(last_event.date())
+        return list(range(start, end + 1, self.every_days))
+
+
+def day_number(d: date) -> int:
+    """Days since 1970-01-01."""
+    return (d - EPOCH).days
+
+
+def day_date(n: int) -> date:
+    return EPOCH + timedelta(days=n)
+
+
+def day_start(n: int) -> datetime:
+    """Midnight UTC at the start of day `n`: the cutoff instant."""
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=n)
