@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,19 @@ def small_sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("sim") / "small.jsonl.gz"
     simulate(SimConfig(users=150, days=40, seed=11), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def spark_engine() -> Any:
+    """One local Spark session for the whole test run (it takes seconds to start)."""
+    pytest.importorskip("pyspark", reason="the spark extra is not installed")
+    import shutil
+
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java 17: apt-get install openjdk-17-jre-headless")
+    from churnwatch.features.engines import SparkEngine
+
+    return SparkEngine("local[2]")
 
 
 @pytest.fixture()

@@ -24,7 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from churnwatch.config import Settings
-from churnwatch.errors import ChurnwatchError
+from churnwatch.errors import ChurnwatchError, ConfigError
 
 app = typer.Typer(
     name="churnwatch",
@@ -185,6 +185,118 @@ def simulate(
         ("time", f"{s['seconds']:.1f} s ({s['events'] / max(s['seconds'], 1e-9):,.0f} events/s)"),
     ]:
         table.add_row(k, v)
+    out.print(table)
+
+
+@app.command()
+def snapshots(
+    out_path: Annotated[
+        Path, typer.Option("--out", help="Snapshot table to write (Parquet).")
+    ] = Path("data/snapshots.parquet"),
+    store: Annotated[Path | None, typer.Option(help="Event store (default ./data/store).")] = None,
+    engine: Annotated[str, typer.Option(help="duckdb (default) or spark.")] = "duckdb",
+    horizon: Annotated[int, typer.Option(min=1, help="Days ahead the label looks.")] = 14,
+    every: Annotated[int, typer.Option(min=1, help="Days between cutoffs.")] = 7,
+    min_history: Annotated[
+        int, typer.Option(min=0, help="Days of data before the first cutoff.")
+    ] = 14,
+    definition: Annotated[str, typer.Option(help="cancellation (default) or inactivity.")] = (
+        "cancellation"
+    ),
+    inactivity_days: Annotated[
+        int, typer.Option(min=1, help="Days without events that make an inactivity churn.")
+    ] = 30,
+    include_downgrade: Annotated[
+        bool, typer.Option("--include-downgrade", help="Count Submit Downgrade as churn too.")
+    ] = False,
+    cutoff: Annotated[
+        list[str] | None, typer.Option(help="Explicit cutoff date YYYY-MM-DD (repeatable).")
+    ] = None,
+    spark_master: Annotated[
+        str | None, typer.Option(help="Spark master URL (default local[*]).")
+    ] = None,
+    spark_conf: Annotated[
+        list[str] | None, typer.Option(help="Spark setting key=value (repeatable).")
+    ] = None,
+) -> None:
+    """Build the snapshot table: one row per (user, cutoff), features and label (or null)."""
+    from datetime import date
+
+    from churnwatch.features import build_snapshots
+    from churnwatch.features.engines import make_engine
+    from churnwatch.ingest import EventStore
+    from churnwatch.labels import ChurnDefinition, CutoffSchedule
+
+    settings = Settings()
+
+    def work() -> Any:
+        try:
+            dates = tuple(date.fromisoformat(c) for c in cutoff or [])
+        except ValueError as exc:
+            raise ConfigError(f"--cutoff has to be a date YYYY-MM-DD: {exc}") from exc
+        conf = dict(_pair(kv) for kv in spark_conf or [])
+        eng = (
+            make_engine(engine, settings, master=spark_master, conf=conf)
+            if engine == "spark"
+            else make_engine(engine, settings)
+        )
+        return build_snapshots(
+            EventStore(store or settings.store_path),
+            definition=ChurnDefinition(
+                kind=definition,  # type: ignore[arg-type]  # checked by ChurnDefinition
+                horizon_days=horizon,
+                inactivity_days=inactivity_days,
+                include_downgrade=include_downgrade,
+            ),
+            schedule=CutoffSchedule(every_days=every, min_history_days=min_history, explicit=dates),
+            engine=eng,
+            settings=settings,
+            out=out_path,
+        )
+
+    with console.status(f"building snapshots on {engine} ..."):
+        _, report = _run(work)
+    table = Table(title=f"snapshots ({report.engine})", title_justify="left")
+    for col in ("cutoff", "snapshots", "positives", "censored"):
+        table.add_column(col, justify="right")
+    for row in report.per_cutoff:
+        table.add_row(row["cutoff"], f"{row['snapshots']:,}", f"{row['positives']:,}",
+                      f"{row['censored']:,}")  # fmt: skip
+    table.add_row("total", f"{report.rows:,}", f"{report.positives:,}", f"{report.censored:,}",
+                  style="bold")  # fmt: skip
+    out.print(table)
+    out.print(
+        f"{report.features} features, {report.rows:,} rows -> {report.out}  "
+        f"({report.seconds:.1f} s on {report.engine})"
+    )
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"expected key=value. Got {text!r} instead.")
+    return key.strip(), value.strip()
+
+
+@app.command()
+def features(
+    list_: Annotated[bool, typer.Option("--list", help="List the feature catalog.")] = True,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the catalog as Markdown (docs/features.md).")
+    ] = False,
+) -> None:
+    """The feature catalog: name, window, type and description of every feature."""
+    from churnwatch.features.catalog import catalog
+    from churnwatch.features.catalog import markdown as as_markdown
+
+    if markdown:
+        print(as_markdown(), end="")
+        return
+    table = Table(title=f"{len(catalog())} features (* = seed feature)", title_justify="left")
+    for col in ("name", "window", "type", "description"):
+        table.add_column(col)
+    for f in catalog():
+        table.add_row(f.name + (" *" if f.seed else ""), f.window, f.kind, f.description)
     out.print(table)
 
 

@@ -61,9 +61,9 @@ def build_snapshots(
     files = store_files(store)
     until_us = None if until is None else int(until.timestamp() * 1_000_000)
     eng.load_events(files, until_us=until_us)
-    first_us, last_us = eng.query("SELECT MIN(ts_us) AS a, MAX(ts_us) AS b FROM ev").to_pylist()[
-        0
-    ].values()
+    first_us, last_us = (
+        eng.query("SELECT MIN(ts_us) AS a, MAX(ts_us) AS b FROM ev").to_pylist()[0].values()
+    )
     if first_us is None:
         raise InputError("expected events in the store before the cutoff. Got none.")
     first = datetime.fromtimestamp(first_us / 1e6, tz=UTC)

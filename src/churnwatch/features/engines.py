@@ -91,7 +91,9 @@ class SparkEngine:
             ) from exc
         builder = SparkSession.builder.appName("churnwatch")
         if master or not os.environ.get("SPARK_MASTER_URL_SET_BY_SUBMIT"):
-            builder = builder.master(master or os.environ.get("CHURNWATCH_SPARK_MASTER", "local[*]"))
+            builder = builder.master(
+                master or os.environ.get("CHURNWATCH_SPARK_MASTER", "local[*]")
+            )
         defaults = {
             "spark.sql.session.timeZone": "UTC",
             "spark.ui.enabled": "false",

@@ -61,7 +61,8 @@ def daily_sql() -> str:
       ARG_MAX(location, ts_us) AS last_location,
       ARG_MAX(user_agent, ts_us) AS last_agent
       FROM e GROUP BY user_id, day)
-    SELECT act.*, COALESCE(sess.sessions, 0) AS sessions, COALESCE(sess.session_us, 0) AS session_us,
+    SELECT act.*, COALESCE(sess.sessions, 0) AS sessions,
+           COALESCE(sess.session_us, 0) AS session_us,
            COALESCE(art.new_artists, 0) AS new_artists
     FROM act
     LEFT JOIN sess ON sess.user_id = act.user_id AND sess.day = act.day
@@ -123,7 +124,8 @@ def _derived() -> list[str]:
                 f"active_days_{wn}": f"active_days_{wn}",
                 f"active_share_{wn}": f"{_d(f'active_days_{wn}')} / {obs}",
                 f"thumbs_down_share_{wn}": (
-                    f"{_d(f'thumbs_down_{wn} + 1')} / {_d(f'thumbs_down_{wn} + thumbs_up_{wn} + 2')}"
+                    f"{_d(f'thumbs_down_{wn} + 1')} / "
+                    f"{_d(f'thumbs_down_{wn} + thumbs_up_{wn} + 2')}"
                 ),
                 f"adverts_per_song_{wn}": f"{_d(f'adverts_{wn}')} / {_d(f'songs_{wn} + 1')}",
             }
@@ -165,7 +167,9 @@ def _derived() -> list[str]:
                 WHEN {agent} LIKE '%Chrome%' THEN 'chrome'
                 WHEN {agent} LIKE '%Trident%' OR {agent} LIKE '%MSIE%' THEN 'ie'
                 WHEN {agent} LIKE '%Safari%' THEN 'safari' ELSE 'other' END""",
-            "state": "COALESCE(NULLIF(REGEXP_EXTRACT(location, ', ([A-Z][A-Z])', 1), ''), 'unknown')",
+            "state": (
+                "COALESCE(NULLIF(REGEXP_EXTRACT(location, ', ([A-Z][A-Z])', 1), ''), 'unknown')"
+            ),
         }
     )
     return [f"{exprs[f.name]} AS {f.name}" for f in catalog()]
