@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import shutil
 import statistics
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +24,39 @@ EVENTSIM = ROOT.parent / "shared" / "data" / "eventsim" / "sparkify_like_accordi
 
 
 def run_task(name: str, *args: str) -> dict[str, Any]:
-    """Run one task in a subprocess; add its peak RSS (bytes)."""
+    """Run one task in a subprocess; add the peak RSS of its whole process tree (bytes),
+    sampled every 50 ms (so a JVM started by Spark counts too)."""
+    import psutil
+
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.tasks", name, *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        root = psutil.Process(proc.pid)
+        while not done.is_set():
+            try:
+                procs = [root, *root.children(recursive=True)]
+                peak[0] = max(peak[0], sum(p.memory_info().rss for p in procs))
+            except psutil.Error:
+                pass
+            done.wait(0.05)
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
     out = proc.stdout.read() if proc.stdout else ""
-    _, status, usage = os.wait4(proc.pid, 0)
+    status = proc.wait()
+    done.set()
+    watcher.join()
     if status != 0:
         raise SystemExit(f"benchmark task {name} failed with status {status}")
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    result["peak_rss"] = usage.ru_maxrss * 1024
+    result["peak_rss"] = peak[0]
     return result
 
 
@@ -71,10 +92,49 @@ def ensure_sim(out: Path, users: int, days: int) -> Path:
     return path
 
 
+def ensure_store(out: Path, log: Path) -> Path:
+    """An ingested store for `log` (made once, not timed)."""
+    from churnwatch.config import Settings
+    from churnwatch.ingest import ingest
+
+    store = out / f"store_{log.name.split('.')[0]}"
+    if not (store / "_manifest.json").exists():
+        shutil.rmtree(store, ignore_errors=True)
+        print(f"ingesting {log.name} into {store} ...", flush=True)
+        ingest([log], settings=Settings(store_dir=store))
+    return store
+
+
+def bench_snapshots(args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    logs = [EVENTSIM] if EVENTSIM.is_file() else []
+    logs.append(ensure_sim(args.out, 1700, 60))
+    for log in logs:
+        store = str(ensure_store(args.out, log))
+        duck = measure("snapshots_duckdb", [store], args.runs)
+        spark = measure("snapshots_spark", [store], args.runs)
+        duck["vs_spark"] = spark["median_s"] / duck["median_s"]
+        line = f"  duckdb vs spark local[2] {duck['vs_spark']:.1f}x"
+        rows += [duck, spark]
+        if "1700u" in log.name:
+            pandas = measure("snapshots_pandas", [store], args.runs)
+            duck["vs_pandas"] = pandas["median_s"] / duck["median_s"]
+            line += f", vs pandas {duck['vs_pandas']:.1f}x"
+            rows.append(pandas)
+        print(line, flush=True)
+    if args.big:
+        big = ensure_sim(args.out, 18000, 60)
+        rows.append(measure("raw_to_snapshots", [str(big)], 1))
+        store = str(ensure_store(args.out, big))
+        rows.append(measure("snapshots_duckdb", [store], args.runs))
+        rows.append(measure("snapshots_spark", [store], 1))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--only", choices=["ingest", "simulate"], default=None)
+    parser.add_argument("--only", choices=["ingest", "simulate", "snapshots"], default=None)
     parser.add_argument("--big", action="store_true", help="add the 26M-event log")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
@@ -82,7 +142,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     if args.only in (None, "simulate"):
         target = args.out / "sim_speed.jsonl.gz"
-        users, days = (22000, 60) if args.big else (2000, 60)
+        users, days = (18000, 60) if args.big else (2000, 60)
         rows.append(measure("simulate_log", [str(users), str(days), str(target)], args.runs))
         target.unlink(missing_ok=True)
     if args.only in (None, "ingest"):
@@ -100,8 +160,10 @@ def main() -> None:
             )
             rows += [churn, native, pandas]
         if args.big:
-            big = ensure_sim(args.out, 22000, 60)
+            big = ensure_sim(args.out, 18000, 60)
             rows.append(measure("ingest_churnwatch", [str(big)], 1))
+    if args.only in (None, "snapshots"):
+        rows += bench_snapshots(args)
     (args.out / "results.json").write_text(json.dumps(rows, indent=1))
     print(f"results: {args.out / 'results.json'}")
 

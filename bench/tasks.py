@@ -66,6 +66,92 @@ def ingest_pandas(log: str) -> dict[str, Any]:
     return {"seconds": seconds, "events": len(df)}
 
 
+def _cutoffs(store: str) -> list[int]:
+    from datetime import UTC
+
+    import duckdb
+
+    from churnwatch.ingest import EventStore
+    from churnwatch.labels import CutoffSchedule
+
+    lo, hi = duckdb.sql(
+        f"SELECT min(ts), max(ts) FROM read_parquet({EventStore(store).files()!r})"
+    ).fetchall()[0]
+    return CutoffSchedule().days(lo.astimezone(UTC), hi.astimezone(UTC)) if lo else []
+
+
+@task
+def snapshots_duckdb(store: str) -> dict[str, Any]:
+    """churnwatch snapshots on DuckDB, from an ingested store."""
+    from churnwatch.features import build_snapshots
+    from churnwatch.ingest import EventStore
+
+    t = time.perf_counter()
+    table, _ = build_snapshots(EventStore(store), engine="duckdb")
+    seconds = time.perf_counter() - t
+    return {"seconds": seconds, "events": _events(store), "rows": table.num_rows}
+
+
+@task
+def snapshots_spark(store: str) -> dict[str, Any]:
+    """churnwatch snapshots on Spark local[2] (session start included), same SQL."""
+    from churnwatch.features import build_snapshots
+    from churnwatch.features.engines import SparkEngine
+    from churnwatch.ingest import EventStore
+
+    t = time.perf_counter()
+    table, _ = build_snapshots(EventStore(store), engine=SparkEngine("local[2]"))
+    seconds = time.perf_counter() - t
+    return {"seconds": seconds, "events": _events(store), "rows": table.num_rows}
+
+
+@task
+def snapshots_pandas(store: str) -> dict[str, Any]:
+    """The windowed features in plain pandas (bench/pandas_features.py)."""
+    import pandas as pd
+
+    from bench.pandas_features import snapshots
+    from churnwatch.ingest import EventStore
+
+    t = time.perf_counter()
+    cols = ["user_id", "ts", "session_id", "page", "registration", "artist", "length"]
+    frames = [pd.read_parquet(f, columns=cols) for f in EventStore(store).files()]
+    events = pd.concat(frames, ignore_index=True)
+    table = snapshots(events, _cutoffs(store))
+    seconds = time.perf_counter() - t
+    return {"seconds": seconds, "events": len(events), "rows": len(table)}
+
+
+@task
+def raw_to_snapshots(log: str) -> dict[str, Any]:
+    """Raw JSON lines to snapshot table: ingest into a new store, then snapshots on DuckDB."""
+    from churnwatch.config import Settings
+    from churnwatch.features import build_snapshots
+    from churnwatch.ingest import EventStore, ingest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        report = ingest([log], settings=Settings(store_dir=Path(tmp) / "store"))
+        mid = time.perf_counter()
+        table, _ = build_snapshots(EventStore(Path(tmp) / "store"), engine="duckdb")
+        seconds = time.perf_counter() - t
+    return {
+        "seconds": seconds,
+        "ingest_seconds": mid - t,
+        "events": report.lines_read,
+        "rows": table.num_rows,
+    }
+
+
+def _events(store: str) -> int:
+    import duckdb
+
+    from churnwatch.ingest import EventStore
+
+    files = EventStore(store).files()
+    return int(duckdb.sql(f"SELECT count(*) FROM read_parquet({files!r})").fetchall()[0][0])
+
+
 @task
 def simulate_log(users: str, days: str, out: str) -> dict[str, Any]:
     """The simulator writing a gzip JSON-lines log."""

@@ -129,33 +129,47 @@ def ingest(
     con = connect(settings)
     with store.writer(run_id) as txn:
         con.execute(f"SET temp_directory = {literal(str(txn.staging / 'spill'))}")
-        stage = _Stager(con)
+        stage = _Stager(con, txn.staging / "checked")
         for path in files:
             _ingest_file(path, mapping, settings, params, stage, report, progress)
+        if stage.started:
+            stage.view()
         _finish(con, store, txn, stage, report, strict=strict)
     report.seconds = (datetime.now(UTC) - started).total_seconds()
     return report
 
 
 class _Stager:
-    """Collects every checked row of a run in one DuckDB table (spilling to disk if large)."""
+    """Writes every checked batch of a run to a staging Parquet file; `checked` is a view over
+    them all. Streaming to disk keeps memory flat however large the input."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, folder: Path) -> None:
         self.con = con
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
         self.started = False
+        self.chunks = 0
         self.problems: list[dict[str, Any]] = []
 
     def add(self, sql: str, params: dict[str, Any], source: str) -> None:
-        """Run the check `sql` over relation `batch` and keep its rows."""
-        head = "INSERT INTO checked" if self.started else "CREATE TEMP TABLE checked AS"
+        """Run the check `sql` over relation `batch` and stage its rows."""
+        path = self.folder / f"{self.chunks:06d}.parquet"
+        self.chunks += 1
         self.con.execute(
-            f"""{head} SELECT $src AS source_file, *,
+            f"""COPY (SELECT $src AS source_file, *,
                    CASE WHEN reason IS NULL THEN {EVENT_ID_SQL} END AS event_id,
                    CAST(ts AS DATE) AS event_date
-                FROM ({sql})""",
+                FROM ({sql})) TO {literal(str(path))} (FORMAT parquet, COMPRESSION snappy)""",
             {**params, "src": source},
         )
         self.started = True
+
+    def view(self) -> None:
+        """Expose every staged row as view `checked`."""
+        files = literal(str(self.folder / "*.parquet"))
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP VIEW checked AS SELECT * FROM read_parquet({files})"
+        )
 
     def add_problems(self, source: str, problems: list[FileProblem]) -> None:
         self.problems.extend(

@@ -243,9 +243,8 @@ def bounds(ts_min: datetime, ts_max: datetime) -> dict[str, datetime]:
 EVENT_ID_SQL = (
     "(md5_number_lower(concat_ws(chr(31), user_id, CAST(epoch_ms(ts) AS VARCHAR), "
     "coalesce(CAST(session_id AS VARCHAR), ''), coalesce(CAST(item_in_session AS VARCHAR), ''), "
-    "page, coalesce(auth, ''), coalesce(method, ''), coalesce(CAST(status AS VARCHAR), ''), "
-    "level, coalesce(artist, ''), coalesce(song, ''), coalesce(CAST(length AS VARCHAR), '')"
-    ")) >> 1)::BIGINT"
+    "page, level, coalesce(song, ''))) >> 1)::BIGINT"
 )
-"""A stable event key: 63 bits of the MD5 of the event's content (same event, same key, on any
-machine and DuckDB version). Deduplication matches on (user_id, ts, event_id)."""
+"""A stable event key: 63 bits of the MD5 of what identifies an event (user, time, session,
+position in the session, page, level, song): the same event gets the same key on any machine
+and DuckDB version. Deduplication matches on (user_id, ts, event_id)."""
