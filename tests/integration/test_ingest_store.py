@@ -239,3 +239,29 @@ def test_cli_ingest_summary_and_exit_codes(
     assert result.exit_code == 1
     assert "expected an existing file" in result.output
     assert "Traceback" not in result.output
+
+
+def test_paths_directories_and_globs_expand_to_files(tmp_path: Path) -> None:
+    from churnwatch.ingest.readers import expand_paths
+
+    (tmp_path / "a").mkdir()
+    for name in (
+        "a/1.jsonl",
+        "a/2.json.gz",
+        "a/3.csv",
+        "a/notes.txt",
+        "a/_skip.jsonl",
+        "b.parquet",
+    ):
+        (tmp_path / name).write_text("x")
+    found = expand_paths([tmp_path / "a"])
+    assert [p.name for p in found] == ["1.jsonl", "2.json.gz", "3.csv"]
+    assert [p.name for p in expand_paths([str(tmp_path / "*.parquet")])] == ["b.parquet"]
+    # the same file named twice is read once
+    assert len(expand_paths([tmp_path / "b.parquet", str(tmp_path / "b.*")])) == 1
+    with pytest.raises(InputError, match="matched no file"):
+        expand_paths([str(tmp_path / "*.nope")])
+    # a hidden folder named by the user is searched; only hidden entries inside it are skipped
+    (tmp_path / ".cache" / "logs").mkdir(parents=True)
+    (tmp_path / ".cache" / "logs" / "x.jsonl").write_text("x")
+    assert [p.name for p in expand_paths([tmp_path / ".cache" / "logs"])] == ["x.jsonl"]

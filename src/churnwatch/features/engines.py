@@ -90,10 +90,11 @@ class SparkEngine:
                 "--engine spark needs pyspark: pip install 'churnwatch[spark]' (and Java 17)"
             ) from exc
         builder = SparkSession.builder.appName("churnwatch")
-        if master or not os.environ.get("SPARK_MASTER_URL_SET_BY_SUBMIT"):
-            builder = builder.master(
-                master or os.environ.get("CHURNWATCH_SPARK_MASTER", "local[*]")
-            )
+        # under spark-submit (which starts the JVM and sets PYSPARK_GATEWAY_PORT) the master
+        # comes from spark-submit; otherwise an explicit master, or a local session
+        master = master or os.environ.get("CHURNWATCH_SPARK_MASTER")
+        if master or "PYSPARK_GATEWAY_PORT" not in os.environ:
+            builder = builder.master(master or "local[*]")
         defaults = {
             "spark.sql.session.timeZone": "UTC",
             "spark.ui.enabled": "false",

@@ -83,7 +83,7 @@ def expand_paths(specs: Sequence[str | Path]) -> list[Path]:
                 p
                 for p in path.rglob("*")
                 if p.is_file()
-                and not any(part.startswith((".", "_")) for part in p.parts)
+                and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
                 and detect_format(p, sniff=False) is not None
             )
             if not found:
