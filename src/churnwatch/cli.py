@@ -300,5 +300,95 @@ def features(
     out.print(table)
 
 
+@app.command()
+def train(
+    data: Annotated[
+        list[str] | None, typer.Option(help="Raw logs to ingest first (files, dirs, globs).")
+    ] = None,
+    store: Annotated[Path | None, typer.Option(help="Event store (default ./data/store).")] = None,
+    horizon: Annotated[int, typer.Option(min=1, help="Days ahead the label looks.")] = 14,
+    every: Annotated[int, typer.Option(min=1, help="Days between cutoffs.")] = 7,
+    definition: Annotated[str, typer.Option(help="cancellation or inactivity.")] = "cancellation",
+    models: Annotated[
+        str, typer.Option(help="Comma-separated candidates (default: all).")
+    ] = "seed_rf,heuristic,logistic,random_forest,xgboost,lightgbm",
+    threshold: Annotated[
+        str, typer.Option(help="Threshold rule: f1, capacity:0.05 or cost:5.")
+    ] = "f1",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train and compare churn models out of time; log to MLflow and register the chosen one."""
+    from churnwatch.labels import ChurnDefinition, CutoffSchedule
+    from churnwatch.models.run import run_training
+    from churnwatch.models.train import TrainConfig
+
+    settings = Settings()
+
+    def work() -> Any:
+        config = TrainConfig(
+            definition=ChurnDefinition(kind=definition, horizon_days=horizon),  # type: ignore[arg-type]
+            schedule=CutoffSchedule(every_days=every),
+            models=tuple(m.strip() for m in models.split(",") if m.strip()),
+            threshold_rule=threshold,
+            seed=seed,
+        )
+        with console.status("training ...") as status:
+            return run_training(
+                settings=settings, config=config, data=data or [], store_dir=store,
+                progress=lambda msg: status.update(f"training: {msg} ..."),
+            )  # fmt: skip
+
+    summary = _run(work)
+    result = summary.result
+    table = Table(title=f"models, test cutoffs {result.split.describe()}", title_justify="left")
+    for col in ("model", "val PR-AUC", "test ROC-AUC", "test PR-AUC", "lift@10%", "Brier"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    for c in result.candidates:
+        t = c.test
+        table.add_row(
+            c.name + (" (chosen)" if c is result.chosen else ""),
+            f"{c.validation['pr_auc']:.3f}",
+            _ci(t["roc_auc"]), _ci(t["pr_auc"]), _ci(t["lift_top10"]), _ci(t["brier"]),
+        )  # fmt: skip
+    out.print(table)
+    out.print(
+        f"base-rate Brier {result.base_rate_brier:.4f}; threshold {result.threshold:.3f}; "
+        f"registered churnwatch v{summary.model_version} {list(summary.aliases) or ''}; "
+        f"run {summary.run_id}; tracking {summary.tracking_uri}"
+    )
+
+
+def _ci(est: Any) -> str:
+    return f"{est.value:.3f} [{est.low:.3f}, {est.high:.3f}]"
+
+
+models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Registered versions of the model, their aliases and key test metrics."""
+    from churnwatch import tracking
+
+    settings = Settings()
+    tracking.setup(settings)
+    rows = tracking.list_versions()
+    if not rows:
+        console.print("no registered model yet: run `churnwatch train` first")
+        raise typer.Exit(code=0)
+    table = Table(title="churnwatch models", title_justify="left")
+    for col in ("version", "aliases", "model", "test ROC-AUC", "test PR-AUC", "test Brier", "run"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["version"], ",".join(r["aliases"]), r["model"],
+            *(f"{r[k]:.3f}" if r[k] is not None else "-" for k in
+              ("test_roc_auc", "test_pr_auc", "test_brier")),
+            r["run_id"][:8],
+        )  # fmt: skip
+    out.print(table)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

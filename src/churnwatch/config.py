@@ -30,7 +30,9 @@ class Settings(BaseSettings):
         64 << 20, ge=1 << 16, description="Decompressed bytes of JSON lines handled at once."
     )
     threads: int | None = Field(None, ge=1, description="DuckDB threads; default all cores.")
-    memory_limit: str = Field("4GB", description="DuckDB memory limit, e.g. '4GB'.")
+    memory_limit: str = Field(
+        "2GB", description="DuckDB memory limit, e.g. '4GB'; larger work spills to disk."
+    )
 
     @field_validator("ts_min")
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,7 +20,7 @@ from churnwatch.config import Settings
 from churnwatch.errors import ConfigError, StoreError
 from churnwatch.ingest.pipeline import connect
 from churnwatch.ingest.store import EventStore
-from churnwatch.ingest.validate import literal_list
+from churnwatch.ingest.validate import literal, literal_list
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class DuckDBEngine:
 
     def __init__(self, settings: Settings) -> None:
         self.con = connect(settings)
+        self._spill = tempfile.TemporaryDirectory(prefix="churnwatch-duckdb-")
+        self.con.execute(f"SET temp_directory = {literal(self._spill.name)}")
 
     def load_events(self, files: list[str], *, until_us: int | None = None) -> None:
         self.con.execute(
@@ -75,6 +78,7 @@ class DuckDBEngine:
 
     def close(self) -> None:
         self.con.close()
+        self._spill.cleanup()
 
 
 class SparkEngine:

@@ -1,0 +1,1 @@
+"""Models: candidates, out-of-time training, calibration, evaluation."""

@@ -1,0 +1,115 @@
+"""Metrics for an imbalanced churn label, with bootstrap intervals over users.
+
+Rows of one user at several cutoffs are not independent, so intervals resample users (all of a
+user's rows together), not rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    brier_score_loss,
+    f1_score,
+    log_loss,
+    roc_auc_score,
+)
+
+Metric = Callable[[np.ndarray, np.ndarray], float]
+
+
+def top_decile_lift(y: np.ndarray, p: np.ndarray) -> float:
+    """Churn rate among the 10 % highest scores, divided by the overall churn rate."""
+    base = float(np.mean(y))
+    if base == 0:
+        return float("nan")
+    k = max(1, int(np.ceil(0.1 * len(y))))
+    top = np.argsort(-p, kind="stable")[:k]
+    return float(np.mean(y[top]) / base)
+
+
+def top_decile_recall(y: np.ndarray, p: np.ndarray) -> float:
+    """Share of all churners found among the 10 % highest scores."""
+    positives = float(np.sum(y))
+    if positives == 0:
+        return float("nan")
+    k = max(1, int(np.ceil(0.1 * len(y))))
+    top = np.argsort(-p, kind="stable")[:k]
+    return float(np.sum(y[top]) / positives)
+
+
+def _safe(fn: Metric) -> Metric:
+    def wrapped(y: np.ndarray, p: np.ndarray) -> float:
+        if len(np.unique(y)) < 2:
+            return float("nan")
+        return float(fn(y, p))
+
+    return wrapped
+
+
+SCORE_METRICS: dict[str, Metric] = {
+    "roc_auc": _safe(roc_auc_score),
+    "pr_auc": _safe(average_precision_score),
+    "brier": lambda y, p: float(brier_score_loss(y, p)),
+    "log_loss": lambda y, p: float(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1])),
+    "lift_top10": top_decile_lift,
+    "recall_top10": top_decile_recall,
+}
+
+
+def threshold_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
+    pred = (p >= threshold).astype(int)
+    return {
+        "accuracy": float(accuracy_score(y, pred)),
+        "f1": float(f1_score(y, pred, zero_division=0)),
+    }
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float
+    low: float
+    high: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"value": self.value, "low": self.low, "high": self.high}
+
+
+def evaluate_scores(
+    y: np.ndarray,
+    p: np.ndarray,
+    users: np.ndarray,
+    *,
+    threshold: float,
+    n_boot: int = 300,
+    seed: int = 0,
+) -> dict[str, Estimate]:
+    """Every metric with a 95 % bootstrap interval over users."""
+    y = np.asarray(y, dtype=int)
+    p = np.asarray(p, dtype=float)
+    metrics: dict[str, Metric] = {
+        **SCORE_METRICS,
+        "accuracy": lambda yy, pp: threshold_metrics(yy, pp, threshold)["accuracy"],
+        "f1": lambda yy, pp: threshold_metrics(yy, pp, threshold)["f1"],
+    }
+    point = {name: fn(y, p) for name, fn in metrics.items()}
+    uniq, inverse = np.unique(np.asarray(users), return_inverse=True)
+    rows_of = [np.flatnonzero(inverse == i) for i in range(len(uniq))]
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {name: [] for name in metrics}
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(uniq), len(uniq))
+        idx = np.concatenate([rows_of[i] for i in pick])
+        for name, fn in metrics.items():
+            draws[name].append(fn(y[idx], p[idx]))
+    out = {}
+    for name in metrics:
+        vals = np.asarray(draws[name], dtype=float)
+        vals = vals[~np.isnan(vals)]
+        low, high = (np.percentile(vals, [2.5, 97.5]) if len(vals) else (np.nan, np.nan))
+        out[name] = Estimate(point[name], float(low), float(high))
+    return out

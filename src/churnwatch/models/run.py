@@ -1,0 +1,119 @@
+"""A training run end to end: ingest (if raw logs are given), train, log to MLflow, register."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from churnwatch.config import Settings
+from churnwatch.ingest import EventStore, ingest
+from churnwatch.models.train import TrainConfig, TrainResult, train
+
+
+@dataclass
+class RunSummary:
+    result: TrainResult
+    tracking_uri: str
+    run_id: str
+    model_version: str
+    aliases: tuple[str, ...]
+    fingerprint: dict[str, Any]
+
+
+def fingerprint(store: EventStore, config: TrainConfig) -> dict[str, Any]:
+    """What the model was trained on: store, content hash, date range, churn definition."""
+    manifest = store.manifest()
+    files = sorted((e["path"], e["rows"]) for e in manifest.files.get("events", []))
+    digest = hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
+    last = manifest.ingests[-1] if manifest.ingests else {}
+    return {
+        "store": str(store.root.resolve()),
+        "store_version": manifest.version,
+        "content_hash": digest,
+        "events": sum(rows for _, rows in files),
+        "first_event": min((i.get("first_ts") or "" for i in manifest.ingests), default=""),
+        "last_event": last.get("last_ts", ""),
+        "definition": config.definition.kind,
+        "horizon_days": config.definition.horizon_days,
+        "include_downgrade": config.definition.include_downgrade,
+    }
+
+
+def run_training(
+    *,
+    settings: Settings,
+    config: TrainConfig,
+    data: Sequence[str] = (),
+    store_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> RunSummary:
+    """Ingest `data` (if any) into the store, train, and log everything to MLflow."""
+    from churnwatch import tracking
+
+    store = EventStore(store_dir or settings.store_path)
+    say = progress or (lambda _m: None)
+    if data:
+        say("ingesting")
+        ingest(list(data), settings=settings, store_dir=store.root)
+    store.require()
+    result = train(store, config, progress=say)
+    uri = tracking.setup(settings)
+    fp = fingerprint(store, config)
+    say("logging to MLflow")
+    import mlflow
+
+    with mlflow.start_run(run_name=f"train-{result.chosen.name}") as run, tempfile.TemporaryDirectory() as tmp:
+        metrics: dict[str, float] = {}
+        for cand in result.candidates:
+            for key, value in cand.validation.items():
+                metrics[f"{cand.name}_val_{key}"] = value
+            for key, est in cand.test.items():
+                metrics[f"{cand.name}_test_{key}"] = est.value
+                metrics[f"{cand.name}_test_{key}_low"] = est.low
+                metrics[f"{cand.name}_test_{key}_high"] = est.high
+        for key, est in result.chosen.test.items():
+            metrics[f"test_{key}"] = est.value
+            metrics[f"test_{key}_low"] = est.low
+            metrics[f"test_{key}_high"] = est.high
+        metrics["base_rate_brier"] = result.base_rate_brier
+        metrics["threshold"] = result.threshold
+        report = Path(tmp) / "metrics.json"
+        report.write_text(json.dumps(_metrics_table(result), indent=1))
+        feats = Path(tmp) / "features.json"
+        feats.write_text(json.dumps(result.features, indent=1))
+        tracking.log_run(
+            params={
+                "model": result.chosen.name,
+                "calibration": result.chosen.calibration,
+                "threshold_rule": config.threshold_rule,
+                "split": result.split.describe(),
+                "seed": config.seed,
+                **{f"data_{k}": v for k, v in fp.items()},
+            },
+            metrics=metrics,
+            tags={"churnwatch.kind": "train"},
+            artifacts=[report, feats],
+        )
+        model = tracking.ChurnModel(result.chosen.estimator, result.features, result.threshold)
+        example = result.snapshots[result.snapshots["label"].notna()]
+        registered = tracking.log_model(model, example)
+        run_id = run.info.run_id
+    return RunSummary(result, uri, run_id, registered.version, registered.aliases, fp)
+
+
+def _metrics_table(result: TrainResult) -> list[dict[str, Any]]:
+    return [
+        {
+            "model": c.name,
+            "chosen": c is result.chosen,
+            "calibration": c.calibration,
+            "validation": c.validation,
+            "test": {k: v.as_dict() for k, v in c.test.items()},
+        }
+        for c in result.candidates
+    ]

@@ -1,0 +1,143 @@
+"""MLflow: the only module that imports mlflow.
+
+Tracking URI: `MLFLOW_TRACKING_URI` when set, else `sqlite:///<data dir>/mlflow.db` with
+artifacts in `<data dir>/mlartifacts`. Nothing is configured at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
+
+from churnwatch.config import Settings
+
+log = logging.getLogger(__name__)
+MODEL_NAME = "churnwatch"
+EXPERIMENT = "churnwatch"
+
+
+def tracking_uri(settings: Settings) -> str:
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    db = (settings.data_dir / "mlflow.db").resolve()
+    return f"sqlite:///{db}"
+
+
+def setup(settings: Settings) -> str:
+    """Point MLflow at the configured store and experiment; return the tracking URI."""
+    uri = tracking_uri(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        artifacts = (settings.data_dir / "mlartifacts").resolve().as_uri()
+        mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
+    mlflow.set_experiment(EXPERIMENT)
+    return uri
+
+
+class ChurnModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    """The served model: snapshot feature rows in, calibrated churn probabilities out."""
+
+    def __init__(self, estimator: Any, features: list[str], threshold: float) -> None:
+        self.estimator = estimator
+        self.features = features
+        self.threshold = threshold
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> np.ndarray:
+        frame = model_input.reindex(columns=self.features)
+        return np.asarray(self.estimator.predict_proba(frame)[:, 1])
+
+
+@dataclass(frozen=True)
+class Registered:
+    name: str
+    version: str
+    run_id: str
+    aliases: tuple[str, ...]
+
+
+def log_model(
+    model: ChurnModel,
+    example: pd.DataFrame,
+    *,
+    promote_if_first: bool = True,
+) -> Registered:
+    """Log the model to the active run, register it, and alias it `champion` if none is."""
+    # counts stay int64, as the snapshot table has them (never null: absent means 0)
+    rows = example[model.features]
+    signature = infer_signature(rows, model.predict(None, rows))
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=model,
+        signature=signature,
+        input_example=rows.head(3),
+        registered_model_name=MODEL_NAME,
+    )
+    client = MlflowClient()
+    version = str(info.registered_model_version)
+    aliases: list[str] = []
+    if promote_if_first:
+        try:
+            client.get_model_version_by_alias(MODEL_NAME, "champion")
+        except mlflow.exceptions.MlflowException:
+            client.set_registered_model_alias(MODEL_NAME, "champion", version)
+            aliases.append("champion")
+    active = mlflow.active_run()
+    return Registered(MODEL_NAME, version, active.info.run_id if active else "", tuple(aliases))
+
+
+def log_run(
+    *,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    artifacts: list[Path],
+) -> None:
+    mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+    mlflow.set_tags(tags)
+    for path in artifacts:
+        mlflow.log_artifact(str(path))
+
+
+def load(ref: str) -> Any:
+    """A pyfunc model from a registry reference (`models:/churnwatch@champion`) or a run."""
+    return mlflow.pyfunc.load_model(ref)
+
+
+def list_versions() -> list[dict[str, Any]]:
+    """Every registered version of the model, newest first, with aliases and key metrics."""
+    client = MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name='{MODEL_NAME}'")
+    except mlflow.exceptions.MlflowException:
+        return []
+    by_version: dict[str, list[str]] = {}
+    for alias, version in client.get_registered_model(MODEL_NAME).aliases.items():
+        by_version.setdefault(str(version), []).append(alias)
+    out = []
+    for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        run = client.get_run(v.run_id) if v.run_id else None
+        m = run.data.metrics if run else {}
+        out.append(
+            {
+                "version": v.version,
+                "aliases": sorted(by_version.get(str(v.version), [])),
+                "model": run.data.params.get("model", "") if run else "",
+                "created": v.creation_timestamp,
+                "test_roc_auc": m.get("test_roc_auc"),
+                "test_pr_auc": m.get("test_pr_auc"),
+                "test_brier": m.get("test_brier"),
+                "run_id": v.run_id,
+            }
+        )
+    return out

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+
+from churnwatch.errors import InputError
+from churnwatch.models.metrics import evaluate_scores, top_decile_lift, top_decile_recall
+from churnwatch.models.split import out_of_time_split
+from churnwatch.models.train import choose_threshold
+
+D = [date(2018, 10, 15) + timedelta(days=7 * i) for i in range(6)]
+
+
+def test_split_keeps_a_horizon_gap_between_sets() -> None:
+    split = out_of_time_split(D, 14)
+    assert split.test == (D[5],)
+    assert split.validation == (D[3],)  # D[4] + 14 days would reach past the test cutoff
+    assert split.train == (D[0], D[1])
+    for a, b in ((split.train, split.validation), (split.validation, split.test)):
+        assert max(a) + timedelta(days=14) <= min(b)
+
+
+def test_split_refuses_too_short_a_log() -> None:
+    with pytest.raises(InputError, match="needs at least 3 labelled cutoffs"):
+        out_of_time_split(D[:2], 14)
+    with pytest.raises(InputError, match="too short for this horizon"):
+        out_of_time_split(D[:3], 14)
+
+
+def test_lift_and_recall_of_a_perfect_and_a_useless_ranking() -> None:
+    y = np.array([1] * 10 + [0] * 90)
+    perfect = np.linspace(1, 0, 100)
+    assert top_decile_lift(y, perfect) == pytest.approx(10.0)
+    assert top_decile_recall(y, perfect) == pytest.approx(1.0)
+    assert top_decile_lift(y, -perfect) == pytest.approx(0.0)
+
+
+def test_bootstrap_intervals_contain_the_point_estimate() -> None:
+    rng = np.random.default_rng(0)
+    y = (rng.random(400) < 0.15).astype(int)
+    p = np.clip(0.15 + 0.3 * (y - 0.15) + rng.normal(0, 0.15, 400), 0.001, 0.999)
+    users = np.repeat(np.arange(100), 4)
+    out = evaluate_scores(y, p, users, threshold=0.3, n_boot=200, seed=1)
+    for name, est in out.items():
+        assert est.low <= est.value <= est.high, name
+    assert out["roc_auc"].value > 0.8
+    assert out["roc_auc"].high - out["roc_auc"].low < 0.2
+
+
+@pytest.mark.parametrize(
+    ("rule", "check"),
+    [
+        ("capacity:0.1", lambda p, t: np.isclose(np.mean(p >= t), 0.1, atol=0.02)),
+        ("f1", lambda p, t: 0 < t < 1),
+        ("cost:5", lambda p, t: 0 < t < 1),
+    ],
+)
+def test_threshold_rules(rule: str, check: object) -> None:
+    rng = np.random.default_rng(2)
+    y = (rng.random(500) < 0.2).astype(int)
+    p = np.clip(0.2 + 0.4 * (y - 0.2) + rng.normal(0, 0.2, 500), 0.001, 0.999)
+    t = choose_threshold(y, p, rule)
+    assert check(p, t)  # type: ignore[operator]
+
+
+def test_unknown_threshold_rule() -> None:
+    with pytest.raises(InputError, match="threshold rule has to be one of"):
+        choose_threshold(np.array([0, 1]), np.array([0.1, 0.9]), "best")
