@@ -22,11 +22,13 @@ $(DEV): requirements-dev.txt pyproject.toml $(RUNTIME)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-## demo: simulate a small log, ingest it into a store and print the summary
+## demo: simulate a log, ingest it, build snapshots, train and register a model
 demo: $(RUNTIME)
 	$(VENV)/bin/churnwatch simulate --users 500 --days 60 --seed 7 \
 		--out $(DEMO_DIR)/sparkify_sim.jsonl.gz
 	$(VENV)/bin/churnwatch ingest $(DEMO_DIR)/sparkify_sim.jsonl.gz --store $(DEMO_DIR)/store
+	$(VENV)/bin/churnwatch snapshots --store $(DEMO_DIR)/store --out $(DEMO_DIR)/snapshots.parquet
+	CHURNWATCH_DATA_DIR=$(DEMO_DIR) $(VENV)/bin/churnwatch train --store $(DEMO_DIR)/store
 
 ## test: the whole test suite
 test: $(DEV)

@@ -351,6 +351,16 @@ def train(
             _ci(t["roc_auc"]), _ci(t["pr_auc"]), _ci(t["lift_top10"]), _ci(t["brier"]),
         )  # fmt: skip
     out.print(table)
+    risk = summary.at_risk.head(10)
+    top = Table(
+        title=f"ten users most at risk at the latest cutoff ({risk['cutoff'].iloc[0]:%Y-%m-%d})",
+        title_justify="left",
+    )
+    top.add_column("user")
+    top.add_column("P(churn in the next horizon)", justify="right")
+    for row in risk.itertuples():
+        top.add_row(str(row.user_id), f"{row.probability:.1%}")
+    out.print(top)
     out.print(
         f"base-rate Brier {result.base_rate_brier:.4f}; threshold {result.threshold:.3f}; "
         f"registered churnwatch v{summary.model_version} {list(summary.aliases) or ''}; "

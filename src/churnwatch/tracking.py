@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
+from mlflow.pyfunc import PythonModel  # type: ignore[attr-defined]
 
 from churnwatch.config import Settings
 
@@ -44,7 +45,7 @@ def setup(settings: Settings) -> str:
     return uri
 
 
-class ChurnModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class ChurnModel(PythonModel):
     """The served model: snapshot feature rows in, calibrated churn probabilities out."""
 
     def __init__(self, estimator: Any, features: list[str], threshold: float) -> None:
@@ -130,7 +131,7 @@ def list_versions() -> list[dict[str, Any]]:
         m = run.data.metrics if run else {}
         out.append(
             {
-                "version": v.version,
+                "version": str(v.version),
                 "aliases": sorted(by_version.get(str(v.version), [])),
                 "model": run.data.params.get("model", "") if run else "",
                 "created": v.creation_timestamp,

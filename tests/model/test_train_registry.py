@@ -3,8 +3,6 @@ logged to MLflow, registered, aliased champion, and loadable as a pyfunc."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -60,3 +58,18 @@ def test_model_is_registered_as_champion_and_loads(
     assert p.shape == (20,) and np.all((p >= 0) & (p <= 1))
     versions = tracking.list_versions()
     assert versions[0]["aliases"] == ["champion"] and versions[0]["test_roc_auc"] is not None
+
+
+def test_cli_models_list(
+    trained: tuple[RunSummary, Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from churnwatch.cli import app
+
+    _, settings = trained
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("CHURNWATCH_DATA_DIR", str(settings.data_dir))
+    result = CliRunner().invoke(app, ["models", "list"])
+    assert result.exit_code == 0, result.output
+    assert "champion" in result.output and "churnwatch models" in result.output

@@ -39,7 +39,7 @@ def categorical_features() -> list[str]:
 
 
 def _signed_log1p(x: np.ndarray) -> np.ndarray:
-    return np.sign(x) * np.log1p(np.abs(x))
+    return np.asarray(np.sign(x) * np.log1p(np.abs(x)))
 
 
 def _preprocess(*, scale: bool) -> ColumnTransformer:

@@ -110,6 +110,6 @@ def evaluate_scores(
     for name in metrics:
         vals = np.asarray(draws[name], dtype=float)
         vals = vals[~np.isnan(vals)]
-        low, high = (np.percentile(vals, [2.5, 97.5]) if len(vals) else (np.nan, np.nan))
+        low, high = np.percentile(vals, [2.5, 97.5]) if len(vals) else (np.nan, np.nan)
         out[name] = Estimate(point[name], float(low), float(high))
     return out

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from churnwatch.config import Settings
 from churnwatch.ingest import EventStore, ingest
 from churnwatch.models.train import TrainConfig, TrainResult, train
@@ -23,6 +25,19 @@ class RunSummary:
     model_version: str
     aliases: tuple[str, ...]
     fingerprint: dict[str, Any]
+    at_risk: pd.DataFrame  # the latest cutoff's users, most at risk first
+
+
+def at_risk(result: TrainResult) -> pd.DataFrame:
+    """Users of the latest cutoff ranked by the chosen model's calibrated probability."""
+    snaps = result.snapshots
+    latest = snaps[snaps["cutoff"] == snaps["cutoff"].max()]
+    p = result.chosen.estimator.predict_proba(latest)[:, 1]
+    out = pd.DataFrame({"user_id": latest["user_id"].to_numpy(), "probability": p})
+    out["cutoff"] = latest["cutoff"].to_numpy()
+    return out.sort_values(["probability", "user_id"], ascending=[False, True]).reset_index(
+        drop=True
+    )
 
 
 def fingerprint(store: EventStore, config: TrainConfig) -> dict[str, Any]:
@@ -57,6 +72,14 @@ def run_training(
 
     store = EventStore(store_dir or settings.store_path)
     say = progress or (lambda _m: None)
+    if not data and not store.exists():
+        from churnwatch.simulate import SimConfig, simulate
+
+        default = settings.data_dir / "simulated" / "default.jsonl.gz"
+        if not default.exists():
+            say(f"no store and no --data: simulating the built-in default log {default}")
+            simulate(SimConfig(users=500, days=60, seed=0), default)
+        data = [str(default)]
     if data:
         say("ingesting")
         ingest(list(data), settings=settings, store_dir=store.root)
@@ -67,7 +90,10 @@ def run_training(
     say("logging to MLflow")
     import mlflow
 
-    with mlflow.start_run(run_name=f"train-{result.chosen.name}") as run, tempfile.TemporaryDirectory() as tmp:
+    with (
+        mlflow.start_run(run_name=f"train-{result.chosen.name}") as run,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         metrics: dict[str, float] = {}
         for cand in result.candidates:
             for key, value in cand.validation.items():
@@ -103,7 +129,9 @@ def run_training(
         example = result.snapshots[result.snapshots["label"].notna()]
         registered = tracking.log_model(model, example)
         run_id = run.info.run_id
-    return RunSummary(result, uri, run_id, registered.version, registered.aliases, fp)
+    return RunSummary(
+        result, uri, run_id, registered.version, registered.aliases, fp, at_risk(result)
+    )
 
 
 def _metrics_table(result: TrainResult) -> list[dict[str, Any]]:

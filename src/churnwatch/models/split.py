@@ -30,7 +30,9 @@ class TimeSplit:
         def span(ds: tuple[date, ...]) -> str:
             return f"{ds[0]}..{ds[-1]} ({len(ds)})" if ds else "-"
 
-        return f"train {span(self.train)}, validation {span(self.validation)}, test {span(self.test)}"
+        return (
+            f"train {span(self.train)}, validation {span(self.validation)}, test {span(self.test)}"
+        )
 
 
 def out_of_time_split(

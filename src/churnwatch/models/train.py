@@ -99,7 +99,9 @@ def choose_threshold(y: np.ndarray, p: np.ndarray, rule: str) -> float:
     candidates = np.unique(p)
     if kind == "cost":
         ratio = float(value or 5)
-        costs = [ratio * np.sum((p < t) & (y == 1)) + np.sum((p >= t) & (y == 0)) for t in candidates]
+        costs = [
+            ratio * np.sum((p < t) & (y == 1)) + np.sum((p >= t) & (y == 0)) for t in candidates
+        ]
         return float(candidates[int(np.argmin(costs))])
     if kind == "f1":
         scores = [f1_score(y, (p >= t).astype(int), zero_division=0) for t in candidates]
@@ -150,9 +152,14 @@ def train(
         candidates.append(Candidate(name, cal, val, calibration=method))
     chosen = max(
         candidates,
-        key=lambda c: (np.nan_to_num(c.validation["pr_auc"]), np.nan_to_num(c.validation["roc_auc"])),
+        key=lambda c: (
+            np.nan_to_num(c.validation["pr_auc"]),
+            np.nan_to_num(c.validation["roc_auc"]),
+        ),
     )
-    threshold = choose_threshold(y_va, chosen.estimator.predict_proba(va)[:, 1], config.threshold_rule)
+    threshold = choose_threshold(
+        y_va, chosen.estimator.predict_proba(va)[:, 1], config.threshold_rule
+    )
     say("evaluating on the test cutoffs")
     for cand in candidates:
         p_te = cand.estimator.predict_proba(te)[:, 1]
