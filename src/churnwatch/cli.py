@@ -368,6 +368,45 @@ def train(
     )
 
 
+@app.command()
+def evaluate(
+    data: Annotated[list[str], typer.Option(help="Logs to evaluate on (files, dirs, globs).")],
+    model: Annotated[
+        str,
+        typer.Option(help="models:/churnwatch@champion, models:/churnwatch/3 or runs:/ID/model"),
+    ] = "models:/churnwatch@champion",
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for metrics, plots, report.")] = (
+        Path("data/evaluation")
+    ),
+    horizon: Annotated[int, typer.Option(min=1, help="Days ahead the label looks.")] = 14,
+    every: Annotated[int, typer.Option(min=1, help="Days between cutoffs.")] = 7,
+) -> None:
+    """Score any log with a registered model: metrics with intervals, plots and a report."""
+    from churnwatch.labels import ChurnDefinition, CutoffSchedule
+    from churnwatch.models.evaluate import evaluate_model
+
+    settings = Settings()
+
+    def work() -> Any:
+        with console.status("evaluating ..."):
+            return evaluate_model(
+                model, data, out_dir=out_dir, settings=settings,
+                definition=ChurnDefinition(horizon_days=horizon),
+                schedule=CutoffSchedule(every_days=every),
+            )  # fmt: skip
+
+    ev = _run(work)
+    table = Table(title=f"{model}: {ev.rows:,} labelled snapshots, {ev.positives:,} churned",
+                  title_justify="left")  # fmt: skip
+    for col in ("metric", "value", "95% interval"):
+        table.add_column(col, justify="right" if col != "metric" else "left")
+    for name, v in ev.pooled.items():
+        table.add_row(name, f"{v['value']:.3f}", f"[{v['low']:.3f}, {v['high']:.3f}]")
+    out.print(table)
+    out.print(ev.classification_report)
+    out.print(f"metrics: {ev.metrics_path}\nreport:  {ev.report_path}")
+
+
 def _ci(est: Any) -> str:
     return f"{est.value:.3f} [{est.low:.3f}, {est.high:.3f}]"
 

@@ -3,6 +3,8 @@ logged to MLflow, registered, aliased champion, and loadable as a pyfunc."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -73,3 +75,24 @@ def test_cli_models_list(
     result = CliRunner().invoke(app, ["models", "list"])
     assert result.exit_code == 0, result.output
     assert "champion" in result.output and "churnwatch models" in result.output
+
+
+def test_evaluate_on_a_log_the_model_never_saw(
+    trained: tuple[RunSummary, Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from churnwatch.models.evaluate import evaluate_model
+
+    _, settings = trained
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    unseen = tmp_path / "unseen.jsonl.gz"
+    simulate(SimConfig(users=300, days=50, seed=99), unseen)
+    ev = evaluate_model(
+        "models:/churnwatch@champion", [str(unseen)], out_dir=tmp_path / "eval",
+        settings=settings, n_boot=50,
+    )  # fmt: skip
+    assert ev.rows > 500 and 0 < ev.positives < ev.rows
+    assert ev.pooled["roc_auc"]["value"] > 0.6  # same simulator, new users: the signal carries
+    assert {p.name for p in ev.images} >= {"roc.png", "pr.png", "calibration.png", "gains.png"}
+    assert all(p.stat().st_size > 5000 for p in ev.images)
+    assert "<img" in ev.report_path.read_text() and ev.metrics_path.exists()
+    assert [c["cutoff"] for c in ev.per_cutoff] == sorted(c["cutoff"] for c in ev.per_cutoff)

@@ -1,0 +1,167 @@
+"""Evaluate a registered model on any log: metrics per cutoff and pooled, plots, a report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import classification_report
+
+from churnwatch.config import Settings
+from churnwatch.errors import InputError
+from churnwatch.features import build_snapshots
+from churnwatch.ingest import EventStore, ingest
+from churnwatch.labels import ChurnDefinition, CutoffSchedule
+from churnwatch.models import report
+from churnwatch.models.metrics import SCORE_METRICS, evaluate_scores, threshold_metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Evaluation:
+    pooled: dict[str, dict[str, float]]
+    per_cutoff: list[dict[str, Any]]
+    classification_report: str
+    threshold: float
+    rows: int
+    positives: int
+    metrics_path: Path
+    report_path: Path
+    images: list[Path]
+
+
+def inner_pipeline(churn_model: Any) -> Any:
+    """The fitted scikit-learn pipeline inside a ChurnModel (under its calibration)."""
+    est = churn_model.estimator
+    if hasattr(est, "calibrated_classifiers_"):
+        est = est.calibrated_classifiers_[0].estimator
+    return getattr(est, "estimator", est)  # FrozenEstimator -> pipeline
+
+
+def shap_importance(pipeline: Any, X: pd.DataFrame) -> pd.Series | None:
+    """Mean |SHAP value| per feature, for tree and linear models; None for others."""
+    import shap
+
+    steps = getattr(pipeline, "steps", None)
+    if not steps or len(steps) < 2:
+        return None
+    pre, model = pipeline[:-1], pipeline[-1]
+    Xt = pre.transform(X)
+    Xt = Xt.toarray() if hasattr(Xt, "toarray") else np.asarray(Xt, dtype=float)
+    names = list(pre.get_feature_names_out())
+    kind = type(model).__name__
+    if kind in ("RandomForestClassifier", "XGBClassifier", "LGBMClassifier"):
+        values = shap.TreeExplainer(model).shap_values(Xt)
+    elif kind == "LogisticRegression":
+        values = shap.LinearExplainer(model, Xt).shap_values(Xt)
+    else:
+        return None
+    values = np.asarray(values)
+    if values.ndim == 3:  # (rows, features, classes)
+        values = values[:, :, 1]
+    return pd.Series(np.abs(values).mean(axis=0), index=names).sort_values(ascending=False)
+
+
+def evaluate_model(
+    model_ref: str,
+    data: Sequence[str],
+    *,
+    out_dir: Path,
+    settings: Settings,
+    definition: ChurnDefinition | None = None,
+    schedule: CutoffSchedule | None = None,
+    n_boot: int = 300,
+) -> Evaluation:
+    """Ingest `data` into a temporary store, score its labelled snapshots, report."""
+    from churnwatch import tracking
+
+    tracking.setup(settings)
+    model = tracking.load(model_ref)
+    churn_model = model.unwrap_python_model()
+    with tempfile.TemporaryDirectory() as tmp:
+        ingest(list(data), settings=settings, store_dir=Path(tmp) / "store")
+        table, _ = build_snapshots(
+            EventStore(Path(tmp) / "store"), definition=definition, schedule=schedule,
+            settings=settings,
+        )  # fmt: skip
+    df = table.to_pandas()
+    lab = df[df["label"].notna()].reset_index(drop=True)
+    if lab["label"].nunique() < 2:
+        raise InputError(
+            f"expected churners and non-churners among the labelled snapshots. Got "
+            f"{len(lab)} rows with labels {sorted(lab['label'].unique().tolist())}"
+        )
+    y = lab["label"].astype(int).to_numpy()
+    p = np.asarray(model.predict(lab), dtype=float)
+    users = lab["user_id"].to_numpy()
+    thr = float(churn_model.threshold)
+    pooled = {
+        k: v.as_dict()
+        for k, v in evaluate_scores(y, p, users, threshold=thr, n_boot=n_boot).items()
+    }
+    per_cutoff = []
+    for cutoff, idx in lab.groupby("cutoff").indices.items():
+        yy, pp = y[idx], p[idx]
+        row: dict[str, Any] = {"cutoff": str(pd.Timestamp(cutoff).date()), "rows": len(idx),
+                               "positives": int(yy.sum())}  # fmt: skip
+        row.update({k: fn(yy, pp) for k, fn in SCORE_METRICS.items()})
+        row.update(threshold_metrics(yy, pp, thr))
+        per_cutoff.append(row)
+    text = classification_report(y, (p >= thr).astype(int), digits=3, zero_division=0)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = [
+        report.plot_roc(y, p, out_dir),
+        report.plot_pr(y, p, out_dir),
+        report.plot_calibration(y, p, out_dir),
+        report.plot_gains(y, p, out_dir),
+    ]
+    importance = shap_importance(inner_pipeline(churn_model), lab)
+    if importance is not None:
+        images.append(report.plot_importance(importance, out_dir))
+    metrics_path = out_dir / "metrics.json"
+    metrics_path.write_text(
+        json.dumps(
+            {
+                "model": model_ref,
+                "threshold": thr,
+                "pooled": pooled,
+                "per_cutoff": per_cutoff,
+                "top_features": {} if importance is None else importance.head(20).to_dict(),
+            },
+            indent=1,
+            default=float,
+        )  # fmt: skip
+    )
+    pooled_table = pd.DataFrame(
+        [
+            {"metric": k, "value": v["value"], "95% low": v["low"], "95% high": v["high"]}
+            for k, v in pooled.items()
+        ]  # fmt: skip
+    )
+    report_path = report.html_report(
+        f"churnwatch evaluation of {model_ref}",
+        {
+            "data": ", ".join(map(str, data)),
+            "labelled snapshots": f"{len(lab):,} ({int(y.sum()):,} churned within the horizon)",
+            "threshold": f"{thr:.3f}",
+            "how to read": "ROC-AUC and PR-AUC rank users; lift@10% is how many times more "
+            "churners the top decile holds than a random tenth; Brier and the calibration "
+            "plot say whether the probabilities can be read as probabilities.",
+        },
+        {
+            "pooled (95% bootstrap intervals over users)": pooled_table,
+            "per cutoff": pd.DataFrame(per_cutoff),
+        },  # fmt: skip
+        images,
+        out_dir,
+    )
+    return Evaluation(pooled, per_cutoff, text, thr, len(lab), int(y.sum()), metrics_path,
+                      report_path, images)  # fmt: skip
