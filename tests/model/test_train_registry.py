@@ -10,22 +10,8 @@ import pytest
 
 from churnwatch.config import Settings
 from churnwatch.models.estimators import MODELS
-from churnwatch.models.run import RunSummary, run_training
-from churnwatch.models.train import TrainConfig
+from churnwatch.models.run import RunSummary
 from churnwatch.simulate import SimConfig, simulate
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunSummary, Settings]:
-    root = tmp_path_factory.mktemp("train")
-    log = root / "sim.jsonl.gz"
-    simulate(SimConfig(users=400, days=63, seed=21), log)
-    settings = Settings(data_dir=root / "data")
-    mp = pytest.MonkeyPatch()
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    summary = run_training(settings=settings, config=TrainConfig(n_boot=100), data=[str(log)])
-    mp.undo()
-    return summary, settings
 
 
 def test_every_candidate_is_evaluated_out_of_time(trained: tuple[RunSummary, Settings]) -> None:
@@ -37,7 +23,8 @@ def test_every_candidate_is_evaluated_out_of_time(trained: tuple[RunSummary, Set
         assert {"roc_auc", "pr_auc", "brier", "lift_top10", "f1", "accuracy"} <= set(cand.test)
         assert cand.calibration in ("sigmoid", "isotonic")
     chosen = result.chosen
-    assert chosen.validation["pr_auc"] == max(c.validation["pr_auc"] for c in result.candidates)
+    eligible = [c for c in result.candidates if c.name not in ("seed_rf", "heuristic")]
+    assert chosen.validation["pr_auc"] == max(c.validation["pr_auc"] for c in eligible)
     # on the simulator the signal is real: the chosen model ranks far better than chance
     assert chosen.test["roc_auc"].value > 0.65
     # calibrated: no worse than predicting the base rate

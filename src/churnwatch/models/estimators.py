@@ -28,6 +28,7 @@ from churnwatch.errors import ConfigError
 from churnwatch.features.catalog import SEED_FEATURES, catalog
 
 MODELS = ("seed_rf", "heuristic", "logistic", "random_forest", "xgboost", "lightgbm")
+BASELINES = ("seed_rf", "heuristic")  # reported for comparison, never chosen to serve
 
 
 def numeric_features() -> list[str]:
@@ -60,6 +61,12 @@ def _preprocess(*, scale: bool) -> ColumnTransformer:
         ],
         verbose_feature_names_out=False,
     )
+
+
+def _frame(pre: ColumnTransformer) -> ColumnTransformer:
+    """Make the transformer return a DataFrame, so the model sees column names."""
+    pre.set_params(cat__sparse_output=False)
+    return pre.set_output(transform="pandas")
 
 
 class RiskyPageRate(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
@@ -95,6 +102,48 @@ class RiskyPageRate(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+
+# Features that can only raise the risk, by what churn is: bad experiences. Boosted trees are
+# constrained to be monotone increasing in them, so that a model never learns from a proxy
+# (errors happen to the most active users, who churn less) that more errors look safer.
+INCREASING = ("thumbs_down", "adverts", "errors")
+
+
+def _increasing(name: str) -> bool:
+    """Counts, rates and shares of the bad-experience pages (thumbs_down_share_7d, ...)."""
+    return name.startswith(INCREASING)
+
+
+class MonotoneBooster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """Fits a boosted-tree classifier with monotone-increasing constraints on the columns of X
+    (a DataFrame) named in INCREASING; the constraint vector is built from X's columns at fit
+    time, since one-hot columns are only known then."""
+
+    def __init__(self, booster: Any = None) -> None:
+        self.booster = booster
+
+    def fit(self, X: pd.DataFrame, y: Any) -> MonotoneBooster:
+        from sklearn.base import clone
+
+        constraints = [1 if _increasing(str(c)) else 0 for c in X.columns]
+        est = clone(self.booster)
+        key = "monotone_constraints"
+        value: Any = "(" + ",".join(map(str, constraints)) + ")"
+        if type(est).__name__ == "LGBMClassifier":
+            value = constraints
+        est.set_params(**{key: value})
+        self.booster_ = est.fit(X, y)
+        self.classes_ = self.booster_.classes_
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "booster_")
+        return np.asarray(self.booster_.predict_proba(X))
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.booster_.predict(X))
 
 
 def make_model(name: str, *, pos_weight: float, seed: int = 0, **params: Any) -> Pipeline:
@@ -138,7 +187,12 @@ def make_model(name: str, *, pos_weight: float, seed: int = 0, **params: Any) ->
             random_state=seed,
             eval_metric="aucpr",
         )
-        return Pipeline([("pre", _preprocess(scale=False)), ("model", xgb.set_params(**params))])
+        return Pipeline(
+            [
+                ("pre", _frame(_preprocess(scale=False))),
+                ("model", MonotoneBooster(xgb.set_params(**params))),
+            ]
+        )
     if name == "lightgbm":
         from lightgbm import LGBMClassifier
 
@@ -156,5 +210,10 @@ def make_model(name: str, *, pos_weight: float, seed: int = 0, **params: Any) ->
             n_jobs=2,
             verbose=-1,
         )
-        return Pipeline([("pre", _preprocess(scale=False)), ("model", lgbm.set_params(**params))])
+        return Pipeline(
+            [
+                ("pre", _frame(_preprocess(scale=False))),
+                ("model", MonotoneBooster(lgbm.set_params(**params))),
+            ]
+        )
     raise ConfigError(f"model has to be one of {', '.join(MODELS)}. Got {name!r} instead.")

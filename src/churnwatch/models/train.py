@@ -1,6 +1,8 @@
 """Train: snapshots -> out-of-time split -> candidates -> calibration -> threshold -> test.
 
-Model selection is on validation PR-AUC (the classes are imbalanced), ROC-AUC beside it.
+Model selection is on validation PR-AUC (the classes are imbalanced), ROC-AUC beside it,
+among the learnt models; the baselines (the seed's random forest, the heuristic) are reported
+for comparison but never chosen.
 Every candidate is calibrated the same way (method chosen on validation, see `calibrate`) so
 that Brier scores compare fairly; the test set is touched once, at the end.
 """
@@ -24,7 +26,7 @@ from churnwatch.features import build_snapshots
 from churnwatch.features.catalog import feature_names
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import ChurnDefinition, CutoffSchedule
-from churnwatch.models.estimators import MODELS, make_model
+from churnwatch.models.estimators import BASELINES, MODELS, make_model
 from churnwatch.models.metrics import SCORE_METRICS, Estimate, evaluate_scores
 from churnwatch.models.split import TimeSplit, out_of_time_split
 
@@ -150,8 +152,9 @@ def train(
         val = {m: SCORE_METRICS[m](y_va, p_va) for m in ("roc_auc", "pr_auc")}
         cal, method = calibrate(est, va, y_va, seed=config.seed)
         candidates.append(Candidate(name, cal, val, calibration=method))
+    eligible = [c for c in candidates if c.name not in BASELINES] or candidates
     chosen = max(
-        candidates,
+        eligible,
         key=lambda c: (
             np.nan_to_num(c.validation["pr_auc"]),
             np.nan_to_num(c.validation["roc_auc"]),
