@@ -41,9 +41,7 @@ class Evaluation:
 def inner_pipeline(churn_model: Any) -> Any:
     """The fitted scikit-learn pipeline inside a ChurnModel (under its calibration)."""
     est = churn_model.estimator
-    if hasattr(est, "calibrated_classifiers_"):
-        est = est.calibrated_classifiers_[0].estimator
-    return getattr(est, "estimator", est)  # FrozenEstimator -> pipeline
+    return getattr(est, "estimator", est)  # Calibrated -> pipeline
 
 
 def shap_importance(pipeline: Any, X: pd.DataFrame) -> pd.Series | None:
@@ -54,6 +52,7 @@ def shap_importance(pipeline: Any, X: pd.DataFrame) -> pd.Series | None:
     if not steps or len(steps) < 2:
         return None
     pre, model = pipeline[:-1], pipeline[-1]
+    model = getattr(model, "booster_", model)  # MonotoneBooster -> the booster
     Xt = pre.transform(X)
     Xt = Xt.toarray() if hasattr(Xt, "toarray") else np.asarray(Xt, dtype=float)
     names = list(pre.get_feature_names_out())

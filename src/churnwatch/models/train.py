@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.frozen import FrozenEstimator
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, log_loss
 
 from churnwatch.errors import InputError
@@ -64,6 +65,47 @@ class TrainResult:
     seconds: float = 0.0
 
 
+class Calibrated(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """A fitted classifier whose scores are mapped to probabilities by a calibrator fitted on
+    other rows: Platt scaling on the log-odds (`sigmoid`) or isotonic regression."""
+
+    def __init__(self, estimator: Any = None, method: str = "sigmoid") -> None:
+        self.estimator = estimator
+        self.method = method
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> Calibrated:
+        s = self._raw(X)
+        if self.method == "sigmoid":
+            self.calibrator_: Any = LogisticRegression(C=1e6).fit(_logit(s)[:, None], y)
+        elif self.method == "isotonic":
+            self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1)
+            self.calibrator_.fit(s, y)
+        else:
+            raise InputError(f"method has to be one of 'sigmoid', 'isotonic'. Got {self.method!r}.")
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def _raw(self, X: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.estimator.predict_proba(X)[:, 1], dtype=float)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        s = self._raw(X)
+        if self.method == "sigmoid":
+            p = self.calibrator_.predict_proba(_logit(s)[:, None])[:, 1]
+        else:
+            p = self.calibrator_.predict(s)
+        p = np.asarray(p, dtype=float)
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.asarray(np.log(q / (1 - q)))
+
+
 def calibrate(estimator: Any, X: pd.DataFrame, y: np.ndarray, *, seed: int) -> tuple[Any, str]:
     """Calibrate a fitted estimator on validation rows.
 
@@ -82,13 +124,12 @@ def calibrate(estimator: Any, X: pd.DataFrame, y: np.ndarray, *, seed: int) -> t
             if len(np.unique(y[fit_rows])) < 2:
                 total = np.inf
                 break
-            cal = CalibratedClassifierCV(FrozenEstimator(estimator), method=method)
-            cal.fit(X[fit_rows], y[fit_rows])
+            cal = Calibrated(estimator, method).fit(X[fit_rows], y[fit_rows])
             p = np.clip(cal.predict_proba(X[eval_rows])[:, 1], 1e-6, 1 - 1e-6)
             total += log_loss(y[eval_rows], p, labels=[0, 1])
         losses[method] = total
     method = min(losses, key=lambda m: losses[m])
-    cal = CalibratedClassifierCV(FrozenEstimator(estimator), method=method).fit(X, y)
+    cal = Calibrated(estimator, method).fit(X, y)
     return cal, method
 
 
