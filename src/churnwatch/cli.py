@@ -351,6 +351,13 @@ def train(
             _ci(t["roc_auc"]), _ci(t["pr_auc"]), _ci(t["lift_top10"]), _ci(t["brier"]),
         )  # fmt: skip
     out.print(table)
+    if summary.oracle:
+        o = summary.oracle
+        out.print(
+            f"simulated log, true hazard as oracle on the test cutoffs: ROC-AUC "
+            f"{o['oracle_roc_auc']:.3f} (model/oracle {o['model_to_oracle_roc_auc']:.2f}), "
+            f"PR-AUC {o['oracle_pr_auc']:.3f} (model/oracle {o['model_to_oracle_pr_auc']:.2f})"
+        )
     risk = summary.at_risk.head(10)
     top = Table(
         title=f"ten users most at risk at the latest cutoff ({risk['cutoff'].iloc[0]:%Y-%m-%d})",

@@ -27,6 +27,9 @@ def test_every_candidate_is_evaluated_out_of_time(trained: tuple[RunSummary, Set
     assert chosen.validation["pr_auc"] == max(c.validation["pr_auc"] for c in eligible)
     # on the simulator the signal is real: the chosen model ranks far better than chance
     assert chosen.test["roc_auc"].value > 0.65
+    # the simulator's true hazard gives the best achievable ranking; the model gets near it
+    assert summary.oracle["oracle_roc_auc"] > 0.6
+    assert 0.7 < summary.oracle["model_to_oracle_roc_auc"] < 1.2
     # calibrated: no worse than predicting the base rate
     assert chosen.test["brier"].value <= result.base_rate_brier + 0.01
 

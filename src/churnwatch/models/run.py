@@ -14,7 +14,29 @@ import pandas as pd
 
 from churnwatch.config import Settings
 from churnwatch.ingest import EventStore, ingest
+from churnwatch.models.metrics import SCORE_METRICS
 from churnwatch.models.train import TrainConfig, TrainResult, train
+from churnwatch.simulate import truth_path
+
+
+def oracle_scores(result: TrainResult, truths: list[Path]) -> dict[str, float]:
+    """On simulated logs: ROC-AUC and PR-AUC of the true hazard on the test cutoffs, and the
+    chosen model's ratio to them. The oracle scores each (user, cutoff) with
+    1 - (1 - h)^H, h the true daily hazard on the cutoff day (known from the state at the
+    cutoff), H the horizon."""
+    truth = pd.concat([pd.read_parquet(t, columns=["user_id", "date", "hazard"]) for t in truths])
+    snaps = result.snapshots
+    test = snaps[snaps["cutoff_date"].isin(result.split.test) & snaps["label"].notna()]
+    merged = test.merge(truth, left_on=["user_id", "cutoff_date"], right_on=["user_id", "date"])
+    if len(merged) < 0.9 * len(test) or merged["label"].nunique() < 2:
+        return {}
+    horizon = result.horizon_days
+    y = merged["label"].astype(int).to_numpy()
+    oracle = 1 - (1 - merged["hazard"].to_numpy()) ** horizon
+    out = {f"oracle_{k}": SCORE_METRICS[k](y, oracle) for k in ("roc_auc", "pr_auc")}
+    for k in ("roc_auc", "pr_auc"):
+        out[f"model_to_oracle_{k}"] = result.chosen.test[k].value / out[f"oracle_{k}"]
+    return out
 
 
 @dataclass
@@ -26,6 +48,7 @@ class RunSummary:
     aliases: tuple[str, ...]
     fingerprint: dict[str, Any]
     at_risk: pd.DataFrame  # the latest cutoff's users, most at risk first
+    oracle: dict[str, float]  # simulated logs only: the true hazard's scores
 
 
 def at_risk(result: TrainResult) -> pd.DataFrame:
@@ -85,6 +108,8 @@ def run_training(
         ingest(list(data), settings=settings, store_dir=store.root)
     store.require()
     result = train(store, config, progress=say)
+    truths = [truth_path(Path(d)) for d in data if truth_path(Path(d)).is_file()]
+    oracle = oracle_scores(result, truths) if truths else {}
     uri = tracking.setup(settings)
     fp = fingerprint(store, config)
     say("logging to MLflow")
@@ -107,6 +132,7 @@ def run_training(
             metrics[f"test_{key}_low"] = est.low
             metrics[f"test_{key}_high"] = est.high
         metrics["base_rate_brier"] = result.base_rate_brier
+        metrics.update(oracle)
         metrics["threshold"] = result.threshold
         report = Path(tmp) / "metrics.json"
         report.write_text(json.dumps(_metrics_table(result), indent=1))
@@ -130,7 +156,7 @@ def run_training(
         registered = tracking.log_model(model, example)
         run_id = run.info.run_id
     return RunSummary(
-        result, uri, run_id, registered.version, registered.aliases, fp, at_risk(result)
+        result, uri, run_id, registered.version, registered.aliases, fp, at_risk(result), oracle
     )
 
 

@@ -62,6 +62,7 @@ class TrainResult:
     features: list[str]
     snapshots: pd.DataFrame
     base_rate_brier: float
+    horizon_days: int = 14
     seconds: float = 0.0
 
 
@@ -221,5 +222,6 @@ def train(
         features=feature_names(),
         snapshots=df,
         base_rate_brier=base_brier,
+        horizon_days=config.definition.horizon_days,
         seconds=time.perf_counter() - started,
     )
