@@ -134,7 +134,9 @@ def bench_snapshots(args: argparse.Namespace) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--only", choices=["ingest", "simulate", "snapshots"], default=None)
+    parser.add_argument(
+        "--only", choices=["ingest", "simulate", "snapshots", "train"], default=None
+    )
     parser.add_argument("--big", action="store_true", help="add the 26M-event log")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
@@ -164,8 +166,11 @@ def main() -> None:
             rows.append(measure("ingest_churnwatch", [str(big)], 1))
     if args.only in (None, "snapshots"):
         rows += bench_snapshots(args)
-    (args.out / "results.json").write_text(json.dumps(rows, indent=1))
-    print(f"results: {args.out / 'results.json'}")
+    if args.only in (None, "train") and EVENTSIM.is_file():
+        rows.append(measure("train_models", [str(EVENTSIM)], args.runs))
+    name = "results.json" if args.only is None else f"results_{args.only}.json"
+    (args.out / name).write_text(json.dumps(rows, indent=1))
+    print(f"results: {args.out / name}")
 
 
 if __name__ == "__main__":

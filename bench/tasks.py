@@ -153,6 +153,30 @@ def _events(store: str) -> int:
 
 
 @task
+def train_models(log: str) -> dict[str, Any]:
+    """churnwatch train end to end on a log: ingest, snapshots, six candidates, MLflow."""
+    import os
+
+    from churnwatch.config import Settings
+    from churnwatch.models.run import run_training
+    from churnwatch.models.train import TrainConfig
+
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        summary = run_training(
+            settings=Settings(data_dir=Path(tmp) / "data"), config=TrainConfig(), data=[log]
+        )
+        seconds = time.perf_counter() - t
+    return {
+        "seconds": seconds,
+        "events": summary.fingerprint["events"],
+        "chosen": summary.result.chosen.name,
+        "test_roc_auc": summary.result.chosen.test["roc_auc"].value,
+    }
+
+
+@task
 def simulate_log(users: str, days: str, out: str) -> dict[str, Any]:
     """The simulator writing a gzip JSON-lines log."""
     from churnwatch.simulate import SimConfig, simulate
