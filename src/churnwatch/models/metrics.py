@@ -22,24 +22,22 @@ from sklearn.metrics import (
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
 
+def _top_decile(p: np.ndarray) -> np.ndarray:
+    """Indices of the 10 % highest scores (at least one)."""
+    k = max(1, int(np.ceil(0.1 * len(p))))
+    return np.argsort(-p, kind="stable")[:k]
+
+
 def top_decile_lift(y: np.ndarray, p: np.ndarray) -> float:
     """Churn rate among the 10 % highest scores, divided by the overall churn rate."""
     base = float(np.mean(y))
-    if base == 0:
-        return float("nan")
-    k = max(1, int(np.ceil(0.1 * len(y))))
-    top = np.argsort(-p, kind="stable")[:k]
-    return float(np.mean(y[top]) / base)
+    return float(np.mean(y[_top_decile(p)]) / base) if base else float("nan")
 
 
 def top_decile_recall(y: np.ndarray, p: np.ndarray) -> float:
     """Share of all churners found among the 10 % highest scores."""
     positives = float(np.sum(y))
-    if positives == 0:
-        return float("nan")
-    k = max(1, int(np.ceil(0.1 * len(y))))
-    top = np.argsort(-p, kind="stable")[:k]
-    return float(np.sum(y[top]) / positives)
+    return float(np.sum(y[_top_decile(p)]) / positives) if positives else float("nan")
 
 
 def _safe(fn: Metric) -> Metric:
