@@ -57,7 +57,24 @@ def build_snapshots(
     definition = definition or ChurnDefinition()
     schedule = schedule or CutoffSchedule()
     settings = settings or Settings()
+    owned = isinstance(engine, str)
     eng = make_engine(engine, settings) if isinstance(engine, str) else engine
+    try:
+        return _build(store, eng, definition, schedule, out, until, started)
+    finally:
+        if owned:
+            eng.close()
+
+
+def _build(
+    store: EventStore,
+    eng: DuckDBEngine | SparkEngine,
+    definition: ChurnDefinition,
+    schedule: CutoffSchedule,
+    out: Path | None,
+    until: datetime | None,
+    started: float,
+) -> tuple[pa.Table, SnapshotReport]:
     files = store_files(store)
     until_us = None if until is None else int(until.timestamp() * 1_000_000)
     eng.load_events(files, until_us=until_us)

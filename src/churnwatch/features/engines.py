@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -134,9 +133,6 @@ class SparkEngine:
     def query(self, sql: str) -> pa.Table:
         df = self.spark.sql(to_spark(sql))
         return df.toArrow()
-
-    def write(self, sql: str, out: Path) -> None:
-        self.spark.sql(to_spark(sql)).write.mode("overwrite").parquet(str(out))
 
     def close(self) -> None:
         """Local sessions are kept for reuse (they take seconds to start)."""
