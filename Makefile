@@ -22,13 +22,18 @@ $(DEV): requirements-dev.txt pyproject.toml $(RUNTIME)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-## demo: simulate a log, ingest it, build snapshots, train and register a model
+## demo: simulate a log, ingest it, build snapshots, train and register a model, then
+## evaluate the champion on a second log it never saw and print the report's path
 demo: $(RUNTIME)
 	$(VENV)/bin/churnwatch simulate --users 500 --days 60 --seed 7 \
 		--out $(DEMO_DIR)/sparkify_sim.jsonl.gz
 	$(VENV)/bin/churnwatch ingest $(DEMO_DIR)/sparkify_sim.jsonl.gz --store $(DEMO_DIR)/store
 	$(VENV)/bin/churnwatch snapshots --store $(DEMO_DIR)/store --out $(DEMO_DIR)/snapshots.parquet
 	CHURNWATCH_DATA_DIR=$(DEMO_DIR) $(VENV)/bin/churnwatch train --store $(DEMO_DIR)/store
+	$(VENV)/bin/churnwatch simulate --users 300 --days 60 --seed 8 \
+		--out $(DEMO_DIR)/unseen_sim.jsonl.gz
+	CHURNWATCH_DATA_DIR=$(DEMO_DIR) $(VENV)/bin/churnwatch evaluate \
+		--data $(DEMO_DIR)/unseen_sim.jsonl.gz --out $(DEMO_DIR)/evaluation
 
 ## test: the whole test suite
 test: $(DEV)
