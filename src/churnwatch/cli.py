@@ -316,6 +316,9 @@ def train(
         str, typer.Option(help="Threshold rule: f1, capacity:0.05 or cost:5.")
     ] = "f1",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    budget_seconds: Annotated[
+        float, typer.Option(min=0, help="Optuna tuning budget in seconds (0: no tuning).")
+    ] = 60.0,
 ) -> None:
     """Train and compare churn models out of time; log to MLflow and register the chosen one."""
     from churnwatch.labels import ChurnDefinition, CutoffSchedule
@@ -331,6 +334,7 @@ def train(
             models=tuple(m.strip() for m in models.split(",") if m.strip()),
             threshold_rule=threshold,
             seed=seed,
+            budget_seconds=budget_seconds,
         )
         with console.status("training ...") as status:
             return run_training(
@@ -358,6 +362,7 @@ def train(
             f"{o['oracle_roc_auc']:.3f} (model/oracle {o['model_to_oracle_roc_auc']:.2f}), "
             f"PR-AUC {o['oracle_pr_auc']:.3f} (model/oracle {o['model_to_oracle_pr_auc']:.2f})"
         )
+    out.print(f"{result.chosen.name}: {result.chosen.tuning}")
     risk = summary.at_risk.head(10)
     top = Table(
         title=f"ten users most at risk at the latest cutoff ({risk['cutoff'].iloc[0]:%Y-%m-%d})",

@@ -142,6 +142,9 @@ def run_training(
             params={
                 "model": result.chosen.name,
                 "calibration": result.chosen.calibration,
+                "tuning": result.chosen.tuning,
+                "budget_seconds": config.budget_seconds,
+                **{f"param_{k}": v for k, v in result.chosen.params.items()},
                 "threshold_rule": config.threshold_rule,
                 "split": result.split.describe(),
                 "seed": config.seed,
@@ -166,6 +169,8 @@ def _metrics_table(result: TrainResult) -> list[dict[str, Any]]:
             "model": c.name,
             "chosen": c is result.chosen,
             "calibration": c.calibration,
+            "tuning": c.tuning,
+            "params": c.params,
             "validation": c.validation,
             "test": {k: v.as_dict() for k, v in c.test.items()},
         }

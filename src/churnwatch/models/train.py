@@ -30,6 +30,7 @@ from churnwatch.labels import ChurnDefinition, CutoffSchedule
 from churnwatch.models.estimators import BASELINES, MODELS, make_model
 from churnwatch.models.metrics import SCORE_METRICS, Estimate, evaluate_scores
 from churnwatch.models.split import TimeSplit, out_of_time_split
+from churnwatch.models.tune import tune
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class TrainConfig:
     threshold_rule: str = "f1"  # "f1", "capacity:0.05" (top 5 %), "cost:5" (FN costs 5 FP)
     seed: int = 0
     n_boot: int = 300
+    budget_seconds: float = 60.0  # Optuna time budget, shared by the learnt models
 
 
 @dataclass
@@ -51,6 +53,8 @@ class Candidate:
     validation: dict[str, float]
     test: dict[str, Estimate] = field(default_factory=dict)
     calibration: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    tuning: str = "not tuned"
 
 
 @dataclass
@@ -187,13 +191,24 @@ def train(
     y_tr, y_va, y_te = (p["label"].to_numpy() for p in (tr, va, te))
     pos_weight = float((y_tr == 0).sum() / max((y_tr == 1).sum(), 1))
     candidates: list[Candidate] = []
+    learnt = [m for m in config.models if m not in BASELINES]
     for name in config.models:
+        params: dict[str, Any] = {}
+        tuning = "not tuned"
+        if name in learnt and config.budget_seconds > 0:
+            say(f"tuning {name}")
+            params, tuning = tune(
+                name, tr, horizon_days=config.definition.horizon_days,
+                budget_seconds=config.budget_seconds / len(learnt), seed=config.seed,
+            )  # fmt: skip
         say(f"fitting {name}")
-        est = make_model(name, pos_weight=pos_weight, seed=config.seed).fit(tr, y_tr)
+        est = make_model(name, pos_weight=pos_weight, seed=config.seed, **params).fit(tr, y_tr)
         p_va = est.predict_proba(va)[:, 1]
         val = {m: SCORE_METRICS[m](y_va, p_va) for m in ("roc_auc", "pr_auc")}
         cal, method = calibrate(est, va, y_va, seed=config.seed)
-        candidates.append(Candidate(name, cal, val, calibration=method))
+        candidates.append(
+            Candidate(name, cal, val, calibration=method, params=params, tuning=tuning)
+        )
     eligible = [c for c in candidates if c.name not in BASELINES] or candidates
     chosen = max(
         eligible,
