@@ -85,4 +85,7 @@ def test_evaluate_on_a_log_the_model_never_saw(
     assert {p.name for p in ev.images} >= {"roc.png", "pr.png", "calibration.png", "gains.png"}
     assert all(p.stat().st_size > 5000 for p in ev.images)
     assert "<img" in ev.report_path.read_text() and ev.metrics_path.exists()
+    # a simulated log carries its truth: the report shows the oracle and the model's ratio
+    assert ev.oracle["oracle_roc_auc"] > 0.6 and 0.5 < ev.oracle["model_to_oracle_roc_auc"] < 1.3
+    assert "oracle (simulated log, true hazard)" in ev.report_path.read_text()
     assert [c["cutoff"] for c in ev.per_cutoff] == sorted(c["cutoff"] for c in ev.per_cutoff)

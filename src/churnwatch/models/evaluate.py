@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Evaluation:
     pooled: dict[str, dict[str, float]]
+    oracle: dict[str, float]
     per_cutoff: list[dict[str, Any]]
     classification_report: str
     threshold: float
@@ -139,6 +140,12 @@ def evaluate_model(
             default=float,
         )  # fmt: skip
     )
+    from churnwatch.models.run import oracle_metrics
+    from churnwatch.simulate import truth_path
+
+    truths = [truth_path(Path(d)) for d in data if truth_path(Path(d)).is_file()]
+    horizon = (definition or ChurnDefinition()).horizon_days
+    oracle = oracle_metrics(lab, p, truths, horizon_days=horizon) if truths else {}
     pooled_table = pd.DataFrame(
         [
             {"metric": k, "value": v["value"], "95% low": v["low"], "95% high": v["high"]}
@@ -151,6 +158,18 @@ def evaluate_model(
             "data": ", ".join(map(str, data)),
             "labelled snapshots": f"{len(lab):,} ({int(y.sum()):,} churned within the horizon)",
             "threshold": f"{thr:.3f}",
+            **(
+                {
+                    "oracle (simulated log, true hazard)": (
+                        f"ROC-AUC {oracle['oracle_roc_auc']:.3f} (model/oracle "
+                        f"{oracle['model_to_oracle_roc_auc']:.2f}), PR-AUC "
+                        f"{oracle['oracle_pr_auc']:.3f} (model/oracle "
+                        f"{oracle['model_to_oracle_pr_auc']:.2f})"
+                    )
+                }
+                if oracle
+                else {}
+            ),
             "how to read": "ROC-AUC and PR-AUC rank users; lift@10% is how many times more "
             "churners the top decile holds than a random tenth; Brier and the calibration "
             "plot say whether the probabilities can be read as probabilities.",
@@ -162,5 +181,5 @@ def evaluate_model(
         images,
         out_dir,
     )
-    return Evaluation(pooled, per_cutoff, text, thr, len(lab), int(y.sum()), metrics_path,
+    return Evaluation(pooled, oracle, per_cutoff, text, thr, len(lab), int(y.sum()), metrics_path,
                       report_path, images)  # fmt: skip

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from churnwatch.config import Settings
@@ -20,22 +21,36 @@ from churnwatch.simulate import truth_path
 
 
 def oracle_scores(result: TrainResult, truths: list[Path]) -> dict[str, float]:
-    """On simulated logs: ROC-AUC and PR-AUC of the true hazard on the test cutoffs, and the
-    chosen model's ratio to them. The oracle scores each (user, cutoff) with
-    1 - (1 - h)^H, h the true daily hazard on the cutoff day (known from the state at the
-    cutoff), H the horizon."""
-    truth = pd.concat([pd.read_parquet(t, columns=["user_id", "date", "hazard"]) for t in truths])
+    """On simulated logs: the true hazard's scores on the test cutoffs, and the chosen model's
+    ratio to them."""
     snaps = result.snapshots
     test = snaps[snaps["cutoff_date"].isin(result.split.test) & snaps["label"].notna()]
-    merged = test.merge(truth, left_on=["user_id", "cutoff_date"], right_on=["user_id", "date"])
-    if len(merged) < 0.9 * len(test) or merged["label"].nunique() < 2:
+    p = result.chosen.estimator.predict_proba(test)[:, 1]
+    return oracle_metrics(test, p, truths, horizon_days=result.horizon_days)
+
+
+def oracle_metrics(
+    rows: pd.DataFrame, scores: np.ndarray, truths: list[Path], *, horizon_days: int
+) -> dict[str, float]:
+    """ROC-AUC and PR-AUC of the simulator's true hazard on labelled snapshot `rows`, and the
+    ratio of the model's (`scores`, aligned with `rows`) to them. The oracle scores each
+    (user, cutoff) with 1 - (1 - h)^H, h the true daily hazard on the cutoff day (known from
+    the state at the cutoff), H the horizon. Empty when the truth does not cover the rows."""
+    truth = pd.concat([pd.read_parquet(t, columns=["user_id", "date", "hazard"]) for t in truths])
+    frame = rows[["user_id", "label"]].assign(
+        cutoff_date=rows["cutoff"].dt.date, model=np.asarray(scores)
+    )
+    merged = frame.merge(truth, left_on=["user_id", "cutoff_date"], right_on=["user_id", "date"])
+    if len(merged) < 0.9 * len(frame) or merged["label"].nunique() < 2:
         return {}
-    horizon = result.horizon_days
     y = merged["label"].astype(int).to_numpy()
-    oracle = 1 - (1 - merged["hazard"].to_numpy()) ** horizon
-    out = {f"oracle_{k}": SCORE_METRICS[k](y, oracle) for k in ("roc_auc", "pr_auc")}
+    oracle = 1 - (1 - merged["hazard"].to_numpy()) ** horizon_days
+    out: dict[str, float] = {}
     for k in ("roc_auc", "pr_auc"):
-        out[f"model_to_oracle_{k}"] = result.chosen.test[k].value / out[f"oracle_{k}"]
+        out[f"oracle_{k}"] = SCORE_METRICS[k](y, oracle)
+        out[f"model_to_oracle_{k}"] = (
+            SCORE_METRICS[k](y, merged["model"].to_numpy()) / out[f"oracle_{k}"]
+        )
     return out
 
 
