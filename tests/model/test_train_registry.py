@@ -48,6 +48,16 @@ def test_model_is_registered_as_champion_and_loads(
     rows = summary.result.snapshots.head(20)
     p = np.asarray(model.predict(rows))
     assert p.shape == (20,) and np.all((p >= 0) & (p <= 1))
+    import mlflow
+
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(summary.run_id)}
+    assert {
+        "metrics.json",
+        "features.json",
+        "roc.png",
+        "calibration.png",
+        "report.html",
+    } <= artifacts
     versions = tracking.list_versions()
     assert versions[0]["aliases"] == ["champion"] and versions[0]["test_roc_auc"] is not None
 

@@ -151,6 +151,7 @@ def run_training(
         metrics["threshold"] = result.threshold
         report = Path(tmp) / "metrics.json"
         report.write_text(json.dumps(_metrics_table(result), indent=1))
+        figures = _test_figures(result, Path(tmp), oracle)
         feats = Path(tmp) / "features.json"
         feats.write_text(json.dumps(result.features, indent=1))
         tracking.log_run(
@@ -167,7 +168,7 @@ def run_training(
             },
             metrics=metrics,
             tags={"churnwatch.kind": "train"},
-            artifacts=[report, feats],
+            artifacts=[report, feats, *figures],
         )
         model = tracking.ChurnModel(result.chosen.estimator, result.features, result.threshold)
         example = result.snapshots[result.snapshots["label"].notna()]
@@ -176,6 +177,43 @@ def run_training(
     return RunSummary(
         result, uri, run_id, registered.version, registered.aliases, fp, at_risk(result), oracle
     )
+
+
+def _test_figures(result: TrainResult, folder: Path, oracle: dict[str, float]) -> list[Path]:
+    """Plots of the chosen model on the test cutoffs and an HTML report, for the MLflow run."""
+    from churnwatch.models import report as rep
+
+    snaps = result.snapshots
+    test = snaps[snaps["cutoff_date"].isin(result.split.test) & snaps["label"].notna()]
+    y = test["label"].astype(int).to_numpy()
+    p = result.chosen.estimator.predict_proba(test)[:, 1]
+    images = [
+        rep.plot_roc(y, p, folder),
+        rep.plot_pr(y, p, folder),
+        rep.plot_calibration(y, p, folder),
+        rep.plot_gains(y, p, folder),
+    ]
+    table = pd.DataFrame(
+        [
+            {
+                "model": c.name + (" (chosen)" if c is result.chosen else ""),
+                **{k: c.test[k].value for k in ("roc_auc", "pr_auc", "lift_top10", "brier")},
+                "tuning": c.tuning,
+            }
+            for c in result.candidates
+        ]  # fmt: skip
+    )
+    summary = {
+        "split": result.split.describe(),
+        "chosen": f"{result.chosen.name} ({result.chosen.calibration} calibration)",
+        "threshold": f"{result.threshold:.3f}",
+        "base-rate Brier": f"{result.base_rate_brier:.4f}",
+        **{k: f"{v:.3f}" for k, v in oracle.items()},
+    }
+    page = rep.html_report(
+        "churnwatch training run", summary, {"test cutoffs": table}, images, folder
+    )
+    return [*images, page]
 
 
 def _metrics_table(result: TrainResult) -> list[dict[str, Any]]:
