@@ -92,7 +92,8 @@ def test_evaluate_on_a_log_the_model_never_saw(
     )  # fmt: skip
     assert ev.rows > 500 and 0 < ev.positives < ev.rows
     assert ev.pooled["roc_auc"]["value"] > 0.6  # same simulator, new users: the signal carries
-    assert {p.name for p in ev.images} >= {"roc.png", "pr.png", "calibration.png", "gains.png"}
+    assert {p.name for p in ev.images} >= {"roc.png", "pr.png", "calibration.png", "gains.png",
+                                           "importance.png", "shap_summary.png"}  # fmt: skip
     assert all(p.stat().st_size > 5000 for p in ev.images)
     assert "<img" in ev.report_path.read_text() and ev.metrics_path.exists()
     # a simulated log carries its truth: the report shows the oracle and the model's ratio

@@ -45,8 +45,9 @@ def inner_pipeline(churn_model: Any) -> Any:
     return getattr(est, "estimator", est)  # Calibrated -> pipeline
 
 
-def shap_importance(pipeline: Any, X: pd.DataFrame) -> pd.Series | None:
-    """Mean |SHAP value| per feature, for tree and linear models; None for others."""
+def shap_values(pipeline: Any, X: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame] | None:
+    """SHAP values (log-odds) of the pipeline's model on its transformed input, for tree and
+    linear models; None for others."""
     import shap
 
     steps = getattr(pipeline, "steps", None)
@@ -67,7 +68,7 @@ def shap_importance(pipeline: Any, X: pd.DataFrame) -> pd.Series | None:
     values = np.asarray(values)
     if values.ndim == 3:  # (rows, features, classes)
         values = values[:, :, 1]
-    return pd.Series(np.abs(values).mean(axis=0), index=names).sort_values(ascending=False)
+    return values, pd.DataFrame(Xt, columns=names)
 
 
 def evaluate_model(
@@ -123,9 +124,15 @@ def evaluate_model(
         report.plot_calibration(y, p, out_dir),
         report.plot_gains(y, p, out_dir),
     ]
-    importance = shap_importance(inner_pipeline(churn_model), lab)
-    if importance is not None:
+    explained = shap_values(inner_pipeline(churn_model), lab)
+    importance = None
+    if explained is not None:
+        values, frame = explained
+        importance = pd.Series(np.abs(values).mean(axis=0), index=frame.columns).sort_values(
+            ascending=False
+        )
         images.append(report.plot_importance(importance, out_dir))
+        images.append(report.plot_shap_summary(values, frame, out_dir))
     metrics_path = out_dir / "metrics.json"
     metrics_path.write_text(
         json.dumps(

@@ -77,24 +77,39 @@ class Estimate:
         return {"value": self.value, "low": self.low, "high": self.high}
 
 
+RANKING = ("roc_auc", "pr_auc", "lift_top10", "recall_top10")
+
+
 def evaluate_scores(
     y: np.ndarray,
     p: np.ndarray,
     users: np.ndarray,
     *,
     threshold: float,
+    ranking: np.ndarray | None = None,
     n_boot: int = 300,
     seed: int = 0,
 ) -> dict[str, Estimate]:
-    """Every metric with a 95 % bootstrap interval over users."""
+    """Every metric with a 95 % bootstrap interval over users.
+
+    `p` are probabilities (Brier, log loss, accuracy and F1 at `threshold` use them); the
+    ranking metrics (ROC-AUC, PR-AUC, lift and recall in the top decile) use `ranking` when
+    given, the model's raw scores, so that a calibration step cannot blur them.
+    """
     y = np.asarray(y, dtype=int)
     p = np.asarray(p, dtype=float)
+    r = p if ranking is None else np.asarray(ranking, dtype=float)
     metrics: dict[str, Metric] = {
         **SCORE_METRICS,
         "accuracy": lambda yy, pp: threshold_metrics(yy, pp, threshold)["accuracy"],
         "f1": lambda yy, pp: threshold_metrics(yy, pp, threshold)["f1"],
     }
-    point = {name: fn(y, p) for name, fn in metrics.items()}
+
+    def compute(name: str, idx: np.ndarray | slice) -> float:
+        scores = r if name in RANKING else p
+        return metrics[name](y[idx], scores[idx])
+
+    point = {name: compute(name, slice(None)) for name in metrics}
     uniq, inverse = np.unique(np.asarray(users), return_inverse=True)
     rows_of = [np.flatnonzero(inverse == i) for i in range(len(uniq))]
     rng = np.random.default_rng(seed)
@@ -102,8 +117,8 @@ def evaluate_scores(
     for _ in range(n_boot):
         pick = rng.integers(0, len(uniq), len(uniq))
         idx = np.concatenate([rows_of[i] for i in pick])
-        for name, fn in metrics.items():
-            draws[name].append(fn(y[idx], p[idx]))
+        for name in metrics:
+            draws[name].append(compute(name, idx))
     out = {}
     for name in metrics:
         vals = np.asarray(draws[name], dtype=float)

@@ -79,6 +79,16 @@ def plot_importance(importance: pd.Series, out: Path, *, top: int = 15) -> Path:
     return _save(fig, out / "importance.png")
 
 
+def plot_shap_summary(values: np.ndarray, frame: pd.DataFrame, out: Path) -> Path:
+    """SHAP beeswarm: each dot a user, how far (and which way) a feature moved their score."""
+    import shap
+
+    shap.summary_plot(values, frame, max_display=15, show=False, plot_size=(7, 6))
+    fig = plt.gcf()
+    fig.suptitle("SHAP summary (log-odds)")
+    return _save(fig, out / "shap_summary.png")
+
+
 def html_report(
     title: str,
     summary: dict[str, str],

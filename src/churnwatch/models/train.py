@@ -3,8 +3,10 @@
 Model selection is on validation PR-AUC (the classes are imbalanced), ROC-AUC beside it,
 among the learnt models; the baselines (the seed's random forest, the heuristic) are reported
 for comparison but never chosen.
-Every candidate is calibrated the same way (method chosen on validation, see `calibrate`) so
-that Brier scores compare fairly; the test set is touched once, at the end.
+Every candidate is calibrated the same way (see `calibrate`): on out-of-fold scores of the
+training rows (grouped by user) together with the validation rows, so that the calibrator sees
+several times more churners than one validation cutoff holds. The test set is touched once, at
+the end.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, log_loss
+from sklearn.model_selection import GroupKFold
 
 from churnwatch.errors import InputError
 from churnwatch.features import build_snapshots
@@ -79,9 +82,15 @@ class Calibrated(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.method = method
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> Calibrated:
-        s = self._raw(X)
+        return self.fit_scores(self._raw(X), y)
+
+    def fit_scores(self, s: np.ndarray, y: np.ndarray) -> Calibrated:
+        """Fit the calibrator on raw scores `s` of the estimator (e.g. out-of-fold ones)."""
+        self.constant_: float | None = None
         if self.method == "sigmoid":
             self.calibrator_: Any = LogisticRegression(C=1e6).fit(_logit(s)[:, None], y)
+            if self.calibrator_.coef_[0, 0] <= 0:  # scores carry no usable signal here
+                self.constant_ = float(np.mean(y))
         elif self.method == "isotonic":
             self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1)
             self.calibrator_.fit(s, y)
@@ -93,13 +102,18 @@ class Calibrated(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     def _raw(self, X: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.estimator.predict_proba(X)[:, 1], dtype=float)
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        s = self._raw(X)
+    def predict_scores(self, s: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities for raw scores `s`."""
+        if self.constant_ is not None:
+            return np.full(len(s), self.constant_)
         if self.method == "sigmoid":
             p = self.calibrator_.predict_proba(_logit(s)[:, None])[:, 1]
         else:
             p = self.calibrator_.predict(s)
-        p = np.asarray(p, dtype=float)
+        return np.asarray(p, dtype=float)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = self.predict_scores(self._raw(X))
         return np.column_stack([1 - p, p])
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
@@ -111,13 +125,14 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.asarray(np.log(q / (1 - q)))
 
 
-def calibrate(estimator: Any, X: pd.DataFrame, y: np.ndarray, *, seed: int) -> tuple[Any, str]:
-    """Calibrate a fitted estimator on validation rows.
+def calibrate(
+    estimator: Any, scores: np.ndarray, y: np.ndarray, users: np.ndarray, *, seed: int
+) -> tuple[Calibrated, str]:
+    """Calibrate a fitted estimator from raw `scores` on rows it did not learn from.
 
     Isotonic or sigmoid, whichever gives the lower log loss when fitted on one half of the
-    validation users and scored on the other (both ways round); then refitted on all of it.
+    users and scored on the other (both ways round); then refitted on all the rows.
     """
-    users = X["user_id"].to_numpy()
     uniq = np.unique(users)
     rng = np.random.default_rng(seed)
     half = set(rng.permutation(uniq)[: len(uniq) // 2])
@@ -126,16 +141,37 @@ def calibrate(estimator: Any, X: pd.DataFrame, y: np.ndarray, *, seed: int) -> t
     for method in ("sigmoid", "isotonic"):
         total = 0.0
         for fit_rows, eval_rows in ((a, ~a), (~a, a)):
-            if len(np.unique(y[fit_rows])) < 2:
+            if len(np.unique(y[fit_rows])) < 2 or len(np.unique(y[eval_rows])) < 2:
                 total = np.inf
                 break
-            cal = Calibrated(estimator, method).fit(X[fit_rows], y[fit_rows])
-            p = np.clip(cal.predict_proba(X[eval_rows])[:, 1], 1e-6, 1 - 1e-6)
+            cal = Calibrated(estimator, method).fit_scores(scores[fit_rows], y[fit_rows])
+            p = np.clip(cal.predict_scores(scores[eval_rows]), 1e-6, 1 - 1e-6)
             total += log_loss(y[eval_rows], p, labels=[0, 1])
         losses[method] = total
     method = min(losses, key=lambda m: losses[m])
-    cal = Calibrated(estimator, method).fit(X, y)
-    return cal, method
+    return Calibrated(estimator, method).fit_scores(scores, y), method
+
+
+def out_of_fold(
+    name: str,
+    params: dict[str, Any],
+    X: pd.DataFrame,
+    y: np.ndarray,
+    *,
+    pos_weight: float,
+    seed: int,
+    folds: int = 5,
+) -> np.ndarray:
+    """Scores for the training rows from models that did not see their user (grouped K-fold):
+    with the validation rows, they make a calibration set several times larger than the
+    validation cutoff alone, without looking past the training period."""
+    users = X["user_id"].to_numpy()
+    k = min(folds, len(np.unique(users)))
+    out = np.zeros(len(X))
+    for fit, held in GroupKFold(n_splits=k).split(X, y, users):
+        model = make_model(name, pos_weight=pos_weight, seed=seed, **params)
+        out[held] = model.fit(X.iloc[fit], y[fit]).predict_proba(X.iloc[held])[:, 1]
+    return out
 
 
 def choose_threshold(y: np.ndarray, p: np.ndarray, rule: str) -> float:
@@ -205,7 +241,14 @@ def train(
         est = make_model(name, pos_weight=pos_weight, seed=config.seed, **params).fit(tr, y_tr)
         p_va = est.predict_proba(va)[:, 1]
         val = {m: SCORE_METRICS[m](y_va, p_va) for m in ("roc_auc", "pr_auc")}
-        cal, method = calibrate(est, va, y_va, seed=config.seed)
+        oof = out_of_fold(name, params, tr, y_tr, pos_weight=pos_weight, seed=config.seed)
+        cal, method = calibrate(
+            est,
+            np.r_[oof, p_va],
+            np.r_[y_tr, y_va],
+            np.r_[tr["user_id"].to_numpy(), va["user_id"].to_numpy()],
+            seed=config.seed,
+        )
         candidates.append(
             Candidate(name, cal, val, calibration=method, params=params, tuning=tuning)
         )
@@ -223,9 +266,10 @@ def train(
     say("evaluating on the test cutoffs")
     for cand in candidates:
         p_te = cand.estimator.predict_proba(te)[:, 1]
+        raw_te = cand.estimator.estimator.predict_proba(te)[:, 1]
         cand.test = evaluate_scores(
-            y_te, p_te, te["user_id"].to_numpy(), threshold=threshold, n_boot=config.n_boot,
-            seed=config.seed,
+            y_te, p_te, te["user_id"].to_numpy(), threshold=threshold, ranking=raw_te,
+            n_boot=config.n_boot, seed=config.seed,
         )  # fmt: skip
     base = float(np.mean(y_tr))
     base_brier = float(np.mean((y_te - base) ** 2))
