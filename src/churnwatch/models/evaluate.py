@@ -46,8 +46,9 @@ def inner_pipeline(churn_model: Any) -> Any:
 
 
 def shap_values(pipeline: Any, X: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame] | None:
-    """SHAP values (log-odds) of the pipeline's model on its transformed input, for tree and
-    linear models; None for others."""
+    """SHAP values of the pipeline's model on its transformed input, in the model's output
+    units (log-odds for boosted trees and logistic regression, probability for the random
+    forest), for tree and linear models; None for others."""
     import shap
 
     steps = getattr(pipeline, "steps", None)

@@ -75,7 +75,7 @@ def plot_importance(importance: pd.Series, out: Path, *, top: int = 15) -> Path:
     imp = importance.sort_values(ascending=True).tail(top)
     fig, ax = plt.subplots(figsize=(6, 0.3 * len(imp) + 1))
     ax.barh(imp.index, imp.to_numpy())
-    ax.set(xlabel="mean |SHAP value| (log-odds)", title="what drives the score")
+    ax.set(xlabel="mean |SHAP value| (model output units)", title="what drives the score")
     return _save(fig, out / "importance.png")
 
 
@@ -85,7 +85,7 @@ def plot_shap_summary(values: np.ndarray, frame: pd.DataFrame, out: Path) -> Pat
 
     shap.summary_plot(values, frame, max_display=15, show=False, plot_size=(7, 6))
     fig = plt.gcf()
-    fig.suptitle("SHAP summary (log-odds)")
+    fig.suptitle("SHAP summary")
     return _save(fig, out / "shap_summary.png")
 
 
