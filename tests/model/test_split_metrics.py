@@ -68,3 +68,20 @@ def test_threshold_rules(rule: str, check: object) -> None:
 def test_unknown_threshold_rule() -> None:
     with pytest.raises(InputError, match="threshold rule has to be one of"):
         choose_threshold(np.array([0, 1]), np.array([0.1, 0.9]), "best")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_threshold_rules_match_a_brute_force_search(seed: int) -> None:
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(seed)
+    y = (rng.random(300) < 0.2).astype(int)
+    p = np.round(np.clip(0.2 + 0.3 * (y - 0.2) + rng.normal(0, 0.2, 300), 0, 1), 2)  # ties
+    best_f1 = max(f1_score(y, (p >= t).astype(int)) for t in np.unique(p))
+    t = choose_threshold(y, p, "f1")
+    assert f1_score(y, (p >= t).astype(int)) == pytest.approx(best_f1)
+
+    def cost(t: float) -> int:
+        return int(5 * np.sum((p < t) & (y == 1)) + np.sum((p >= t) & (y == 0)))
+
+    assert cost(choose_threshold(y, p, "cost:5")) == min(cost(t) for t in np.unique(p))

@@ -22,7 +22,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score, log_loss
+from sklearn.metrics import log_loss
 from sklearn.model_selection import GroupKFold
 
 from churnwatch.errors import InputError
@@ -180,16 +180,20 @@ def choose_threshold(y: np.ndarray, p: np.ndarray, rule: str) -> float:
     if kind == "capacity":
         share = float(value or 0.05)
         return float(np.quantile(p, 1 - share))
-    candidates = np.unique(p)
+    # every distinct score as a threshold, counted in one sorted pass
+    order = np.argsort(-p, kind="stable")
+    ps, ys = p[order], y[order]
+    last = np.r_[ps[1:] != ps[:-1], True]  # the last row of each run of equal scores
+    tp = np.cumsum(ys)[last]
+    fp = np.cumsum(1 - ys)[last]
+    thresholds = ps[last]
+    fn = ys.sum() - tp
     if kind == "cost":
         ratio = float(value or 5)
-        costs = [
-            ratio * np.sum((p < t) & (y == 1)) + np.sum((p >= t) & (y == 0)) for t in candidates
-        ]
-        return float(candidates[int(np.argmin(costs))])
+        return float(thresholds[int(np.argmin(ratio * fn + fp))])
     if kind == "f1":
-        scores = [f1_score(y, (p >= t).astype(int), zero_division=0) for t in candidates]
-        return float(candidates[int(np.argmax(scores))])
+        f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+        return float(thresholds[int(np.argmax(f1))])
     raise InputError(
         f"threshold rule has to be one of 'f1', 'capacity:SHARE', 'cost:RATIO'. Got {rule!r}."
     )
