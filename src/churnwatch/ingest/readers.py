@@ -214,11 +214,21 @@ def _decompressed_blocks(path: Path, progress: Progress) -> Iterator[bytes | Fil
             )
 
 
-def read_json_lines(path: Path, *, chunk_bytes: int, progress: Progress) -> Iterator[Item]:
-    """JSON lines, gzip or plain, as LineBatches of about `chunk_bytes` decompressed bytes."""
-    next_line = 1
+@dataclass(frozen=True)
+class _Cut:
+    """What follows the last complete line of a truncated stream."""
+
+    data: bytes
+
+
+def _line_chunks(
+    path: Path, *, chunk_bytes: int, progress: Progress
+) -> Iterator[bytes | FileProblem | _Cut]:
+    """The decompressed file as chunks of whole lines (each chunk ends in a newline) of about
+    `chunk_bytes`, with the file's problems as they come. A last line without a newline is
+    completed, unless the stream was truncated: then it comes as a _Cut."""
     pending: list[bytes] = []
-    pending_size = 0
+    size = 0
     truncated = False
     for block in _decompressed_blocks(path, progress):
         if isinstance(block, FileProblem):
@@ -226,31 +236,38 @@ def read_json_lines(path: Path, *, chunk_bytes: int, progress: Progress) -> Iter
             yield block
             break
         pending.append(block)
-        pending_size += len(block)
-        if pending_size >= chunk_bytes:
+        size += len(block)
+        if size >= chunk_bytes:
             buf = b"".join(pending)
             cut = buf.rfind(b"\n") + 1
             if cut:
-                batch, next_line = _lines_batch(buf[:cut], next_line)
-                yield batch
+                yield buf[:cut]
             pending = [buf[cut:]] if cut < len(buf) else []
-            pending_size = len(buf) - cut
+            size = len(buf) - cut
     buf = b"".join(pending)
-    if buf:
-        complete = buf if buf.endswith(b"\n") else buf[: buf.rfind(b"\n") + 1]
-        if complete:
-            batch, next_line = _lines_batch(complete, next_line)
-            yield batch
-        last = buf[len(complete) :]
-        if last and truncated:
+    cut = buf.rfind(b"\n") + 1
+    if cut:
+        yield buf[:cut]
+    last = buf[cut:]
+    if last:
+        yield _Cut(last) if truncated else last + b"\n"
+
+
+def read_json_lines(path: Path, *, chunk_bytes: int, progress: Progress) -> Iterator[Item]:
+    """JSON lines, gzip or plain, as LineBatches of about `chunk_bytes` decompressed bytes."""
+    next_line = 1
+    for chunk in _line_chunks(path, chunk_bytes=chunk_bytes, progress=progress):
+        if isinstance(chunk, FileProblem):
+            yield chunk
+        elif isinstance(chunk, _Cut):
             yield FileProblem(
                 "truncated_file",
                 "the last line was cut off by the end of a truncated gzip stream",
                 line=next_line,
-                raw=last.decode("utf-8", errors="backslashreplace"),
+                raw=chunk.data.decode("utf-8", errors="backslashreplace"),
             )
-        elif last:  # a final line without newline is an ordinary line
-            batch, next_line = _lines_batch(last + b"\n", next_line)
+        else:
+            batch, next_line = _lines_batch(chunk, next_line)
             yield batch
 
 
@@ -308,30 +325,17 @@ def read_csv(path: Path, *, chunk_bytes: int, progress: Progress) -> Iterator[It
     """
     header: bytes | None = None
     next_line = 1
-    pending = b""
-    for block in _decompressed_blocks(path, progress):
-        if isinstance(block, FileProblem):
-            yield block
-            break
-        pending += block
-        if len(pending) < chunk_bytes:
+    for chunk in _line_chunks(path, chunk_bytes=chunk_bytes, progress=progress):
+        if isinstance(chunk, FileProblem):
+            yield chunk
             continue
-        cut = pending.rfind(b"\n") + 1
-        if not cut:
-            continue
-        body, pending = pending[:cut], pending[cut:]
-        if header is None:
-            end = body.index(b"\n") + 1
-            header, body, next_line = body[:end], body[end:], 2
-        yield from _csv_chunk(path, header, body, next_line)
-        next_line += body.count(b"\n")
-    if pending:
-        body = pending if pending.endswith(b"\n") else pending + b"\n"
+        body = chunk.data + b"\n" if isinstance(chunk, _Cut) else chunk
         if header is None:
             end = body.index(b"\n") + 1
             header, body, next_line = body[:end], body[end:], 2
         if body:
             yield from _csv_chunk(path, header, body, next_line)
+            next_line += body.count(b"\n")
 
 
 def _csv_chunk(path: Path, header: bytes, body: bytes, first_line: int) -> Iterator[Item]:
