@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 
 from churnwatch.features.catalog import CHURN_PAGES, PAGES, WINDOWS, wname
-
-US_PER_DAY = 86_400_000_000
+from churnwatch.labels import US_PER_DAY
 
 
 def daily(events: pd.DataFrame) -> pd.DataFrame:

@@ -24,7 +24,7 @@ scoring and never counted as a negative.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from typing import Literal
 
 from churnwatch.errors import ConfigError
@@ -89,12 +89,3 @@ class CutoffSchedule:
 def day_number(d: date) -> int:
     """Days since 1970-01-01."""
     return (d - EPOCH).days
-
-
-def day_date(n: int) -> date:
-    return EPOCH + timedelta(days=n)
-
-
-def day_start(n: int) -> datetime:
-    """Midnight UTC at the start of day `n`: the cutoff instant."""
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=n)

@@ -42,15 +42,6 @@ FIELDS: dict[str, tuple[str, str]] = {
 REQUIRED: tuple[str, ...] = ("user_id", "ts", "page")
 SPARKIFY_NAMES: dict[str, str] = {name: source for name, (_, source) in FIELDS.items()}
 
-# Columns the store adds to every event.
-STORE_EXTRA: dict[str, str] = {
-    "event_id": "BIGINT",  # stable key: 63 bits of an MD5 over the event's content
-    "event_date": "DATE",  # UTC date of ts, the store's partition key
-    "source_file": "VARCHAR",
-    "source_line": "BIGINT",
-}
-
-UNKNOWN = "unknown"
 CHURN_PAGE = "Cancellation Confirmation"
 
 

@@ -16,10 +16,10 @@ import pyarrow.parquet as pq
 from churnwatch.config import Settings
 from churnwatch.errors import InputError
 from churnwatch.features.catalog import catalog
-from churnwatch.features.engines import DuckDBEngine, SparkEngine, make_engine, store_files
+from churnwatch.features.engines import Engine, make_engine, store_files
 from churnwatch.features.sql import churn_days_sql, daily_sql, snapshots_sql
 from churnwatch.ingest.store import EventStore
-from churnwatch.labels import ChurnDefinition, CutoffSchedule
+from churnwatch.labels import US_PER_DAY, ChurnDefinition, CutoffSchedule
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def build_snapshots(
     *,
     definition: ChurnDefinition | None = None,
     schedule: CutoffSchedule | None = None,
-    engine: str | DuckDBEngine | SparkEngine = "duckdb",
+    engine: str | Engine = "duckdb",
     settings: Settings | None = None,
     out: Path | None = None,
     until: datetime | None = None,
@@ -58,7 +58,7 @@ def build_snapshots(
     schedule = schedule or CutoffSchedule()
     settings = settings or Settings()
     owned = isinstance(engine, str)
-    eng = make_engine(engine, settings) if isinstance(engine, str) else engine
+    eng: Engine = make_engine(engine, settings) if isinstance(engine, str) else engine
     try:
         return _build(store, eng, definition, schedule, out, until, started)
     finally:
@@ -68,7 +68,7 @@ def build_snapshots(
 
 def _build(
     store: EventStore,
-    eng: DuckDBEngine | SparkEngine,
+    eng: Engine,
     definition: ChurnDefinition,
     schedule: CutoffSchedule,
     out: Path | None,
@@ -121,7 +121,7 @@ def _finish(table: pa.Table) -> pa.Table:
     kinds = {f.name: f.kind for f in catalog()}
     cols: dict[str, pa.Array | pa.ChunkedArray] = {
         "user_id": table["user_id"].cast(pa.string()),
-        "cutoff": pc.multiply(table["cutoff_day"].cast(pa.int64()), 86_400_000_000).cast(
+        "cutoff": pc.multiply(table["cutoff_day"].cast(pa.int64()), US_PER_DAY).cast(
             pa.timestamp("us", tz="UTC")
         ),
     }

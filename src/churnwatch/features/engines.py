@@ -20,6 +20,7 @@ from churnwatch.errors import ConfigError, StoreError
 from churnwatch.ingest.pipeline import connect
 from churnwatch.ingest.store import EventStore
 from churnwatch.ingest.validate import literal, literal_list
+from churnwatch.labels import US_PER_DAY
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ EV_COLUMNS = (
 
 
 class Engine(Protocol):
+    """What build_snapshots needs of an engine."""
+
     name: str
 
     def load_events(self, files: list[str], *, until_us: int | None = None) -> None: ...
@@ -58,7 +61,7 @@ class DuckDBEngine:
             f"""CREATE OR REPLACE TEMP VIEW ev AS
             SELECT {EV_COLUMNS},
                    epoch_us(ts) AS ts_us,
-                   CAST(floor(epoch_us(ts) / 86400000000) AS BIGINT) AS day,
+                   CAST(floor(epoch_us(ts) / {US_PER_DAY}) AS BIGINT) AS day,
                    epoch_us(registration) AS registration_us
             FROM read_parquet({literal_list(files)}, hive_partitioning = false)
             {_until(until_us, "epoch_us(ts)")}"""
@@ -118,7 +121,7 @@ class SparkEngine:
         self.spark.sql(
             f"""SELECT {EV_COLUMNS},
                    unix_micros(ts) AS ts_us,
-                   CAST(floor(unix_micros(ts) / 86400000000) AS BIGINT) AS day,
+                   CAST(floor(unix_micros(ts) / {US_PER_DAY}) AS BIGINT) AS day,
                    unix_micros(registration) AS registration_us
             FROM ev_raw {_until(until_us, "unix_micros(ts)")}"""
         ).createOrReplaceTempView("ev")

@@ -16,9 +16,8 @@ never pasted into it: they come from `params` and `cutoffs`.
 from __future__ import annotations
 
 from churnwatch.features.catalog import CHURN_PAGES, PAGES, WINDOWS, catalog, wname
-from churnwatch.labels import ChurnDefinition
+from churnwatch.labels import US_PER_DAY, ChurnDefinition
 
-US_PER_DAY = 86_400_000_000
 _CHURN = ", ".join(f"'{p}'" for p in CHURN_PAGES)
 
 

@@ -25,8 +25,6 @@ Normalisation of the rows that pass:
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from churnwatch.schema import FIELDS, REQUIRED, TsUnit
 
 
@@ -233,11 +231,6 @@ def validate_sql(
       nullif(v_song, '') AS song,
       t_length AS length
     FROM c"""
-
-
-def bounds(ts_min: datetime, ts_max: datetime) -> dict[str, datetime]:
-    """Parameters for `validate_sql`."""
-    return {"ts_min": ts_min, "ts_max": ts_max}
 
 
 EVENT_ID_SQL = (
