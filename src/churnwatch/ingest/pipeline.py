@@ -377,7 +377,11 @@ def _dedupe(
         SELECT {CANONICAL_COLUMNS}, event_id, event_date, source_file, line AS source_line
         FROM checked WHERE reason IS NULL AND {where}"""
     )
-    dates = {r[0] for r in con.execute("SELECT DISTINCT event_date FROM staged").fetchall()}
+    day_list, repeats = con.execute(
+        "SELECT list(DISTINCT event_date), count(*) - count(DISTINCT (user_id, ts, event_id)) "
+        "FROM staged"
+    ).fetchall()[0]
+    dates = set(day_list or [])
     if not dates:
         return 0
     existing = store.files(kind, dates=dates)
@@ -388,9 +392,6 @@ def _dedupe(
             f"FROM read_parquet({literal_list(existing)}, hive_partitioning = false)"
         )
         anti = "ANTI JOIN existing e USING (user_id, ts, event_id)"
-    repeats = con.execute(
-        "SELECT count(*) - count(DISTINCT (user_id, ts, event_id)) FROM staged"
-    ).fetchall()[0][0]
     once = (
         """QUALIFY row_number() OVER (PARTITION BY s.user_id, s.ts, s.event_id
                                       ORDER BY s.source_file, s.source_line) = 1"""

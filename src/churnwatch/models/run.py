@@ -23,8 +23,7 @@ from churnwatch.simulate import truth_path
 def oracle_scores(result: TrainResult, truths: list[Path]) -> dict[str, float]:
     """On simulated logs: the true hazard's scores on the test cutoffs, and the chosen model's
     ratio to them."""
-    snaps = result.snapshots
-    test = snaps[snaps["cutoff_date"].isin(result.split.test) & snaps["label"].notna()]
+    test = result.test_rows()
     p = result.chosen.estimator.predict_proba(test)[:, 1]
     return oracle_metrics(test, p, truths, horizon_days=result.horizon_days)
 
@@ -183,8 +182,7 @@ def _test_figures(result: TrainResult, folder: Path, oracle: dict[str, float]) -
     """Plots of the chosen model on the test cutoffs and an HTML report, for the MLflow run."""
     from churnwatch.models import report as rep
 
-    snaps = result.snapshots
-    test = snaps[snaps["cutoff_date"].isin(result.split.test) & snaps["label"].notna()]
+    test = result.test_rows()
     y = test["label"].astype(int).to_numpy()
     p = result.chosen.estimator.predict_proba(test)[:, 1]
     images = [

@@ -72,6 +72,11 @@ class TrainResult:
     horizon_days: int = 14
     seconds: float = 0.0
 
+    def test_rows(self) -> pd.DataFrame:
+        """The labelled snapshots of the test cutoffs."""
+        s = self.snapshots
+        return s[s["cutoff_date"].isin(self.split.test) & s["label"].notna()]
+
 
 class Calibrated(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     """A fitted classifier whose scores are mapped to probabilities by a calibrator fitted on
