@@ -436,7 +436,7 @@ def _simulate_day(
     all_pages = np.concatenate([pages, extra_pages])
     all_ts = np.concatenate([ts_s, extra_ts])
     all_rank = np.concatenate([e_rank, extra_rank])
-    all_level = np.concatenate([level_paid, paid[extra_user] & ~np.zeros(len(extra_user), bool)])
+    all_level = np.concatenate([level_paid, paid[extra_user]])
     all_song = np.concatenate([np.where(is_song, song, -1), np.full(len(extra_user), -1)])
     g = _guests(rng, cfg, n_e, day_s, session_counter)
     order = np.argsort(all_ts, kind="stable")
