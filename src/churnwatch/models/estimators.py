@@ -146,6 +146,13 @@ class MonotoneBooster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         return np.asarray(self.booster_.predict(X))
 
 
+def _boosted(booster: Any) -> Pipeline:
+    """A boosted-tree pipeline: named columns in, monotone constraints on bad experiences."""
+    return Pipeline(
+        [("pre", _frame(_preprocess(scale=False))), ("model", MonotoneBooster(booster))]
+    )
+
+
 def make_model(name: str, *, pos_weight: float, seed: int = 0, **params: Any) -> Pipeline:
     """A fresh, unfitted pipeline for model `name`; `params` override the defaults."""
     if name == "seed_rf":
@@ -187,12 +194,7 @@ def make_model(name: str, *, pos_weight: float, seed: int = 0, **params: Any) ->
             random_state=seed,
             eval_metric="aucpr",
         )
-        return Pipeline(
-            [
-                ("pre", _frame(_preprocess(scale=False))),
-                ("model", MonotoneBooster(xgb.set_params(**params))),
-            ]
-        )
+        return _boosted(xgb.set_params(**params))
     if name == "lightgbm":
         from lightgbm import LGBMClassifier
 
@@ -210,10 +212,5 @@ def make_model(name: str, *, pos_weight: float, seed: int = 0, **params: Any) ->
             n_jobs=2,
             verbose=-1,
         )
-        return Pipeline(
-            [
-                ("pre", _frame(_preprocess(scale=False))),
-                ("model", MonotoneBooster(lgbm.set_params(**params))),
-            ]
-        )
+        return _boosted(lgbm.set_params(**params))
     raise ConfigError(f"model has to be one of {', '.join(MODELS)}. Got {name!r} instead.")
