@@ -1,4 +1,5 @@
-"""Shared fixtures: the eventsim dev log (skipped when absent) and small simulated logs."""
+"""Shared fixtures: the eventsim dev log (skipped when absent), small simulated logs, and a
+model trained once on a simulated log (used by the model and the serving tests)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 import pytest
 
 from churnwatch.config import Settings
-from churnwatch.simulate import SimConfig, simulate
+from churnwatch.models.run import RunSummary, run_training
+from churnwatch.models.train import TrainConfig
+from churnwatch.simulate import SimConfig, simulate, truth_path
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTSIM = ROOT.parent / "shared" / "data" / "eventsim" / "sparkify_like_accordion_seed101.jsonl.gz"
@@ -45,3 +48,22 @@ def spark_engine() -> Any:
 @pytest.fixture()
 def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", chunk_bytes=1 << 16)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunSummary, Settings]:
+    root = tmp_path_factory.mktemp("train")
+    log = root / "sim.jsonl.gz"
+    simulate(SimConfig(users=400, days=63, seed=21), log)
+    settings = Settings(data_dir=root / "data")
+    mp = pytest.MonkeyPatch()
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    summary = run_training(settings=settings, config=TrainConfig(n_boot=100), data=[str(log)])
+    mp.undo()
+    return summary, settings
+
+
+@pytest.fixture(scope="session")
+def trained_truth(trained: tuple[RunSummary, Settings]) -> Path:
+    _, settings = trained
+    return truth_path(settings.data_dir.parent / "sim.jsonl.gz")

@@ -423,6 +423,30 @@ def _ci(est: Any) -> str:
     return f"{est.value:.3f} [{est.low:.3f}, {est.high:.3f}]"
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    model: Annotated[
+        str | None, typer.Option(help="Model to serve (default models:/churnwatch@champion).")
+    ] = None,
+    store: Annotated[Path | None, typer.Option(help="Event store (default ./data/store).")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve churn scores over HTTP: /predict, /predict/batch, /users/at-risk, /events, /docs."""
+    import uvicorn
+
+    from churnwatch.serving.app import create_app
+
+    overrides: dict[str, Any] = {}
+    if model:
+        overrides["model_ref"] = model
+    if store:
+        overrides["store_dir"] = store
+    settings = Settings(**overrides)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+
+
 models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,6 +33,17 @@ class Settings(BaseSettings):
     memory_limit: str = Field(
         "2GB", description="DuckDB memory limit, e.g. '4GB'; larger work spills to disk."
     )
+    # serving
+    model_ref: str = Field(
+        "models:/churnwatch@champion", description="The model the API serves (MLflow URI)."
+    )
+    api_key: SecretStr | None = Field(
+        None, description="When set, write endpoints (/events, /admin/*) need it in X-API-Key."
+    )
+    max_body_bytes: int = Field(8 << 20, ge=1024, description="Largest request body accepted.")
+    batch_limit: int = Field(1000, ge=1, description="Most users or rows in /predict/batch.")
+    events_limit: int = Field(10_000, ge=1, description="Most events in one POST /events.")
+    reasons: int = Field(5, ge=0, le=50, description="Reasons returned with each score.")
 
     @field_validator("ts_min")
     @classmethod

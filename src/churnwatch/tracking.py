@@ -115,6 +115,43 @@ def load(ref: str) -> Any:
     return mlflow.pyfunc.load_model(ref)
 
 
+def describe(ref: str) -> dict[str, Any]:
+    """Registry facts about `ref`: name, version, aliases, run id, training time, metrics and
+    parameters of its run. `models:/NAME@ALIAS`, `models:/NAME/VERSION` or `runs:/ID/...`."""
+    client = MlflowClient()
+    name, version, run_id = MODEL_NAME, "", ""
+    if ref.startswith("models:/"):
+        body = ref.removeprefix("models:/")
+        if "@" in body:
+            name, alias = body.split("@", 1)
+            mv = client.get_model_version_by_alias(name, alias)
+        else:
+            name, _, number = body.partition("/")
+            mv = client.get_model_version(name, number)
+        version, run_id = str(mv.version), mv.run_id or ""
+    elif ref.startswith("runs:/"):
+        run_id = ref.removeprefix("runs:/").split("/", 1)[0]
+    aliases: tuple[str, ...] = ()
+    if version:
+        model = client.get_registered_model(name)
+        aliases = tuple(sorted(a for a, v in model.aliases.items() if str(v) == version))
+    run = client.get_run(run_id) if run_id else None
+    started = run.info.start_time if run else None
+    return {
+        "name": name,
+        "version": version,
+        "aliases": aliases,
+        "run_id": run_id,
+        "trained_at": (
+            pd.Timestamp(started, unit="ms", tz="UTC").isoformat(timespec="seconds")
+            if started
+            else ""
+        ),
+        "metrics": dict(run.data.metrics) if run else {},
+        "params": dict(run.data.params) if run else {},
+    }
+
+
 def list_versions() -> list[dict[str, Any]]:
     """Every registered version of the model, newest first, with aliases and key metrics."""
     client = MlflowClient()

@@ -1,0 +1,279 @@
+"""The FastAPI application: `create_app(settings)` assembles it; routes validate and delegate
+to `ChurnService`; only this module turns churnwatch errors into HTTP status codes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from churnwatch import __version__
+from churnwatch.config import Settings
+from churnwatch.errors import ChurnwatchError, InputError, StoreError
+from churnwatch.serving.metrics import Metrics, MetricsMiddleware
+from churnwatch.serving.schemas import (
+    AtRiskResponse,
+    BatchItem,
+    BatchRequest,
+    BatchResponse,
+    EventsRequest,
+    EventsResponse,
+    ModelResponse,
+    Prediction,
+    PredictRequest,
+    Problem,
+)
+from churnwatch.serving.service import (
+    ChurnService,
+    NoModelError,
+    NotActiveError,
+    UnknownUserError,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS: list[tuple[type[ChurnwatchError], int, str]] = [
+    (UnknownUserError, 404, "unknown user"),
+    (NotActiveError, 409, "user not active"),
+    (NoModelError, 503, "no model"),
+    (StoreError, 503, "no event store"),
+    (InputError, 422, "invalid input"),
+    (ChurnwatchError, 422, "invalid input"),
+]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "Missing or wrong X-API-Key"},
+    404: {"model": Problem, "description": "Unknown user"},
+    409: {"model": Problem, "description": "The user has cancelled"},
+    413: {"model": Problem, "description": "Body larger than CHURNWATCH_MAX_BODY_BYTES"},
+    422: {"model": Problem, "description": "Invalid request: the message names the field"},
+    503: {"model": Problem, "description": "No model or no event store loaded"},
+}
+
+
+def problem(status: int, error: str, message: str, detail: Any = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": error, "message": message}
+    if detail is not None:
+        body["detail"] = detail
+    return JSONResponse(body, status_code=status)
+
+
+def _field(loc: Any) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) or "body"
+
+
+def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAPI:
+    """The churnwatch API. With `load`, the model and the store are loaded at start-up."""
+    settings = settings or Settings()
+    service = ChurnService(settings)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if load:
+            try:
+                await asyncio.to_thread(service.load)
+            except ChurnwatchError as exc:
+                log.error("started without a model: %s", exc)
+        yield
+
+    app = FastAPI(
+        title="churnwatch",
+        version=__version__,
+        summary="Churn probabilities with their reasons, for music-streaming subscribers.",
+        lifespan=lifespan,
+        responses={422: ERRORS[422]},
+    )
+    app.state.service = service
+    app.state.metrics = metrics
+    app.add_middleware(MetricsMiddleware, metrics=metrics, max_body=settings.max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        message = f"{_field(first.get('loc', ()))}: {first.get('msg')}"
+        if len(errors) > 1:
+            message += f" (and {len(errors) - 1} more)"
+        detail = [
+            {"field": _field(e.get("loc", ())), "message": e.get("msg"), "type": e.get("type")}
+            for e in errors[:20]
+        ]
+        return problem(422, "invalid request", message, detail)
+
+    @app.exception_handler(ChurnwatchError)
+    async def _known(_: Request, exc: ChurnwatchError) -> JSONResponse:
+        for kind, status, error in STATUS:
+            if isinstance(exc, kind):
+                return problem(status, error, str(exc))
+        return problem(422, "invalid input", str(exc))  # pragma: no cover - ChurnwatchError
+
+    @app.exception_handler(Exception)
+    async def _bug(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return problem(500, "internal error", f"{type(exc).__name__}: {exc}")
+
+    async def require_key(
+        x_api_key: Annotated[str | None, Header(description="Needed when configured.")] = None,
+    ) -> None:
+        if settings.api_key is None:
+            return
+        expected = settings.api_key.get_secret_value()
+        if x_api_key is None or not secrets.compare_digest(x_api_key, expected):
+            raise HTTPException(401, "expected a valid X-API-Key header for this endpoint")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        names = {
+            401: "unauthorised",
+            404: "not found",
+            405: "method not allowed",
+            413: "body too large",
+        }
+        return problem(exc.status_code, names.get(exc.status_code, "error"), str(exc.detail))
+
+    WriteKey = Depends(require_key)
+
+    @app.get("/health", tags=["ops"], summary="Alive")
+    async def health() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/ready", tags=["ops"], summary="Model and store loaded", responses={503: ERRORS[503]})
+    async def ready() -> JSONResponse:
+        live = service.live
+        store = live is not None and live.population is not None
+        body = {
+            "model": live is not None,
+            "store": store,
+            "model_version": live.info.version if live else None,
+            "problem": service.load_error,
+        }
+        ok = live is not None and (store or not service.store.exists())
+        return JSONResponse({"ready": ok, **body}, status_code=200 if ok else 503)
+
+    @app.get("/model", tags=["model"], response_model=ModelResponse, responses={503: ERRORS[503]})
+    async def model() -> dict[str, Any]:
+        live = service.current()
+        pop = live.population
+        info = live.info
+        return {
+            **info.__dict__,
+            "aliases": list(info.aliases),
+            "population": None
+            if pop is None
+            else {
+                "as_of": pop.cutoff.isoformat(),
+                "active_users": len(pop.frame),
+                "computed_at": pop.computed_at,
+                "seconds": round(pop.seconds, 3),
+                "store_version": pop.store_version,
+            },
+        }
+
+    @app.post(
+        "/predict",
+        tags=["predict"],
+        response_model=Prediction,
+        response_model_exclude_none=True,
+        responses={k: ERRORS[k] for k in (404, 409, 413, 503)},
+    )
+    async def predict(
+        body: PredictRequest,
+        explain: Annotated[bool, Query(description="Compute the reasons (SHAP).")] = True,
+    ) -> dict[str, Any]:
+        """Churn probability within the model's horizon, its risk band and the top reasons."""
+        if body.features is not None:
+            item = service.predict_features([body.features], explain=explain)[0]
+        elif body.as_of is not None:
+            assert body.user_id is not None
+            item = await asyncio.to_thread(service.predict_user, body.user_id, body.as_of)
+        else:
+            assert body.user_id is not None
+            item = service.predict_user(body.user_id)
+        metrics.observe_prediction(item["probability"])
+        return item
+
+    @app.post(
+        "/predict/batch",
+        tags=["predict"],
+        response_model=BatchResponse,
+        response_model_exclude_none=True,
+        responses={k: ERRORS[k] for k in (413, 503)},
+    )
+    async def predict_batch(body: BatchRequest) -> dict[str, Any]:
+        """Up to CHURNWATCH_BATCH_LIMIT users or rows; an unknown user is an item with an
+        error, not a failed batch."""
+        n = len(body.user_ids or body.rows or [])
+        if n > settings.batch_limit:
+            raise InputError(f"expected at most {settings.batch_limit} users or rows. Got {n}.")
+        items: list[BatchItem | dict[str, Any]] = []
+        if body.rows is not None:
+            for p in service.predict_features(list(body.rows)):
+                items.append({"prediction": p})
+        else:
+            for user in body.user_ids or []:
+                try:
+                    items.append({"user_id": user, "prediction": service.predict_user(user)})
+                except (UnknownUserError, NotActiveError) as exc:
+                    items.append({"user_id": user, "error": str(exc)})
+        for it in items:
+            if isinstance(it, dict) and "prediction" in it:
+                metrics.observe_prediction(it["prediction"]["probability"])
+        return {"items": items}
+
+    @app.get(
+        "/users/at-risk", tags=["predict"], response_model=AtRiskResponse,
+        response_model_exclude_none=True, responses={503: ERRORS[503]},
+    )  # fmt: skip
+    async def at_risk(
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        min_probability: Annotated[float, Query(ge=0, le=1)] = 0.0,
+    ) -> dict[str, Any]:
+        """Active users ranked by churn probability, with their top three reasons."""
+        return service.at_risk(limit, min_probability)
+
+    @app.post(
+        "/events",
+        tags=["data"],
+        response_model=EventsResponse,
+        dependencies=[WriteKey],
+        responses={k: ERRORS[k] for k in (401, 413, 503)},
+    )
+    async def events(body: EventsRequest) -> dict[str, Any]:
+        """Append events to the store with the same checks and quarantine as `ingest`, then
+        rescore, so scores reflect the fresh activity."""
+        if len(body.events) > settings.events_limit:
+            raise InputError(
+                f"expected at most {settings.events_limit} events. Got {len(body.events)}."
+            )
+        return await asyncio.to_thread(service.append_events, body.events)
+
+    @app.post(
+        "/admin/reload",
+        tags=["ops"],
+        dependencies=[WriteKey],
+        responses={k: ERRORS[k] for k in (401, 503)},
+    )
+    async def reload(
+        ref: Annotated[str | None, Query(description="Default: the configured model.")] = None,
+    ) -> dict[str, Any]:
+        """Load the champion again (a promotion, say) and swap it in atomically: requests in
+        flight finish on the old model, later ones get the new one."""
+        before = service.live.info.version if service.live else None
+        info = await asyncio.to_thread(service.load, ref)
+        return {"previous_version": before, "version": info.version, "ref": info.ref}
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    return app

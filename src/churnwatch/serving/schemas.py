@@ -1,0 +1,203 @@
+"""Request and response bodies of the API, with the examples shown in its OpenAPI docs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+FeatureValue = Annotated[float, Field(allow_inf_nan=False)] | str | None
+Band = Literal["low", "medium", "high"]
+
+_FEATURES_EXAMPLE: dict[str, Any] = {
+    "thumbs_down_7d": 9,
+    "thumbs_down_per_day_7d": 1.29,
+    "thumbs_down_per_day_all": 0.4,
+    "songs_per_day_7d": 12.0,
+    "adverts_per_day_14d": 3.5,
+    "recency_days": 2.0,
+    "tenure_days": 64.0,
+    "level": "free",
+}
+
+
+class PredictRequest(BaseModel):
+    """One user: by `user_id` (features from the event store, as of its latest data or of
+    `as_of`), or by a `features` payload (missing features are imputed as in training)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"user_id": "39"},
+                {"user_id": "39", "as_of": "2018-11-20T00:00:00Z"},
+                {"features": _FEATURES_EXAMPLE},
+            ]
+        },
+    )
+    user_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    as_of: AwareDatetime | None = None
+    features: dict[Annotated[str, Field(max_length=200)], FeatureValue] | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> PredictRequest:
+        if (self.user_id is None) == (self.features is None):
+            raise ValueError("expected exactly one of user_id or features")
+        if self.as_of is not None and self.user_id is None:
+            raise ValueError("as_of goes with user_id, not with features")
+        return self
+
+
+class BatchRequest(BaseModel):
+    """Many users by id, or many feature rows; at most `CHURNWATCH_BATCH_LIMIT` (1000)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"user_ids": ["39", "100010", "200002"]},
+                {"rows": [_FEATURES_EXAMPLE, {"recency_days": 20.0, "level": "paid"}]},
+            ]
+        },
+    )
+    user_ids: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = None
+    rows: list[dict[Annotated[str, Field(max_length=200)], FeatureValue]] | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> BatchRequest:
+        if (self.user_ids is None) == (self.rows is None):
+            raise ValueError("expected exactly one of user_ids or rows")
+        if not (self.user_ids or self.rows):
+            raise ValueError("expected at least one user or row")
+        return self
+
+
+class Reason(BaseModel):
+    feature: str
+    value: float | str | None
+    contribution: float = Field(description="SHAP value in the model's margin units.")
+    direction: Literal["raises risk", "lowers risk"]
+    text: str
+
+
+class Prediction(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "39",
+                    "as_of": "2018-12-04T00:00:00Z",
+                    "probability": 0.31,
+                    "band": "high",
+                    "threshold": 0.18,
+                    "model_version": "3",
+                    "reasons": [
+                        {
+                            "feature": "thumbs_down_7d",
+                            "value": 9,
+                            "contribution": 0.41,
+                            "direction": "raises risk",
+                            "text": "9 thumbs down in the last 7 days, 3.2x your usual rate",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+    user_id: str | None = None
+    as_of: datetime | None = None
+    probability: float
+    band: Band
+    threshold: float
+    model_version: str
+    reasons: list[Reason]
+    imputed: list[str] | None = Field(
+        None, description="Features of a payload that were missing and imputed."
+    )
+
+
+class BatchItem(BaseModel):
+    user_id: str | None = None
+    prediction: Prediction | None = None
+    error: str | None = None
+
+
+class BatchResponse(BaseModel):
+    items: list[BatchItem]
+
+
+class EventsRequest(BaseModel):
+    """Raw events with Sparkify field names (userId, ts in ms, page, ...); each goes through
+    the same checks as `churnwatch ingest`, and rejected ones come back with their reason."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "events": [
+                        {
+                            "ts": 1543622400000,
+                            "userId": "39",
+                            "sessionId": 42,
+                            "page": "Thumbs Down",
+                            "auth": "Logged In",
+                            "level": "free",
+                            "gender": "F",
+                        }
+                    ]
+                }
+            ]
+        },
+    )
+    events: list[Any] = Field(min_length=1)
+
+
+class EventsResponse(BaseModel):
+    received: int
+    stored: int
+    duplicates: int
+    guests: int
+    quarantined: int
+    quarantined_by_reason: dict[str, int]
+    rejected: list[dict[str, Any]]
+    scores_refreshed: bool
+
+
+class AtRiskUser(Prediction):
+    level: str | None = None
+    tenure_days: float | None = None
+    state: str | None = None
+    recency_days: float | None = None
+
+
+class AtRiskResponse(BaseModel):
+    as_of: datetime
+    active_users: int
+    model_version: str
+    users: list[AtRiskUser]
+
+
+class ModelResponse(BaseModel):
+    ref: str
+    name: str
+    version: str
+    aliases: list[str]
+    run_id: str
+    kind: str
+    trained_at: str
+    loaded_at: str
+    threshold: float
+    explains: bool
+    metrics: dict[str, float]
+    features: list[str]
+    population: dict[str, Any] | None
+
+
+class Problem(BaseModel):
+    """Every error answer: what was expected and what came."""
+
+    error: str
+    message: str
+    detail: list[dict[str, Any]] | None = None

@@ -1,0 +1,406 @@
+"""What the API serves, without HTTP: the champion, every active user's current features and
+scores, and the operations on them. Routes validate and delegate here.
+
+State is one immutable `Live` object (model plus the population scored with it) held in one
+attribute; a reload or a refresh builds a new `Live` off to the side and swaps the reference,
+so a request always sees a model and scores that belong together and never a half-built one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnwatch.config import Settings
+from churnwatch.errors import ChurnwatchError, InputError, StoreError
+from churnwatch.features.catalog import catalog
+from churnwatch.ingest.store import EventStore
+from churnwatch.labels import ChurnDefinition, CutoffSchedule
+from churnwatch.schema import CHURN_PAGE
+from churnwatch.serving.reasons import top_reasons
+from churnwatch.serving.scorer import Scorer
+
+log = logging.getLogger(__name__)
+KINDS = {f.name: f.kind for f in catalog()}
+
+
+class NoModelError(ChurnwatchError):
+    """No model is loaded (none registered, or it failed to load)."""
+
+
+class UnknownUserError(ChurnwatchError):
+    """The user is not in the event store."""
+
+
+class NotActiveError(ChurnwatchError):
+    """The user has already churned (cancelled) and is not scored."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    ref: str
+    name: str
+    version: str
+    aliases: tuple[str, ...]
+    run_id: str
+    kind: str
+    trained_at: str
+    loaded_at: str
+    threshold: float
+    metrics: dict[str, float]
+    params: dict[str, str]
+    features: list[str]
+    explains: bool
+
+
+@dataclass(frozen=True)
+class Population:
+    """Every active user's features at one cutoff, scored by one model."""
+
+    cutoff: datetime
+    frame: pd.DataFrame  # indexed by user_id, the model's features
+    probability: np.ndarray
+    contributions: np.ndarray | None
+    users: pd.DataFrame  # every known user: last event, cancelled
+    computed_at: str
+    seconds: float
+    store_version: int = 0
+    position: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Live:
+    scorer: Scorer
+    info: ModelInfo
+    population: Population | None
+
+
+def band(p: float, threshold: float) -> str:
+    """high at or above the model's threshold, medium from half of it, else low."""
+    return "high" if p >= threshold else "medium" if p >= threshold / 2 else "low"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class ChurnService:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = EventStore(settings.store_path)
+        self.live: Live | None = None
+        self.load_error: str | None = None
+        self._write = threading.Lock()  # one reload / ingest at a time
+
+    # -- loading -------------------------------------------------------------------------
+    def load(self, ref: str | None = None) -> ModelInfo:
+        """Load `ref` (default the configured champion), score the population, then swap."""
+        with self._write:
+            try:
+                scorer, info = self._load_model(ref or self.settings.model_ref)
+            except ChurnwatchError as exc:
+                self.load_error = str(exc)
+                raise
+            population = self._population(scorer, info) if self.store.exists() else None
+            self.live = Live(scorer, info, population)
+            self.load_error = None
+            return info
+
+    def _load_model(self, ref: str) -> tuple[Scorer, ModelInfo]:
+        from churnwatch import tracking
+
+        tracking.setup(self.settings)
+        try:
+            meta = tracking.describe(ref)
+            pyfunc = tracking.load(ref)
+        except Exception as exc:  # MLflow raises many kinds: missing alias, file, DB
+            raise NoModelError(
+                f"expected a registered model at {ref} (tracking URI "
+                f"{tracking.tracking_uri(self.settings)}). Got: {str(exc).splitlines()[0]}. "
+                "Train one with `churnwatch train`."
+            ) from exc
+        scorer = Scorer(pyfunc.unwrap_python_model())
+        info = ModelInfo(
+            ref=ref,
+            kind=scorer.kind,
+            loaded_at=_now(),
+            threshold=scorer.threshold,
+            features=scorer.features,
+            explains=scorer.explains,
+            **meta,
+        )
+        return scorer, info
+
+    def _definition(self, info: ModelInfo) -> ChurnDefinition:
+        p = info.params
+        return ChurnDefinition(
+            kind=p.get("data_definition", "cancellation"),  # type: ignore[arg-type]
+            horizon_days=int(p.get("data_horizon_days", 14)),
+            include_downgrade=p.get("data_include_downgrade", "False") == "True",
+        )
+
+    def _population(self, scorer: Scorer, info: ModelInfo) -> Population:
+        started = time.perf_counter()
+        users = self._users()
+        last = users["last_ts"].max()
+        cutoff = (pd.Timestamp(last).floor("D") + pd.Timedelta(days=1)).to_pydatetime()
+        frame = self.features_at(cutoff, info)
+        gap = scorer.verify(frame.head(256))
+        if gap > 0:
+            log.info("compiled scorer agrees with the pipeline within %.2g", gap)
+        scores = scorer.score_frame(frame)
+        order = {u: i for i, u in enumerate(frame.index)}
+        return Population(
+            cutoff=cutoff,
+            frame=frame,
+            probability=scores.probability,
+            contributions=scores.contributions,
+            users=users,
+            computed_at=_now(),
+            seconds=time.perf_counter() - started,
+            store_version=self.store.manifest().version,
+            position=order,
+        )
+
+    def _users(self) -> pd.DataFrame:
+        from churnwatch.ingest.pipeline import connect
+
+        con = connect(self.settings)
+        try:
+            self.store.register(con)
+            users: pd.DataFrame = con.sql(
+                f"""SELECT user_id, MAX(ts) AS last_ts, MIN(ts) AS first_ts,
+                BOOL_OR(page = '{CHURN_PAGE}') AS cancelled,
+                ARG_MAX(level, ts) AS level, COUNT(*) AS events
+                FROM events GROUP BY user_id"""
+            ).df()
+            return users.set_index("user_id")
+        finally:
+            con.close()
+
+    def features_at(
+        self, cutoff: datetime, info: ModelInfo, until: datetime | None = None
+    ) -> pd.DataFrame:
+        """Every active user's features at `cutoff` (a midnight), from events before `until`."""
+        from churnwatch.features.build import build_snapshots
+
+        self.store.require()
+        table, _ = build_snapshots(
+            self.store,
+            definition=self._definition(info),
+            schedule=CutoffSchedule(explicit=(cutoff.date(),)),
+            settings=self.settings,
+            until=until,
+        )
+        df: pd.DataFrame = table.to_pandas().set_index("user_id")
+        return df[info.features]
+
+    # -- reading -------------------------------------------------------------------------
+    def current(self) -> Live:
+        live = self.live
+        if live is None:
+            raise NoModelError(
+                self.load_error or "expected a loaded model. Got none: the service is starting."
+            )
+        return live
+
+    def population(self) -> tuple[Live, Population]:
+        live = self.current()
+        if live.population is None:
+            raise StoreError(
+                f"expected an event store at {self.store.root}. Got none: scores by user need "
+                "one (run `churnwatch ingest`, or POST /events)."
+            )
+        return live, live.population
+
+    def explain_row(
+        self, live: Live, row: dict[str, Any], probability: float, contributions: Any
+    ) -> dict[str, Any]:
+        reasons = (
+            top_reasons(live.info.features, row, contributions, k=self.settings.reasons)
+            if contributions is not None
+            else []
+        )
+        return {
+            "probability": float(probability),
+            "band": band(float(probability), live.info.threshold),
+            "threshold": live.info.threshold,
+            "model_version": live.info.version,
+            "reasons": reasons,
+        }
+
+    def predict_features(
+        self, rows: list[dict[str, Any]], *, explain: bool = True
+    ) -> list[dict[str, Any]]:
+        live = self.current()
+        for i, row in enumerate(rows):
+            check_features(row, live.info.features, index=i if len(rows) > 1 else None)
+        scores = live.scorer.score_records(rows, explain=explain)
+        out = []
+        for i, row in enumerate(rows):
+            c = scores.contributions[i] if scores.contributions is not None else None
+            item = self.explain_row(live, row, scores.probability[i], c)
+            item["imputed"] = [f for f in live.info.features if row.get(f) is None]
+            out.append(item)
+        return out
+
+    def predict_user(self, user_id: str, as_of: datetime | None = None) -> dict[str, Any]:
+        live, pop = self.population()
+        if as_of is not None:
+            return self._predict_as_of(live, user_id, as_of)
+        i = pop.position.get(user_id)
+        if i is None:
+            raise self._missing(pop, user_id)
+        row = _row(pop.frame, i)
+        c = pop.contributions[i] if pop.contributions is not None else None
+        item = self.explain_row(live, row, pop.probability[i], c)
+        return {"user_id": user_id, "as_of": pop.cutoff, **item}
+
+    def _missing(self, pop: Population, user_id: str) -> ChurnwatchError:
+        if user_id in pop.users.index and bool(pop.users.loc[user_id, "cancelled"]):
+            when = str(pop.users.loc[user_id, "last_ts"])
+            return NotActiveError(f"user {user_id!r} cancelled (last event {when}): not scored")
+        return UnknownUserError(f"expected a user_id known to the event store. Got {user_id!r}.")
+
+    def _predict_as_of(self, live: Live, user_id: str, as_of: datetime) -> dict[str, Any]:
+        as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
+        # the first midnight at or after as_of: features see every event before as_of
+        cutoff = pd.Timestamp(as_of).ceil("D").to_pydatetime()
+        try:
+            frame = self.features_at(cutoff, live.info, until=as_of)
+        except InputError as exc:  # nothing before as_of
+            raise InputError(f"no events before as_of {as_of.isoformat()}: {exc}") from exc
+        if user_id not in frame.index:
+            assert live.population is not None
+            users = live.population.users
+            first = users["first_ts"].get(user_id)
+            if first is not None and first < pd.Timestamp(as_of):
+                raise NotActiveError(f"user {user_id!r} had cancelled by {as_of.isoformat()}")
+            raise UnknownUserError(
+                f"expected a user_id with events before {as_of.isoformat()}. Got {user_id!r}."
+            )
+        row = frame.loc[[user_id]]
+        scores = live.scorer.score_frame(row)
+        c = scores.contributions[0] if scores.contributions is not None else None
+        item = self.explain_row(live, _row(row, 0), scores.probability[0], c)
+        return {"user_id": user_id, "as_of": cutoff, **item}
+
+    def at_risk(self, limit: int, min_probability: float) -> dict[str, Any]:
+        live, pop = self.population()
+        order = np.argsort(-pop.probability, kind="stable")
+        rows: list[dict[str, Any]] = []
+        for i in order:
+            p = float(pop.probability[i])
+            if p < min_probability or len(rows) >= limit:
+                break
+            row = _row(pop.frame, i)
+            c = pop.contributions[i] if pop.contributions is not None else None
+            item = self.explain_row(live, row, p, c)
+            item["reasons"] = item["reasons"][:3]
+            rows.append(
+                {
+                    "user_id": str(pop.frame.index[i]),
+                    **item,
+                    "level": row.get("level"),
+                    "tenure_days": _clean(row.get("tenure_days")),
+                    "state": row.get("state"),
+                    "recency_days": _clean(row.get("recency_days")),
+                }
+            )
+        return {
+            "as_of": pop.cutoff,
+            "active_users": len(pop.frame),
+            "model_version": live.info.version,
+            "users": rows,
+        }
+
+    # -- writing -------------------------------------------------------------------------
+    def append_events(self, events: list[Any]) -> dict[str, Any]:
+        """Ingest raw events (Sparkify field names) exactly like `churnwatch ingest`, then
+        rescore the population so scores reflect them."""
+        from churnwatch.ingest.pipeline import ingest
+
+        incoming = self.settings.data_dir / "incoming"
+        incoming.mkdir(parents=True, exist_ok=True)
+        with self._write:
+            with tempfile.NamedTemporaryFile(
+                "w", suffix=".jsonl", dir=incoming, prefix="api-", delete=False, encoding="utf-8"
+            ) as fh:
+                for event in events:
+                    fh.write(json.dumps(event, ensure_ascii=False) + "\n")
+                path = Path(fh.name)
+            try:
+                report = ingest([path], settings=self.settings, store_dir=self.store.root)
+            finally:
+                path.unlink(missing_ok=True)
+            quarantined = _quarantine_rows(report.quarantine_file)
+            live = self.live
+            refreshed = False
+            if live is not None and report.stored + report.guests_stored > 0:
+                self.live = Live(live.scorer, live.info, self._population(live.scorer, live.info))
+                refreshed = True
+        return {
+            "received": len(events),
+            "stored": report.stored,
+            "duplicates": report.duplicates,
+            "guests": report.guests,
+            "quarantined": report.quarantined,
+            "quarantined_by_reason": report.quarantined_by_reason,
+            "rejected": quarantined,
+            "scores_refreshed": refreshed,
+        }
+
+
+def _row(frame: pd.DataFrame, i: int) -> dict[str, Any]:
+    return {str(k): v for k, v in frame.iloc[i].items()}
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and np.isnan(v):
+        return None
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _quarantine_rows(path: str | None) -> list[dict[str, Any]]:
+    if not path or not Path(path).is_file():
+        return []
+    rows = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        q = json.loads(line)
+        rows.append({"line": q.get("line"), "reason": q.get("reason"), "message": q.get("message")})
+    return rows
+
+
+def check_features(row: dict[str, Any], features: list[str], *, index: int | None = None) -> None:
+    """A feature payload names only the model's features, with numbers for numeric ones and
+    strings for categories; missing ones (or null) are imputed as in training."""
+    where = "" if index is None else f"rows[{index}]: "
+    unknown = sorted(set(row) - set(features))
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise InputError(
+            f"{where}expected only the model's features (GET /model lists them). "
+            f"Got unknown {shown}."
+        )
+    if not any(row.get(f) is not None for f in features):
+        raise InputError(f"{where}expected at least one feature with a value. Got none.")
+    for name, value in row.items():
+        if value is None:
+            continue
+        if KINDS.get(name) == "category":
+            if not isinstance(value, str):
+                raise InputError(f"{where}feature {name!r} expected a string. Got {value!r}.")
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputError(f"{where}feature {name!r} expected a number. Got {value!r}.")
+        elif not np.isfinite(value):
+            raise InputError(f"{where}feature {name!r} expected a finite number. Got {value!r}.")

@@ -1,0 +1,201 @@
+"""The API in process: answers, error statuses with messages, access, and a fuzz of bad
+requests that must never get a 500."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from churnwatch.config import Settings
+from churnwatch.features.catalog import feature_names
+from churnwatch.serving.app import create_app
+
+KEY = {"X-API-Key": "s3cret"}
+
+
+def _a_user(client: TestClient) -> str:
+    return str(client.get("/users/at-risk", params={"limit": 1}).json()["users"][0]["user_id"])
+
+
+def test_predict_by_user_and_by_features_agree(client: TestClient) -> None:
+    user = _a_user(client)
+    by_user = client.post("/predict", json={"user_id": user})
+    assert by_user.status_code == 200, by_user.text
+    body = by_user.json()
+    assert 0 <= body["probability"] <= 1 and body["band"] in ("low", "medium", "high")
+    assert body["reasons"] and all(r["text"] for r in body["reasons"])
+    # the same user's features, sent as a payload, give the same probability
+    model = client.get("/model").json()
+    assert model["explains"] and len(model["features"]) > 100
+    batch = client.post("/predict/batch", json={"user_ids": [user, "no-such-user"]}).json()
+    assert batch["items"][0]["prediction"]["probability"] == pytest.approx(body["probability"])
+    assert "no-such-user" in batch["items"][1]["error"]
+
+
+def test_feature_payload_with_missing_features_is_imputed(client: TestClient) -> None:
+    r = client.post("/predict", json={"features": {"thumbs_down_7d": 9, "level": "free"}})
+    assert r.status_code == 200, r.text
+    assert "recency_days" in r.json()["imputed"] and "level" not in r.json()["imputed"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "names"),
+    [
+        ({"features": {"thumbs_down_7d": "many"}}, 422, "thumbs_down_7d"),
+        ({"features": {"level": 3}}, 422, "level"),
+        ({"features": {"not_a_feature": 1}}, 422, "not_a_feature"),
+        ({"features": {}}, 422, "at least one feature"),
+        ({"user_id": "1", "features": {"level": "free"}}, 422, "exactly one"),
+        ({"user_id": "no-such-user"}, 404, "no-such-user"),
+        ({"user_id": 5}, 422, "user_id"),
+        ({"user_id": "1", "as_of": "yesterday"}, 422, "as_of"),
+        ({"features": {"level": "free"}, "as_of": "2018-11-01T00:00:00Z"}, 422, "as_of"),
+        ({"userid": "1"}, 422, "userid"),
+    ],
+)
+def test_bad_requests_name_the_field(
+    client: TestClient, body: dict[str, Any], status: int, names: str
+) -> None:
+    r = client.post("/predict", json=body)
+    assert r.status_code == status, r.text
+    assert names in r.json()["message"], r.json()
+
+
+def test_as_of_scores_the_past(client: TestClient) -> None:
+    user = _a_user(client)
+    now = client.post("/predict", json={"user_id": user}).json()
+    past = client.post("/predict", json={"user_id": user, "as_of": "2000-01-01T00:00:00Z"})
+    assert past.status_code == 422 and "2000-01-01" in past.json()["message"]
+    cut = now["as_of"][:10]
+    earlier = client.post("/predict", json={"user_id": user, "as_of": f"{cut}T00:00:00Z"})
+    assert earlier.status_code == 200, earlier.text
+    assert earlier.json()["as_of"] == now["as_of"]  # the same events: the same score
+    assert earlier.json()["probability"] == pytest.approx(now["probability"])
+    day_before = __import__("pandas").Timestamp(cut) - __import__("pandas").Timedelta(hours=30)
+    older = client.post("/predict", json={"user_id": user, "as_of": day_before.isoformat() + "Z"})
+    assert older.status_code in (200, 404), older.text  # the user may be newer than that
+    if older.status_code == 200:
+        assert older.json()["as_of"] < now["as_of"]
+
+
+def test_batch_limit_and_body_limit(client: TestClient) -> None:
+    r = client.post("/predict/batch", json={"user_ids": ["1"] * 1001})
+    assert r.status_code == 422 and "1000" in r.json()["message"]
+    big = json.dumps({"user_ids": ["x" * 100] * 1000})
+    r = client.post("/predict/batch", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "65536" in r.json()["message"]
+
+    def chunks() -> Any:  # no Content-Length: the limit is counted while reading
+        yield big.encode()
+
+    r = client.post(
+        "/predict/batch", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413
+
+
+def test_write_endpoints_need_the_key(client: TestClient) -> None:
+    event = {"ts": 1543622400000, "userId": "1", "page": "Home", "sessionId": 1}
+    assert client.post("/events", json={"events": [event]}).status_code == 401
+    wrong = client.post("/events", json={"events": [event]}, headers={"X-API-Key": "no"})
+    assert wrong.status_code == 401
+    assert client.post("/admin/reload").status_code == 401
+    assert client.post("/admin/reload", headers=KEY).status_code == 200
+
+
+def test_events_are_validated_and_rejected_rows_come_back(client: TestClient) -> None:
+    user = _a_user(client)
+    before = client.post("/predict", json={"user_id": user}).json()
+    last = client.get("/model").json()["population"]["as_of"]
+    ts = int(__import__("pandas").Timestamp(last).timestamp() * 1000) + 3_600_000
+    good = [
+        {"ts": ts + i * 1000, "userId": user, "sessionId": 999_999, "page": "Thumbs Down",
+         "auth": "Logged In", "level": "free", "itemInSession": i}
+        for i in range(30)
+    ]  # fmt: skip
+    bad = [{"ts": "soon", "userId": user, "page": "Home"}, "not an object", {"page": "Home"}]
+    r = client.post("/events", json={"events": good + bad}, headers=KEY)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["stored"] == 30 and body["quarantined"] == 3 and body["scores_refreshed"]
+    assert {q["reason"] for q in body["rejected"]} >= {"not_an_object", "missing_field"}
+    after = client.post("/predict", json={"user_id": user}).json()
+    assert after["as_of"] > before["as_of"]  # the fresh day moved the cutoff
+    again = client.post("/events", json={"events": good}, headers=KEY).json()
+    assert again["stored"] == 0 and again["duplicates"] == 30
+
+
+def test_ops_endpoints(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "alive"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.json()["store"] is True
+    text = client.get("/metrics").text
+    assert 'churnwatch_requests_total{method="POST",route="/predict"' in text
+    assert "churnwatch_prediction_probability_bucket" in text
+    docs = client.get("/openapi.json").json()
+    assert docs["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert "examples" in json.dumps(docs["components"]["schemas"]["PredictRequest"])
+
+
+def test_no_model_answers_503(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with TestClient(create_app(Settings(data_dir=tmp_path)), raise_server_exceptions=False) as c:
+        r = c.post("/predict", json={"features": {"level": "free"}})
+        assert r.status_code == 503 and "churnwatch train" in r.json()["message"]
+        assert c.get("/ready").status_code == 503
+        assert c.get("/health").status_code == 200
+
+
+# -- fuzz: bad requests of every shape; none may get a 500 ---------------------------------
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+feature_dicts = st.dictionaries(
+    st.sampled_from(feature_names()) | st.text(max_size=12), json_values, max_size=6
+)
+bodies = st.one_of(
+    json_values,
+    st.fixed_dictionaries({"features": feature_dicts}),
+    st.fixed_dictionaries({"user_id": json_values}, optional={"as_of": json_values}),
+    st.fixed_dictionaries({"user_ids": json_values}),
+    st.fixed_dictionaries({"rows": st.lists(feature_dicts, max_size=3)}),
+    st.fixed_dictionaries({"events": st.lists(json_values, max_size=3)}),
+)
+routes = st.sampled_from(["/predict", "/predict/batch", "/events", "/admin/reload"])
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(route=routes, body=bodies, raw=st.booleans(), junk=st.binary(max_size=40))
+def test_fuzzed_requests_never_get_a_500(
+    client: TestClient, route: str, body: Any, raw: bool, junk: bytes
+) -> None:
+    headers = {"content-type": "application/json", **KEY}
+    if raw:
+        r = client.post(route, content=junk, headers=headers)
+    else:
+        r = client.post(route, content=json.dumps(body, allow_nan=True), headers=headers)
+    assert r.status_code != 500, (route, body, r.text)
+    assert r.status_code < 500 or r.status_code == 503, r.text
+    assert "message" in r.json() or r.status_code == 200
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    params=st.dictionaries(st.sampled_from(["limit", "min_probability", "x"]), st.text(max_size=8))
+)
+def test_fuzzed_queries_never_get_a_500(client: TestClient, params: dict[str, str]) -> None:
+    r = client.get("/users/at-risk", params=params)
+    assert r.status_code in (200, 422), r.text

@@ -1,0 +1,96 @@
+"""The compiled scorer against the pipelines it compiles, and the reasons it gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnwatch.serving.reasons import describe, top_reasons
+from churnwatch.serving.scorer import Scorer
+from churnwatch.tracking import ChurnModel
+
+SERVED = ("logistic", "random_forest", "xgboost", "lightgbm")
+
+
+def _scorer(trained: Any, name: str) -> tuple[Scorer, pd.DataFrame]:
+    summary, _ = trained
+    result = summary.result
+    cand = next(c for c in result.candidates if c.name == name)
+    model = ChurnModel(cand.estimator, result.features, result.threshold)
+    rows = result.snapshots.sample(300, random_state=0)
+    return Scorer(model), rows
+
+
+@pytest.mark.parametrize("name", SERVED)
+def test_compiled_scores_equal_the_pipeline(trained: Any, name: str) -> None:
+    scorer, rows = _scorer(trained, name)
+    assert scorer.explains, f"{name} should have a compiled path"
+    fast = scorer.score_frame(rows).probability
+    slow = scorer.model.predict(None, rows)
+    np.testing.assert_allclose(fast, slow, atol=1e-6)
+    # the same rows as JSON-like records (what /predict receives) give the same scores
+    records = [{k: (None if pd.isna(v) else v) for k, v in r.items()}
+               for r in rows[scorer.features].head(20).to_dict("records")]  # fmt: skip
+    np.testing.assert_allclose(scorer.score_records(records).probability, slow[:20], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", SERVED)
+def test_shap_additivity_against_the_models_own_margin(trained: Any, name: str) -> None:
+    """base value + contributions == the model's margin, where the margin is read from the
+    fitted pipeline itself (log-odds of its raw probability; the probability for forests)."""
+    scorer, rows = _scorer(trained, name)
+    scores = scorer.score_frame(rows.head(50))
+    assert scores.contributions is not None and scores.base is not None
+    assert scores.contributions.shape == (50, len(scorer.features))
+    raw = scorer.pipeline.predict_proba(rows.head(50))[:, 1]
+    q = np.clip(raw, 1e-12, 1 - 1e-12)
+    margin = raw if name == "random_forest" else np.log(q / (1 - q))
+    explained = scores.base + scores.contributions.sum(axis=1)
+    np.testing.assert_allclose(explained, margin, atol=1e-4 if name == "xgboost" else 1e-8)
+
+
+def test_a_model_without_a_compiled_path_is_served_through_its_pipeline(trained: Any) -> None:
+    scorer, rows = _scorer(trained, "heuristic")
+    assert not scorer.explains and scorer.kind == "pipeline"
+    p = scorer.score_frame(rows.head(10)).probability
+    np.testing.assert_allclose(p, scorer.model.predict(None, rows.head(10)))
+
+
+def test_verify_falls_back_when_the_compiled_path_disagrees(trained: Any) -> None:
+    scorer, rows = _scorer(trained, "lightgbm")
+    assert scorer._fast is not None
+    scorer._fast[0].medians = scorer._fast[0].medians + 1e3  # corrupt the compiled imputer
+    rows = rows.copy()
+    floats = [c for c in scorer.features if rows[c].dtype == np.float64][:50]
+    rows[floats] = np.nan  # so the imputer matters
+    assert scorer.verify(rows) > 1e-6
+    assert not scorer.explains
+    np.testing.assert_allclose(
+        scorer.score_frame(rows).probability, scorer.model.predict(None, rows)
+    )
+
+
+def test_reasons_in_words() -> None:
+    row = {"thumbs_down_7d": 9, "thumbs_down_per_day_7d": 9 / 7, "thumbs_down_per_day_all": 0.4286}
+    assert describe("thumbs_down_7d", 9, row) == (
+        "9 thumbs down in the last 7 days, 3.0x your usual rate"
+    )
+    assert describe("recency_days", 5.0, row) == "last active 5 days ago"
+    assert describe("level", "free", row) == "on the free level"
+    assert describe("trend_songs", float(np.log(0.5)), row).startswith("songs down 50%")
+    assert describe("songs_per_day_7d", 0.0, {"songs_per_day_all": 20.0}) == (
+        "0 songs played a day in the last 7 days, against your usual 20 a day"
+    )
+    assert describe("tenure_days", None, row).endswith(": unknown")
+
+
+def test_top_reasons_put_what_raises_risk_first() -> None:
+    feats = ["a_7d", "thumbs_down_7d", "recency_days"]
+    row = {"a_7d": 1.0, "thumbs_down_7d": 4, "recency_days": 2.0}
+    got = top_reasons(feats, row, np.array([-0.9, 0.3, 0.1]), k=2)
+    assert [r["feature"] for r in got] == ["thumbs_down_7d", "recency_days"]
+    got = top_reasons(feats, row, np.array([-0.9, 0.3, 0.0]), k=3)
+    assert [r["direction"] for r in got] == ["raises risk", "lowers risk"]
