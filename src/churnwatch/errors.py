@@ -8,7 +8,12 @@ from __future__ import annotations
 
 
 class ChurnwatchError(Exception):
-    """Base class of every error churnwatch raises on purpose."""
+    """Base class of every error churnwatch raises on purpose; `detail` optionally carries
+    structured facts (rejected rows, say) that the HTTP layer returns with the message."""
+
+    def __init__(self, message: str = "", *, detail: list[dict[str, object]] | None = None):
+        super().__init__(message)
+        self.detail = detail
 
 
 class InputError(ChurnwatchError):
@@ -16,7 +21,9 @@ class InputError(ChurnwatchError):
 
 
 class NoValidRowsError(InputError):
-    """An ingest read no valid row at all."""
+    """An ingest read no valid row at all; `quarantine_file` holds the rejected rows."""
+
+    quarantine_file: str | None = None
 
 
 class MappingError(InputError):

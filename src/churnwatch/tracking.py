@@ -37,7 +37,13 @@ def setup(settings: Settings) -> str:
     """Point MLflow at the configured store and experiment; return the tracking URI."""
     uri = tracking_uri(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    # MLflow copies the URI into the environment; undo that, so that MLFLOW_TRACKING_URI stays
+    # what the user set and a later setup() with other settings is not overridden by it
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
         artifacts = (settings.data_dir / "mlartifacts").resolve().as_uri()
         mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)

@@ -326,13 +326,15 @@ def _finish(
         )
         report.quarantine_file = str(qpath)
     if report.valid == 0:
-        raise NoValidRowsError(
+        error = NoValidRowsError(
             f"expected at least one valid event in {len(report.files)} file(s). Got none: "
             f"{report.lines_read} line(s) read, {report.guests} guest event(s), "
             f"{report.quarantined} quarantined"
             + (f" (see {report.quarantine_file})" if report.quarantine_file else "")
             + "".join(f"; {p['detail']}" for p in report.file_problems[:3])
         )
+        error.quarantine_file = report.quarantine_file
+        raise error
     if strict and (report.quarantined or report.file_problems):
         raise InputError(
             f"--strict: expected no bad input. Got {report.quarantined} quarantined row(s) "

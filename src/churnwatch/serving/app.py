@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAP
     async def _known(_: Request, exc: ChurnwatchError) -> JSONResponse:
         for kind, status, error in STATUS:
             if isinstance(exc, kind):
-                return problem(status, error, str(exc))
+                return problem(status, error, str(exc), exc.detail)
         return problem(422, "invalid input", str(exc))  # pragma: no cover - ChurnwatchError
 
     @app.exception_handler(Exception)

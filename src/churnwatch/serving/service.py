@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from churnwatch.config import Settings
-from churnwatch.errors import ChurnwatchError, InputError, StoreError
+from churnwatch.errors import ChurnwatchError, InputError, NoValidRowsError, StoreError
 from churnwatch.features.catalog import catalog
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import ChurnDefinition, CutoffSchedule
@@ -341,6 +341,14 @@ class ChurnService:
                 path = Path(fh.name)
             try:
                 report = ingest([path], settings=self.settings, store_dir=self.store.root)
+            except NoValidRowsError as exc:
+                rejected = _quarantine_rows(exc.quarantine_file)
+                reasons = sorted({str(r["reason"]) for r in rejected})
+                raise InputError(
+                    f"expected at least one valid event. Got none of {len(events)}: rejected "
+                    f"as {', '.join(reasons) or 'unreadable'} (detail lists each)",
+                    detail=rejected[:100],
+                ) from exc
             finally:
                 path.unlink(missing_ok=True)
             quarantined = _quarantine_rows(report.quarantine_file)
@@ -371,7 +379,7 @@ def _clean(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def _quarantine_rows(path: str | None) -> list[dict[str, Any]]:
+def _quarantine_rows(path: str | None) -> list[dict[str, object]]:
     if not path or not Path(path).is_file():
         return []
     rows = []
