@@ -447,6 +447,57 @@ def serve(
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
 
 
+@app.command()
+def score(
+    out_path: Annotated[
+        Path, typer.Option("--out", help="Scores to write: .parquet or .csv (a folder on Spark).")
+    ],
+    store: Annotated[Path | None, typer.Option(help="Event store (default ./data/store).")] = None,
+    engine: Annotated[str, typer.Option(help="duckdb (default) or spark.")] = "duckdb",
+    as_of: Annotated[
+        str | None, typer.Option(help="Score as of this time (ISO 8601); default: now.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model (default models:/churnwatch@champion).")
+    ] = None,
+    spark_master: Annotated[
+        str | None, typer.Option(help="Spark master URL (default local[*]).")
+    ] = None,
+) -> None:
+    """Score every active user with the champion: probability, risk band, top reasons."""
+    from datetime import datetime
+
+    from churnwatch.ingest.store import EventStore
+    from churnwatch.serving.batch import score_store
+
+    settings = Settings()
+
+    def run() -> Any:
+        when = None
+        if as_of:
+            try:
+                when = datetime.fromisoformat(as_of)
+            except ValueError as exc:
+                raise ConfigError(f"--as-of expected an ISO 8601 time. Got {as_of!r}.") from exc
+        eng: Any = engine
+        if engine == "spark":
+            from churnwatch.features.engines import SparkEngine
+
+            eng = SparkEngine(spark_master)
+        with console.status(f"scoring on {engine}"):
+            return score_store(
+                settings=settings, out=out_path, engine=eng, as_of=when, model_ref=model,
+                store=EventStore(store or settings.store_path),
+            )  # fmt: skip
+
+    report = _run(run)
+    out.print(
+        f"scored {report.users:,} active users as of {report.cutoff} with {report.model} on "
+        f"{report.engine} in {report.seconds:.1f} s: {report.high:,} in the high band -> "
+        f"{report.out}"
+    )
+
+
 models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 

@@ -75,6 +75,26 @@ def _build(
     until: datetime | None,
     started: float,
 ) -> tuple[pa.Table, SnapshotReport]:
+    sql = prepare(store, eng, definition, schedule, until)
+    table = _finish(eng.query(sql + " ORDER BY cutoff_day, user_id"))
+    report = _summarise(table, eng.name)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, out, compression="zstd")
+        report.out = str(out)
+    report.seconds = time.perf_counter() - started
+    return table, report
+
+
+def prepare(
+    store: EventStore,
+    eng: Engine,
+    definition: ChurnDefinition,
+    schedule: CutoffSchedule,
+    until: datetime | None = None,
+) -> str:
+    """Load the events into `eng`, materialise the daily tables, and return the snapshot
+    query (one row per user and cutoff, columns cutoff_day, user_id, features, label)."""
     files = store_files(store)
     until_us = None if until is None else int(until.timestamp() * 1_000_000)
     eng.load_events(files, until_us=until_us)
@@ -104,15 +124,7 @@ def _build(
     )
     eng.materialise("daily", daily_sql())
     eng.materialise("churn_days", churn_days_sql(definition))
-    table = eng.query(snapshots_sql(definition) + " ORDER BY cutoff_day, user_id")
-    table = _finish(table)
-    report = _summarise(table, eng.name)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, out, compression="zstd")
-        report.out = str(out)
-    report.seconds = time.perf_counter() - started
-    return table, report
+    return snapshots_sql(definition)
 
 
 def _finish(table: pa.Table) -> pa.Table:

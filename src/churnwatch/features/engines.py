@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 from typing import Any, Protocol
 
@@ -108,6 +109,10 @@ class SparkEngine:
             "spark.sql.shuffle.partitions": "8",
             "spark.driver.memory": "2g",
         }
+        if (master or "local").startswith("local"):
+            # Python workers (batch scoring's UDFs) run in this interpreter's environment;
+            # PySpark reads the variable when the context starts
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         for key, value in {**defaults, **(conf or {})}.items():
             builder = builder.config(key, value)
         try:
@@ -136,6 +141,10 @@ class SparkEngine:
     def query(self, sql: str) -> pa.Table:
         df = self.spark.sql(to_spark(sql))
         return df.toArrow()
+
+    def frame(self, sql: str) -> Any:
+        """The query as a Spark DataFrame, left on the cluster (batch scoring uses it)."""
+        return self.spark.sql(to_spark(sql))
 
     def close(self) -> None:
         """Local sessions are kept for reuse (they take seconds to start)."""

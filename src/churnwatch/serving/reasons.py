@@ -41,6 +41,15 @@ _WINDOW_TEXT = {
     wname(w): (f"in the last {w} days" if w else "in all their history") for w in WINDOWS
 }
 _DESCRIPTIONS = {f.name: f.description for f in catalog()}
+STEMS = {
+    "active_days": lambda v, when: f"active on {_fmt(v)} days {when}",
+    "active_share": lambda v, when: f"active on {v:.0%} of days {when}",
+    "mean_session_minutes": lambda v, when: f"sessions of {_fmt(v)} minutes on average {when}",
+    "songs_per_session": lambda v, when: f"{_fmt(v)} songs per session {when}",
+    "thumbs_down_share": lambda v, when: f"{v:.0%} of thumbs were down {when}",
+    "adverts_per_song": lambda v, when: f"{_fmt(v)} adverts per song {when}",
+    "observed_days": lambda v, when: f"observed for {_fmt(v)} days {when}",
+}
 
 
 def _fmt(v: float) -> str:
@@ -70,6 +79,9 @@ def describe(name: str, value: Any, row: Mapping[str, Any]) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return f"{_DESCRIPTIONS.get(name, name)}: unknown"
     parts = _split(name)
+    if parts and parts[0] in STEMS and not isinstance(value, str):
+        stem, _, w = parts
+        return STEMS[stem](float(value), _WINDOW_TEXT[w])
     if parts and parts[0] in NOUNS:
         slug, kind, w = parts
         when = _WINDOW_TEXT[w]

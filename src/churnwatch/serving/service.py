@@ -25,8 +25,9 @@ from churnwatch.config import Settings
 from churnwatch.errors import ChurnwatchError, InputError, NoValidRowsError, StoreError
 from churnwatch.features.catalog import catalog
 from churnwatch.ingest.store import EventStore
-from churnwatch.labels import ChurnDefinition, CutoffSchedule
+from churnwatch.labels import CutoffSchedule
 from churnwatch.schema import CHURN_PAGE
+from churnwatch.serving.batch import band, cutoff_for, definition_of
 from churnwatch.serving.reasons import top_reasons
 from churnwatch.serving.scorer import Scorer
 
@@ -85,11 +86,6 @@ class Live:
     population: Population | None
 
 
-def band(p: float, threshold: float) -> str:
-    """high at or above the model's threshold, medium from half of it, else low."""
-    return "high" if p >= threshold else "medium" if p >= threshold / 2 else "low"
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -141,19 +137,10 @@ class ChurnService:
         )
         return scorer, info
 
-    def _definition(self, info: ModelInfo) -> ChurnDefinition:
-        p = info.params
-        return ChurnDefinition(
-            kind=p.get("data_definition", "cancellation"),  # type: ignore[arg-type]
-            horizon_days=int(p.get("data_horizon_days", 14)),
-            include_downgrade=p.get("data_include_downgrade", "False") == "True",
-        )
-
     def _population(self, scorer: Scorer, info: ModelInfo) -> Population:
         started = time.perf_counter()
         users = self._users()
-        last = users["last_ts"].max()
-        cutoff = (pd.Timestamp(last).floor("D") + pd.Timedelta(days=1)).to_pydatetime()
+        cutoff, _ = cutoff_for(users["last_ts"].max(), None)
         frame = self.features_at(cutoff, info)
         gap = scorer.verify(frame.head(256))
         if gap > 0:
@@ -197,7 +184,7 @@ class ChurnService:
         self.store.require()
         table, _ = build_snapshots(
             self.store,
-            definition=self._definition(info),
+            definition=definition_of(info.params),
             schedule=CutoffSchedule(explicit=(cutoff.date(),)),
             settings=self.settings,
             until=until,
@@ -273,18 +260,17 @@ class ChurnService:
         return UnknownUserError(f"expected a user_id known to the event store. Got {user_id!r}.")
 
     def _predict_as_of(self, live: Live, user_id: str, as_of: datetime) -> dict[str, Any]:
-        as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
-        # the first midnight at or after as_of: features see every event before as_of
-        cutoff = pd.Timestamp(as_of).ceil("D").to_pydatetime()
+        cutoff, until = cutoff_for(datetime.now(UTC), as_of)
+        assert until is not None
         try:
-            frame = self.features_at(cutoff, live.info, until=as_of)
+            frame = self.features_at(cutoff, live.info, until=until)
         except InputError as exc:  # nothing before as_of
             raise InputError(f"no events before as_of {as_of.isoformat()}: {exc}") from exc
         if user_id not in frame.index:
             assert live.population is not None
             users = live.population.users
             first = users["first_ts"].get(user_id)
-            if first is not None and first < pd.Timestamp(as_of):
+            if first is not None and first < pd.Timestamp(until):
                 raise NotActiveError(f"user {user_id!r} had cancelled by {as_of.isoformat()}")
             raise UnknownUserError(
                 f"expected a user_id with events before {as_of.isoformat()}. Got {user_id!r}."

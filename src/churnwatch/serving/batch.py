@@ -1,0 +1,221 @@
+"""Batch scoring: every active user of a store, scored by the champion, to Parquet or CSV.
+
+On DuckDB the features come from the snapshot SQL and the model runs through the compiled
+`Scorer`. On Spark the same SQL runs on the cluster, the model runs through
+`mlflow.pyfunc.spark_udf`, and the reasons through `mapInPandas` with the model files shipped
+to the executors; nothing is collected to the driver.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from churnwatch.config import Settings
+from churnwatch.errors import InputError
+from churnwatch.features.catalog import catalog
+from churnwatch.ingest.store import EventStore
+from churnwatch.labels import ChurnDefinition, CutoffSchedule
+from churnwatch.serving.reasons import top_reasons
+from churnwatch.serving.scorer import Scorer
+
+log = logging.getLogger(__name__)
+N_REASONS = 3
+OUT_COLUMNS = ["user_id", "cutoff", "probability", "band", "reasons",
+               *(f"reason_{i + 1}" for i in range(N_REASONS))]  # fmt: skip
+
+
+@dataclass
+class ScoreReport:
+    users: int
+    cutoff: str
+    model: str
+    engine: str
+    out: str
+    seconds: float
+    high: int
+
+
+def band(p: float, threshold: float) -> str:
+    """high at or above the model's threshold, medium from half of it, else low."""
+    return "high" if p >= threshold else "medium" if p >= threshold / 2 else "low"
+
+
+def cutoff_for(last_event: datetime, as_of: datetime | None) -> tuple[datetime, datetime | None]:
+    """The cutoff (a midnight) and the event-time limit for scoring now or as of a time.
+
+    Now: the midnight after the last event, so every stored event counts. As of T: the first
+    midnight at or after T, with events at or after T ignored.
+    """
+    if as_of is None:
+        return (pd.Timestamp(last_event).floor("D") + pd.Timedelta(days=1)).to_pydatetime(), None
+    as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
+    return pd.Timestamp(as_of).ceil("D").to_pydatetime(), as_of
+
+
+def definition_of(params: dict[str, str]) -> ChurnDefinition:
+    """The churn definition a model was trained with, from its MLflow run parameters."""
+    return ChurnDefinition(
+        kind=params.get("data_definition", "cancellation"),  # type: ignore[arg-type]
+        horizon_days=int(params.get("data_horizon_days", 14)),
+        include_downgrade=params.get("data_include_downgrade", "False") == "True",
+    )
+
+
+def last_event(store: EventStore) -> datetime:
+    manifest = store.manifest()
+    stamps = [i.get("last_ts") for i in manifest.ingests if i.get("last_ts")]
+    if not stamps:
+        store.require()
+        raise InputError(f"expected ingests with events in {store.root}. Got none.")
+    return max(pd.Timestamp(str(s)) for s in stamps).to_pydatetime()
+
+
+def explain_frame(scorer: Scorer, frame: pd.DataFrame) -> pd.DataFrame:
+    """Probabilities, bands and reasons for feature rows `frame` (index: user_id)."""
+    scores = scorer.score_frame(frame)
+    rows = [{str(k): v for k, v in r.items()} for r in frame.to_dict("records")]
+    reasons = [
+        top_reasons(scorer.features, rows[i], scores.contributions[i], k=N_REASONS)
+        if scores.contributions is not None
+        else []
+        for i in range(len(rows))
+    ]
+    out = pd.DataFrame(
+        {
+            "user_id": frame.index.astype(str),
+            "probability": scores.probability,
+            "band": [band(p, scorer.threshold) for p in scores.probability],
+            "reasons": [json.dumps(r, default=_json) for r in reasons],
+        }
+    )
+    for k in range(N_REASONS):
+        out[f"reason_{k + 1}"] = [r[k]["text"] if len(r) > k else None for r in reasons]
+    return out
+
+
+def _json(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else str(v)
+
+
+def score_store(
+    *,
+    settings: Settings,
+    out: Path,
+    store: EventStore | None = None,
+    engine: Any = "duckdb",
+    as_of: datetime | None = None,
+    model_ref: str | None = None,
+) -> ScoreReport:
+    """Score every active user of `store` with `model_ref` (default the champion)."""
+    from churnwatch import tracking
+    from churnwatch.features.build import build_snapshots, prepare
+    from churnwatch.features.engines import SparkEngine, make_engine
+
+    started = time.perf_counter()
+    store = store or EventStore(settings.store_path)
+    store.require()
+    ref = model_ref or settings.model_ref
+    tracking.setup(settings)
+    meta = tracking.describe(ref)
+    definition = definition_of(meta["params"])
+    cutoff, until = cutoff_for(last_event(store), as_of)
+    schedule = CutoffSchedule(explicit=(cutoff.date(),))
+    if out.suffix not in (".parquet", ".csv"):
+        raise InputError(f"expected --out ending in .parquet or .csv. Got {out.name!r}.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    eng = make_engine(engine, settings) if isinstance(engine, str) else engine
+    if isinstance(eng, SparkEngine):
+        sql = prepare(store, eng, definition, schedule, until)
+        users, high = _score_spark(eng, sql, ref, out, cutoff)
+    else:
+        model = tracking.load(ref).unwrap_python_model()
+        scorer = Scorer(model)
+        table, _ = build_snapshots(
+            store, definition=definition, schedule=schedule, engine=eng, settings=settings,
+            until=until,
+        )  # fmt: skip
+        frame = table.to_pandas().set_index("user_id")[scorer.features]
+        scorer.verify(frame.head(256))
+        result = explain_frame(scorer, frame)
+        result.insert(1, "cutoff", pd.Timestamp(cutoff))
+        result = result.sort_values("probability", ascending=False, kind="stable")
+        _write(result, out)
+        users, high = len(result), int((result["band"] == "high").sum())
+    return ScoreReport(
+        users=users,
+        cutoff=cutoff.date().isoformat(),
+        model=f"{meta['name']} v{meta['version']}" if meta["version"] else ref,
+        engine=getattr(eng, "name", str(engine)),
+        out=str(out),
+        seconds=time.perf_counter() - started,
+        high=high,
+    )
+
+
+def _write(df: pd.DataFrame, out: Path) -> None:
+    if out.suffix == ".csv":
+        df.to_csv(out, index=False)
+    else:
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), out, compression="zstd")
+
+
+def _score_spark(eng: Any, sql: str, ref: str, out: Path, cutoff: datetime) -> tuple[int, int]:
+    import mlflow
+    from pyspark import SparkFiles
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    spark = eng.spark
+    kinds = {f.name: f.kind for f in catalog()}
+    local = mlflow.artifacts.download_artifacts(ref)
+    probe = Scorer(mlflow.pyfunc.load_model(local).unwrap_python_model())
+    features, threshold = probe.features, probe.threshold
+    types = {"count": "bigint", "category": "string"}
+    cols = [F.col("user_id").cast("string").alias("user_id")] + [
+        F.col(f).cast(types.get(kinds.get(f, ""), "double")).alias(f) for f in features
+    ]
+    sdf = eng.frame(sql).select(*cols)
+    udf = mlflow.pyfunc.spark_udf(spark, local, result_type="double", env_manager="local")
+    sdf = sdf.withColumn("probability", udf(F.struct(*features)))
+    spark.sparkContext.addFile(local, recursive=True)
+    name = os.path.basename(local.rstrip("/"))
+    cutoff_ts = pd.Timestamp(cutoff)
+
+    def explain(batches: Any) -> Any:
+        scorer = Scorer(mlflow.pyfunc.load_model(SparkFiles.get(name)).unwrap_python_model())
+        for pdf in batches:
+            frame = pdf.set_index("user_id")[features]
+            part = explain_frame(scorer, frame)
+            part["probability"] = pdf["probability"].to_numpy()  # the spark_udf's, as served
+            part["band"] = [band(p, threshold) for p in part["probability"]]
+            part.insert(1, "cutoff", cutoff_ts)
+            yield part[OUT_COLUMNS]
+
+    schema = T.StructType(
+        [T.StructField("user_id", T.StringType()), T.StructField("cutoff", T.TimestampType()),
+         T.StructField("probability", T.DoubleType()), T.StructField("band", T.StringType()),
+         T.StructField("reasons", T.StringType())]
+        + [T.StructField(f"reason_{i + 1}", T.StringType()) for i in range(N_REASONS)]
+    )  # fmt: skip
+    result = sdf.mapInPandas(explain, schema=schema).cache()
+    writer = result.orderBy(F.desc("probability")).write.mode("overwrite")
+    if out.suffix == ".csv":
+        writer.option("header", True).csv(str(out))
+    else:
+        writer.parquet(str(out))
+    counts = result.agg(F.count("*").alias("n"), F.sum((F.col("band") == "high").cast("int")))
+    n, high = counts.collect()[0]
+    result.unpersist()
+    return int(n), int(high or 0)
