@@ -45,7 +45,9 @@ def setup(settings: Settings) -> str:
     if before is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        artifacts = (settings.data_dir / "mlartifacts").resolve().as_uri()
+        # a tracking server chooses where artifacts go; the local default keeps them by the DB
+        local = uri.startswith("sqlite:")
+        artifacts = (settings.data_dir / "mlartifacts").resolve().as_uri() if local else None
         mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
     mlflow.set_experiment(EXPERIMENT)
     return uri
