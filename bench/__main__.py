@@ -1,6 +1,7 @@
 """Run the benchmarks: several runs of each task in fresh subprocesses, medians and ratios.
 
-    python -m bench [--runs 3] [--only ingest|simulate] [--big] [--out bench/results]
+    python -m bench [--runs 3] [--only ingest|simulate|snapshots|train|serve] [--big]
+                    [--out bench/results]
 
 Figures: wall seconds, events per second, peak RSS of the task's process (from wait4).
 The default data: the eventsim dev log from ../shared (when present) and a simulated log of
@@ -135,8 +136,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
-        "--only", choices=["ingest", "simulate", "snapshots", "train"], default=None
+        "--only", choices=["ingest", "simulate", "snapshots", "train", "serve"], default=None
     )
+    parser.add_argument("--seconds", type=int, default=10, help="wrk duration per serving run")
     parser.add_argument("--big", action="store_true", help="add the 26M-event log")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
@@ -168,6 +170,10 @@ def main() -> None:
         rows += bench_snapshots(args)
     if args.only in (None, "train") and EVENTSIM.is_file():
         rows.append(measure("train_models", [str(EVENTSIM)], args.runs))
+    if args.only in (None, "serve"):
+        from bench.serve import bench_serve
+
+        rows += bench_serve(args.out, args.runs, args.seconds)
     name = "results.json" if args.only is None else f"results_{args.only}.json"
     (args.out / name).write_text(json.dumps(rows, indent=1))
     print(f"results: {args.out / name}")

@@ -188,8 +188,11 @@ def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAP
     async def predict(
         body: PredictRequest,
         explain: Annotated[bool, Query(description="Compute the reasons (SHAP).")] = True,
-    ) -> dict[str, Any]:
-        """Churn probability within the model's horizon, its risk band and the top reasons."""
+    ) -> Any:
+        """Churn probability within the model's horizon, its risk band and the top reasons.
+
+        By user_id, the answer comes from the scores of the whole population, computed when
+        the model or the store changes; by features, the model runs on the payload."""
         if body.features is not None:
             item = service.predict_features([body.features], explain=explain)[0]
         elif body.as_of is not None:
@@ -197,7 +200,9 @@ def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAP
             item = await asyncio.to_thread(service.predict_user, body.user_id, body.as_of)
         else:
             assert body.user_id is not None
-            item = service.predict_user(body.user_id)
+            answer = service.answer_user(body.user_id)
+            metrics.observe_prediction(service.last_probability(body.user_id))
+            return Response(answer, media_type="application/json")
         metrics.observe_prediction(item["probability"])
         return item
 

@@ -125,8 +125,10 @@ class _Transform:
         return np.hstack(blocks) if blocks else np.empty((len(values), 0))
 
     def records(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        nan = float("nan")
-        x = np.array([[_num(r.get(c, nan)) for c in self.num_cols] for r in rows], dtype=float)
+        try:  # None becomes NaN; numbers as they are
+            x = np.array([[r.get(c) for c in self.num_cols] for r in rows], dtype=float)
+        except (TypeError, ValueError):
+            x = np.array([[_num(r.get(c)) for c in self.num_cols] for r in rows], dtype=float)
         x = self.numeric(x.reshape(len(rows), len(self.num_cols)))
         if not self.cat_cols:
             return x
@@ -258,9 +260,17 @@ class Scorer:
                 values = np.asarray(native.shap_values(xt, check_additivity=False))
                 contrib = values[:, :, 1] if values.ndim == 3 else values
                 base = float(np.atleast_1d(native.expected_value)[-1])
+        elif not explain:  # the margin alone: a fraction of the cost of SHAP values
+            if self.kind == "LGBMClassifier":
+                margin = np.asarray(native.predict(xt, raw_score=True, num_threads=1), float)
+            elif self.kind == "XGBClassifier":
+                margin = np.asarray(native.inplace_predict(xt, predict_type="margin"), float)
+            else:
+                margin = xt @ native.coef_[0] + native.intercept_[0]
+            raw = _sigmoid(margin)
         else:
             if self.kind == "LGBMClassifier":
-                full = np.asarray(native.predict(xt, pred_contrib=True, num_threads=1), dtype=float)
+                full = np.asarray(native.predict(xt, pred_contrib=True, num_threads=1), float)
             elif self.kind == "XGBClassifier":
                 import xgboost as xgb
 
@@ -271,8 +281,7 @@ class Scorer:
                 full = np.hstack([xt * coef, np.full((len(xt), 1), native.intercept_[0])])
             margin = full.sum(axis=1)
             raw = _sigmoid(margin)
-            if explain:
-                contrib, base = full[:, :-1], float(full[0, -1]) if len(full) else 0.0
+            contrib, base = full[:, :-1], float(full[0, -1]) if len(full) else 0.0
         p = self._calibrate(raw)
         by_feature = transform.by_feature(contrib) if contrib is not None else None
         return Scores(np.asarray(p, dtype=float), margin, base, by_feature)

@@ -77,6 +77,8 @@ class Population:
     seconds: float
     store_version: int = 0
     position: dict[str, int] = field(default_factory=dict)
+    # user -> their answer as JSON bytes, filled on first request (the population is fixed)
+    answers: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,10 @@ class Live:
     scorer: Scorer
     info: ModelInfo
     population: Population | None
+    check: FeatureCheck = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "check", FeatureCheck(self.info.features))
 
 
 def _now() -> str:
@@ -231,7 +237,7 @@ class ChurnService:
     ) -> list[dict[str, Any]]:
         live = self.current()
         for i, row in enumerate(rows):
-            check_features(row, live.info.features, index=i if len(rows) > 1 else None)
+            live.check(row, index=i if len(rows) > 1 else None)
         scores = live.scorer.score_records(rows, explain=explain)
         out = []
         for i, row in enumerate(rows):
@@ -240,6 +246,23 @@ class ChurnService:
             item["imputed"] = [f for f in live.info.features if row.get(f) is None]
             out.append(item)
         return out
+
+    def answer_user(self, user_id: str) -> bytes:
+        """The /predict answer for a user as of now, as JSON; cached per population, so a
+        refresh or a reload (a new population) starts afresh."""
+        live, pop = self.population()
+        cached = pop.answers.get(user_id)
+        if cached is None:
+            item = self.predict_user(user_id)
+            item["as_of"] = pop.cutoff.isoformat().replace("+00:00", "Z")
+            cached = json.dumps(item, default=_json_value).encode()
+            pop.answers[user_id] = cached
+        return cached
+
+    def last_probability(self, user_id: str) -> float:
+        _, pop = self.population()
+        i = pop.position.get(user_id)
+        return float(pop.probability[i]) if i is not None else float("nan")
 
     def predict_user(self, user_id: str, as_of: datetime | None = None) -> dict[str, Any]:
         live, pop = self.population()
@@ -355,6 +378,14 @@ class ChurnService:
         }
 
 
+def _json_value(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, datetime):
+        return v.isoformat()
+    raise TypeError(f"{type(v).__name__} is not JSON serialisable")
+
+
 def _row(frame: pd.DataFrame, i: int) -> dict[str, Any]:
     return {str(k): v for k, v in frame.iloc[i].items()}
 
@@ -369,32 +400,53 @@ def _quarantine_rows(path: str | None) -> list[dict[str, object]]:
     if not path or not Path(path).is_file():
         return []
     rows = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    # split on newlines only: str.splitlines() also breaks at U+0085 and U+2028 inside values
+    for line in Path(path).read_text(encoding="utf-8").split("\n"):
+        if not line:
+            continue
         q = json.loads(line)
         rows.append({"line": q.get("line"), "reason": q.get("reason"), "message": q.get("message")})
     return rows
 
 
-def check_features(row: dict[str, Any], features: list[str], *, index: int | None = None) -> None:
+class FeatureCheck:
     """A feature payload names only the model's features, with numbers for numeric ones and
-    strings for categories; missing ones (or null) are imputed as in training."""
-    where = "" if index is None else f"rows[{index}]: "
-    unknown = sorted(set(row) - set(features))
-    if unknown:
-        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        raise InputError(
-            f"{where}expected only the model's features (GET /model lists them). "
-            f"Got unknown {shown}."
+    strings for categories; missing ones (or null) are imputed as in training.
+
+    Built once per model as a pydantic model, so the check runs in pydantic's compiled core.
+    """
+
+    def __init__(self, features: list[str]) -> None:
+        from pydantic import ConfigDict, StrictFloat, StrictInt, StrictStr, create_model
+
+        number = StrictFloat | StrictInt | None
+        fields: dict[str, Any] = {
+            f: ((StrictStr | None) if KINDS.get(f) == "category" else number, None)
+            for f in features
+        }
+        self.model = create_model(
+            "Features", __config__=ConfigDict(extra="forbid", allow_inf_nan=False), **fields
         )
-    if not any(row.get(f) is not None for f in features):
-        raise InputError(f"{where}expected at least one feature with a value. Got none.")
-    for name, value in row.items():
-        if value is None:
-            continue
-        if KINDS.get(name) == "category":
-            if not isinstance(value, str):
-                raise InputError(f"{where}feature {name!r} expected a string. Got {value!r}.")
-        elif isinstance(value, bool) or not isinstance(value, int | float):
-            raise InputError(f"{where}feature {name!r} expected a number. Got {value!r}.")
-        elif not np.isfinite(value):
-            raise InputError(f"{where}feature {name!r} expected a finite number. Got {value!r}.")
+
+    def __call__(self, row: dict[str, Any], *, index: int | None = None) -> None:
+        from pydantic import ValidationError
+
+        where = "" if index is None else f"rows[{index}]: "
+        try:
+            self.model.model_validate(row)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            name = ".".join(str(p) for p in first["loc"])
+            if first["type"] == "extra_forbidden":
+                unknown = sorted(row.keys() - self.model.model_fields.keys())
+                shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+                raise InputError(
+                    f"{where}expected only the model's features (GET /model lists them). "
+                    f"Got unknown {shown}."
+                ) from None
+            kind = "a string" if "str" in first["type"] else "a finite number"
+            raise InputError(
+                f"{where}feature {name!r} expected {kind}. Got {first.get('input')!r}."
+            ) from None
+        if all(v is None for v in row.values()):
+            raise InputError(f"{where}expected at least one feature with a value. Got none.")
