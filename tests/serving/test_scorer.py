@@ -84,7 +84,7 @@ def test_reasons_in_words() -> None:
     assert describe("songs_per_day_7d", 0.0, {"songs_per_day_all": 20.0}) == (
         "0 songs played a day in the last 7 days, against your usual 20 a day"
     )
-    assert describe("tenure_days", None, row).endswith(": unknown")
+    assert describe("tenure_days", None, row).endswith(": not known, taken as typical")
 
 
 def test_top_reasons_put_what_raises_risk_first() -> None:

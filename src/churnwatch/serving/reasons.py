@@ -77,7 +77,7 @@ def _usual(slug: str, row: Mapping[str, Any]) -> float | None:
 def describe(name: str, value: Any, row: Mapping[str, Any]) -> str:
     """One feature's value, in words, for the user whose features are `row`."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return f"{_DESCRIPTIONS.get(name, name)}: unknown"
+        return f"{_DESCRIPTIONS.get(name, name)}: not known, taken as typical"
     parts = _split(name)
     if parts and parts[0] in STEMS and not isinstance(value, str):
         stem, _, w = parts

@@ -405,7 +405,10 @@ def _quarantine_rows(path: str | None) -> list[dict[str, object]]:
         if not line:
             continue
         q = json.loads(line)
-        rows.append({"line": q.get("line"), "reason": q.get("reason"), "message": q.get("message")})
+        rows.append(
+            {"line": q.get("line"), "reason": q.get("reason"), "message": q.get("detail"),
+             "raw": q.get("raw")}
+        )  # fmt: skip
     return rows
 
 
@@ -436,7 +439,7 @@ class FeatureCheck:
             self.model.model_validate(row)
         except ValidationError as exc:
             first = exc.errors()[0]
-            name = ".".join(str(p) for p in first["loc"])
+            name = str(first["loc"][0]) if first["loc"] else "features"
             if first["type"] == "extra_forbidden":
                 unknown = sorted(row.keys() - self.model.model_fields.keys())
                 shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
