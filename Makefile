@@ -7,7 +7,7 @@ RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 DEMO_DIR ?= data/demo
 
-.PHONY: demo test lint bench lock clean
+.PHONY: demo drift-demo test lint bench lock clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ demo: $(RUNTIME)
 		--out $(DEMO_DIR)/unseen_sim.jsonl.gz
 	CHURNWATCH_DATA_DIR=$(DEMO_DIR) $(VENV)/bin/churnwatch evaluate \
 		--data $(DEMO_DIR)/unseen_sim.jsonl.gz --out $(DEMO_DIR)/evaluation
+
+## drift-demo: a simulated app release shifts adverts and errors; monitor week by week,
+## alert, retrain; summary table and report in data/drift-demo (a few minutes)
+drift-demo: $(RUNTIME)
+	$(VENV)/bin/churnwatch demo --drift --out data/drift-demo
 
 ## test: the whole test suite
 test: $(DEV)

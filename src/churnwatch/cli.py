@@ -498,6 +498,155 @@ def score(
     )
 
 
+@app.command()
+def retrain(
+    data: Annotated[
+        list[str] | None, typer.Option(help="New logs to ingest first (files, dirs, globs).")
+    ] = None,
+    metric: Annotated[
+        str | None, typer.Option(help="pr_auc (default), roc_auc or lift_top10.")
+    ] = None,
+    margin: Annotated[
+        float | None, typer.Option(help="How much better the challenger must be (default 0).")
+    ] = None,
+    budget_seconds: Annotated[
+        float, typer.Option(min=0, help="Re-tune with Optuna for this long (0: the defaults).")
+    ] = 0.0,
+    reload_url: Annotated[
+        str | None, typer.Option(help="A running API to reload after a promotion.")
+    ] = None,
+) -> None:
+    """Ingest new data, train a challenger with the champion's recipe, promote it only if it
+    beats the champion on the most recent labelled window."""
+    from churnwatch.monitoring.retrain import decision_table, notify
+    from churnwatch.monitoring.retrain import retrain as run_retrain
+
+    settings = Settings()
+
+    def run() -> Any:
+        return run_retrain(
+            settings, data=data or [], metric=metric, margin=margin,
+            budget_seconds=budget_seconds, progress=lambda m: console.log(m),
+        )  # fmt: skip
+
+    decision = _run(run)
+    table = Table(title=f"retrain on {decision.window}", title_justify="left")
+    frame = decision_table(decision)
+    for col in frame.columns:
+        table.add_column(col)
+    for row in frame.itertuples(index=False):
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+    out.print(table)
+    out.print(("PROMOTED " if decision.promoted else "NOT PROMOTED ") + decision.reason)
+    if decision.promoted and reload_url:
+        answer = _run(lambda: notify(reload_url, _key(settings)))
+        out.print(f"reloaded {reload_url}: {answer}")
+
+
+def _key(settings: Settings) -> str | None:
+    return settings.api_key.get_secret_value() if settings.api_key else None
+
+
+@app.command()
+def monitor(
+    as_of: Annotated[
+        str | None, typer.Option(help="Monitor as of this time (ISO 8601); default: now.")
+    ] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for the reports.")] = None,
+    every: Annotated[
+        float, typer.Option(min=0, help="Run again every this many seconds (0: once).")
+    ] = 0.0,
+) -> None:
+    """Data and prediction drift against the champion's reference, realised performance of
+    matured cohorts, alerts; Evidently HTML report and JSON summary, logged to MLflow."""
+    import time
+    from datetime import datetime
+
+    from churnwatch.monitoring.monitor import monitor as run_monitor
+
+    settings = Settings()
+    when = None
+    if as_of:
+        try:
+            when = datetime.fromisoformat(as_of)
+        except ValueError:
+            console.print(f"--as-of expected an ISO 8601 time. Got {as_of!r}.")
+            raise typer.Exit(code=1) from None
+    while True:
+        with console.status("monitoring"):
+            report = _run(lambda: run_monitor(settings, as_of=when, out_dir=out_dir))
+        d = report.drift
+        out.print(
+            f"cutoff {report.cutoff}, model v{report.model_version}: "
+            f"{d['share_drifted']:.0%} of {d['features_monitored']} features drifted, "
+            f"prediction PSI {d['prediction_psi']:.3f}"
+        )
+        if report.latest_realised:
+            r = report.latest_realised
+            out.print(
+                f"latest matured cohort {str(r.get('cutoff'))[:10]} (v{r.get('model_version')}): "
+                f"ROC-AUC {r.get('roc_auc', float('nan')):.3f}, "
+                f"PR-AUC {r.get('pr_auc', float('nan')):.3f}"
+            )
+        for a in report.alerts:
+            out.print(f"ALERT {a['kind']}: {a['message']}")
+        out.print(f"report: {report.html}")
+        if not every:
+            break
+        time.sleep(every)
+
+
+@app.command()
+def demo(
+    drift: Annotated[bool, typer.Option("--drift", help="The drift scenario.")] = True,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for everything.")] = Path(
+        "data/drift-demo"
+    ),
+    users: Annotated[int, typer.Option(min=50, help="Simulated users.")] = 600,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """Drift, alerts and retraining end to end on a simulated log whose app release doubles
+    adverts for free users and triples errors."""
+    from churnwatch.monitoring.demo import DemoConfig, drift_demo, markdown
+
+    if not drift:
+        console.print("only the drift scenario exists: churnwatch demo --drift")
+        raise typer.Exit(code=1)
+    table = _run(lambda: drift_demo(out_dir, DemoConfig(users=users, seed=seed),
+                                    progress=lambda m: console.log(m)))  # fmt: skip
+    out.print(markdown(table))
+    out.print(f"report: {out_dir / 'report.html'}")
+
+
+alerts_app = typer.Typer(help="Alerts raised by monitoring.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.command("list")
+def alerts_list(
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
+    kind: Annotated[str | None, typer.Option(help="Only this kind.")] = None,
+) -> None:
+    """Recent alerts from the store's alerts table."""
+    from churnwatch.ingest.store import EventStore
+    from churnwatch.monitoring.alerts import read_alerts
+
+    settings = Settings()
+    df = read_alerts(EventStore(settings.store_path))
+    if kind:
+        df = df[df["kind"] == kind]
+    if df.empty:
+        console.print("no alerts")
+        raise typer.Exit(code=0)
+    table = Table(title="churnwatch alerts", title_justify="left")
+    for col in ("created_at", "kind", "severity", "key", "message"):
+        table.add_column(col)
+    for row in df.head(limit).itertuples():
+        table.add_row(*(str(v) for v in (row.created_at, row.kind, row.severity, row.key,
+                                          row.message)))  # fmt: skip
+    out.print(table)
+
+
 models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 

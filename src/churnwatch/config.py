@@ -45,6 +45,46 @@ class Settings(BaseSettings):
     events_limit: int = Field(10_000, ge=1, description="Most events in one POST /events.")
     reasons: int = Field(5, ge=0, le=50, description="Reasons returned with each score.")
 
+    reload_poll_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="How often the API checks the registry for a new champion (0: never).",
+    )
+    # retraining
+    promote_metric: str = Field(
+        "pr_auc", description="Metric a challenger must beat: pr_auc, roc_auc or lift_top10."
+    )
+    promote_margin: float = Field(
+        0.0, description="By how much the challenger must beat the champion."
+    )
+    # alerts
+    alert_probability: float = Field(
+        0.25, ge=0, le=1, description="Alert on users at or above this churn probability."
+    )
+    alert_drift_share: float = Field(
+        0.2, ge=0, le=1, description="Alert when this share of monitored features drifts."
+    )
+    alert_auc_drop: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Alert when realised ROC-AUC falls this far below the test ROC-AUC.",
+    )
+    alert_quarantine_rate: float = Field(
+        0.05, ge=0, le=1, description="Alert when this share of ingested lines is quarantined."
+    )
+    alert_cooldown_hours: float = Field(
+        72.0, ge=0, description="No second alert for the same user or rule within this time."
+    )
+    alert_webhook_url: str | None = Field(None, description="POST alerts as JSON to this URL.")
+    alert_webhook_timeout: float = Field(5.0, gt=0, description="Seconds per webhook attempt.")
+    alert_webhook_retries: int = Field(
+        3, ge=0, description="Webhook retries after a failed attempt."
+    )
+    alert_webhook_backoff: float = Field(
+        1.0, ge=0, description="First retry delay in seconds, doubling."
+    )
+
     @field_validator("ts_min")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:

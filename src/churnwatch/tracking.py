@@ -160,6 +160,24 @@ def describe(ref: str) -> dict[str, Any]:
     }
 
 
+def download(run_id: str, artifact: str) -> Path:
+    """A local copy of one artifact of a run."""
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact))
+
+
+def set_aliases(changes: dict[str, str | None]) -> None:
+    """Point each alias at a version (or delete it with None), in the order given."""
+    client = MlflowClient()
+    for alias, version in changes.items():
+        if version is None:
+            try:
+                client.delete_registered_model_alias(MODEL_NAME, alias)
+            except mlflow.exceptions.MlflowException:
+                pass
+        else:
+            client.set_registered_model_alias(MODEL_NAME, alias, version)
+
+
 def list_versions() -> list[dict[str, Any]]:
     """Every registered version of the model, newest first, with aliases and key metrics."""
     client = MlflowClient()

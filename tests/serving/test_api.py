@@ -112,7 +112,8 @@ def test_events_are_validated_and_rejected_rows_come_back(client: TestClient) ->
     user = _a_user(client)
     before = client.post("/predict", json={"user_id": user}).json()
     last = client.get("/model").json()["population"]["as_of"]
-    ts = int(__import__("pandas").Timestamp(last).timestamp() * 1000) + 3_600_000
+    # a new day: scores cover complete days, so they move once an event of a later day arrives
+    ts = int(__import__("pandas").Timestamp(last).timestamp() * 1000) + 25 * 3_600_000
     good = [
         {"ts": ts + i * 1000, "userId": user, "sessionId": 999_999, "page": "Thumbs Down",
          "auth": "Logged In", "level": "free", "itemInSession": i}

@@ -44,7 +44,7 @@ def test_duckdb_scores_every_active_user(
     assert df["probability"].between(0, 1).all()
     assert set(df["band"]) <= {"low", "medium", "high"}
     assert df["reason_1"].notna().all()
-    assert report.cutoff == "2018-12-04"  # the midnight after the log's last event
+    assert report.cutoff == "2018-12-03"  # the log ends at 00:01 on 12-03: complete days only
 
 
 @pytest.mark.eventsim

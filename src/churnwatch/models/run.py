@@ -153,6 +153,7 @@ def run_training(
         figures = _test_figures(result, Path(tmp), oracle)
         feats = Path(tmp) / "features.json"
         feats.write_text(json.dumps(result.features, indent=1))
+        reference = write_reference(result, Path(tmp) / REFERENCE)
         tracking.log_run(
             params={
                 "model": result.chosen.name,
@@ -167,7 +168,7 @@ def run_training(
             },
             metrics=metrics,
             tags={"churnwatch.kind": "train"},
-            artifacts=[report, feats, *figures],
+            artifacts=[report, feats, reference, *figures],
         )
         model = tracking.ChurnModel(result.chosen.estimator, result.features, result.threshold)
         example = result.snapshots[result.snapshots["label"].notna()]
@@ -176,6 +177,24 @@ def run_training(
     return RunSummary(
         result, uri, run_id, registered.version, registered.aliases, fp, at_risk(result), oracle
     )
+
+
+REFERENCE = "reference.parquet"
+
+
+def write_reference(result: TrainResult, path: Path, *, max_rows: int = 20_000) -> Path:
+    """The monitoring reference: the validation and test cutoffs' snapshots with the chosen
+    model's calibrated scores. These rows are part of the training snapshots but were not
+    fitted on, so their scores are what the model gives unseen users (a forest's in-sample
+    scores are far more extreme, and would read as prediction drift)."""
+    s = result.snapshots
+    keep = s[s["cutoff_date"].isin(result.split.validation + result.split.test)]
+    if len(keep) > max_rows:
+        keep = keep.sample(max_rows, random_state=0)
+    out = keep[["user_id", "cutoff", *result.features, "label"]].copy()
+    out["score"] = result.chosen.estimator.predict_proba(keep)[:, 1]
+    out.to_parquet(path, index=False)
+    return path
 
 
 def _test_figures(result: TrainResult, folder: Path, oracle: dict[str, float]) -> list[Path]:

@@ -76,6 +76,17 @@ def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAP
     service = ChurnService(settings)
     metrics = Metrics()
 
+    async def poll() -> None:
+        """Reload when the registry's alias points at another version (a promotion)."""
+        while True:
+            await asyncio.sleep(settings.reload_poll_seconds)
+            try:
+                if await asyncio.to_thread(service.champion_changed):
+                    info = await asyncio.to_thread(service.load)
+                    log.info("the champion changed: now serving version %s", info.version)
+            except Exception as exc:  # keep serving the current model; try again later
+                log.warning("champion check failed: %s", exc)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if load:
@@ -83,7 +94,10 @@ def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAP
                 await asyncio.to_thread(service.load)
             except ChurnwatchError as exc:
                 log.error("started without a model: %s", exc)
+        task = asyncio.create_task(poll()) if settings.reload_poll_seconds > 0 else None
         yield
+        if task is not None:
+            task.cancel()
 
     app = FastAPI(
         title="churnwatch",

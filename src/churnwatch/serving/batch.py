@@ -55,11 +55,12 @@ def band(p: float, threshold: float) -> str:
 def cutoff_for(last_event: datetime, as_of: datetime | None) -> tuple[datetime, datetime | None]:
     """The cutoff (a midnight) and the event-time limit for scoring now or as of a time.
 
-    Now: the midnight after the last event, so every stored event counts. As of T: the first
-    midnight at or after T, with events at or after T ignored.
+    Now: the midnight that starts the last event's day, so features cover complete days only,
+    as they did in training (a part-day would shorten every window and read as drift). As of
+    T: the first midnight at or after T, with events at or after T ignored.
     """
     if as_of is None:
-        return (pd.Timestamp(last_event).floor("D") + pd.Timedelta(days=1)).to_pydatetime(), None
+        return pd.Timestamp(last_event).floor("D").to_pydatetime(), None
     as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
     return pd.Timestamp(as_of).ceil("D").to_pydatetime(), as_of
 

@@ -118,6 +118,15 @@ class ChurnService:
             self.load_error = None
             return info
 
+    def champion_changed(self) -> bool:
+        """Whether the configured reference now names another model version."""
+        from churnwatch import tracking
+
+        tracking.setup(self.settings)
+        meta = tracking.describe(self.settings.model_ref)
+        live = self.live
+        return live is None or (bool(meta["version"]) and meta["version"] != live.info.version)
+
     def _load_model(self, ref: str) -> tuple[Scorer, ModelInfo]:
         from churnwatch import tracking
 

@@ -1,0 +1,150 @@
+"""Data and prediction drift between a reference and a current snapshot window.
+
+Evidently's DataDriftPreset runs with its default per-column tests (K-S or chi-square up to
+1,000 rows, Wasserstein or Jensen-Shannon beyond); PSI is computed here per column beside it.
+Drift is judged on the features that should not move with the calendar: the 7/14/28-day
+behaviour, trends, recency and profile. Cumulative features (`*_all`, tenure, distinct
+artists, observed days) grow as a service ages, and would drift on any healthy log.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnwatch.features.catalog import catalog
+
+SCORE = "score"
+_CUMULATIVE = ("tenure_days", "distinct_artists", "level_changes_all", "days_since_level_change")
+
+
+def monitored_features(features: list[str]) -> list[str]:
+    """The model's features whose distribution should be stable on a healthy service."""
+    kinds = {f.name: f for f in catalog()}
+    out = []
+    for name in features:
+        f = kinds.get(name)
+        if f is None or f.window == "all" or name in _CUMULATIVE:
+            continue
+        if name.startswith("observed_days") or name == "is_male":
+            continue
+        out.append(name)
+    return out
+
+
+def psi(reference: pd.Series, current: pd.Series, *, bins: int = 10) -> float:
+    """Population stability index of `current` against `reference` (quantile bins of the
+    reference for numbers, categories for strings; missing values are a bin of their own)."""
+    eps = 1e-4
+    if reference.dtype == object or isinstance(reference.dtype, pd.StringDtype):
+        r = reference.fillna("<missing>").astype(str).value_counts(normalize=True)
+        c = current.fillna("<missing>").astype(str).value_counts(normalize=True)
+        keys = r.index.union(c.index)
+        rp = r.reindex(keys, fill_value=0).to_numpy()
+        cp = c.reindex(keys, fill_value=0).to_numpy()
+    else:
+        ref = reference.to_numpy(dtype=float, na_value=np.nan)
+        cur = current.to_numpy(dtype=float, na_value=np.nan)
+        finite = ref[~np.isnan(ref)]
+        if finite.size == 0:
+            return 0.0
+        edges = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1]))
+
+        def shares(x: np.ndarray) -> np.ndarray:
+            known = x[~np.isnan(x)]
+            counts = np.bincount(np.searchsorted(edges, known, side="right"),
+                                 minlength=len(edges) + 1).astype(float)  # fmt: skip
+            counts = np.append(counts, np.isnan(x).sum())
+            return counts / max(len(x), 1)
+
+        rp, cp = shares(ref), shares(cur)
+    rp, cp = np.clip(rp, eps, None), np.clip(cp, eps, None)
+    return float(np.sum((cp - rp) * np.log(cp / rp)))
+
+
+@dataclass
+class DriftResult:
+    columns: pd.DataFrame  # column, drifted, method, score, threshold, psi
+    share: float  # share of monitored features drifted (the score column excluded)
+    score_drifted: bool
+    score_psi: float
+    reference_rows: int
+    current_rows: int
+    report: Any = field(default=None, repr=False)  # Evidently's evaluation (save_html)
+
+    def summary(self) -> dict[str, Any]:
+        drifted = self.columns[self.columns["drifted"] & (self.columns["column"] != SCORE)]
+        top = self.columns[self.columns["column"] != SCORE].nlargest(10, "psi")
+        return {
+            "share_drifted": self.share,
+            "drifted_features": drifted["column"].tolist(),
+            "features_monitored": int((self.columns["column"] != SCORE).sum()),
+            "prediction_drifted": self.score_drifted,
+            "prediction_psi": self.score_psi,
+            "top_psi": dict(zip(top["column"], top["psi"].round(4), strict=True)),
+            "reference_rows": self.reference_rows,
+            "current_rows": self.current_rows,
+        }
+
+
+def detect_drift(
+    reference: pd.DataFrame, current: pd.DataFrame, features: list[str]
+) -> DriftResult:
+    """Evidently's data drift preset (default tests) and PSI on `features` and the score."""
+    os.environ.setdefault("EVIDENTLY_DISABLE_TELEMETRY", "1")  # no calls home
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    kinds = {f.name: f.kind for f in catalog()}
+    cats = [f for f in features if kinds.get(f) == "category"]
+    nums = [f for f in features if f not in cats]
+    cols = [*features, SCORE]
+    definition = DataDefinition(numerical_columns=[*nums, SCORE], categorical_columns=cats)
+    ref = reference[cols].reset_index(drop=True)
+    cur = current[cols].reset_index(drop=True)
+    report = Report([DataDriftPreset(columns=cols)], include_tests=True)
+    evaluation = report.run(
+        Dataset.from_pandas(cur, data_definition=definition),
+        Dataset.from_pandas(ref, data_definition=definition),
+    )
+    result = evaluation.dict()
+    values = {m["id"]: m["value"] for m in result["metrics"]}
+    rows = []
+    for test in result.get("tests", []):
+        params = test.get("metric_config", {}).get("params", {})
+        if not str(params.get("type", "")).endswith("ValueDrift"):
+            continue
+        column = params["column"]
+        rows.append(
+            {
+                "column": column,
+                "drifted": test["status"] == "FAIL",
+                "method": params.get("method"),
+                "score": float(values.get(test["metric_config"]["metric_id"], np.nan)),
+                "threshold": params.get("threshold"),
+                "psi": psi(ref[column], cur[column]),
+            }
+        )
+    table = pd.DataFrame(rows)
+    feats = table[table["column"] != SCORE]
+    score_row = table[table["column"] == SCORE]
+    return DriftResult(
+        columns=table.sort_values("psi", ascending=False).reset_index(drop=True),
+        share=float(feats["drifted"].mean()) if len(feats) else 0.0,
+        score_drifted=bool(score_row["drifted"].any()),
+        score_psi=float(score_row["psi"].iloc[0]) if len(score_row) else 0.0,
+        reference_rows=len(ref),
+        current_rows=len(cur),
+        report=evaluation,
+    )
+
+
+def save_report(result: DriftResult, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result.report.save_html(str(path))
+    return path

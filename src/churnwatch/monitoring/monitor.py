@@ -1,0 +1,219 @@
+"""`churnwatch monitor`: drift, prediction drift, realised and estimated performance, alerts.
+
+One run, as of now or of a given time:
+1. scores the current population (the midnight after the last event) with the champion and
+   logs those scores, so their cohort can be judged once its labels mature;
+2. compares the current window with the champion's reference (Evidently's drift preset with
+   its default tests, plus PSI), scores included;
+3. judges every logged cohort whose horizon has passed with the scores it was given, and
+   estimates the rest from the calibrated scores;
+4. raises alerts, writes Evidently's HTML report, a JSON summary and a trend plot, and logs
+   them to MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from churnwatch.config import Settings
+from churnwatch.ingest.store import EventStore
+from churnwatch.labels import CutoffSchedule
+from churnwatch.monitoring.alerts import evaluate_rules, raise_alerts
+from churnwatch.monitoring.drift import detect_drift, monitored_features, save_report
+from churnwatch.monitoring.performance import cohort_metrics, log_predictions, read_predictions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MonitorReport:
+    as_of: str
+    cutoff: str
+    model_version: str
+    drift: dict[str, Any]
+    cohorts: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+    quarantine_rate: float | None
+    out_dir: str
+    html: str
+    run_id: str = ""
+    latest_realised: dict[str, Any] = field(default_factory=dict)
+
+
+def _quarantine_rate(store: EventStore, since: pd.Timestamp | None) -> float | None:
+    ingests = store.manifest().ingests
+    if since is not None:  # run ids start with the ingest's UTC start time
+        ingests = [i for i in ingests
+                   if pd.Timestamp(str(i["run_id"]).split("-")[0], tz="UTC") >= since]  # fmt: skip
+    read = sum(int(i.get("lines_read", 0)) for i in ingests)
+    bad = sum(int(i.get("quarantined", 0)) for i in ingests)
+    return bad / read if read else None
+
+
+def _schedule_cutoff(store: EventStore, latest: datetime) -> datetime:
+    """The latest cutoff of the training schedule (weekly from the first event) at or before
+    `latest`: the current window then falls on the same weekday as the reference, and the
+    weekly rhythm of listening cannot read as drift."""
+    first = min(pd.Timestamp(str(i["first_ts"])) for i in store.manifest().ingests
+                if i.get("first_ts"))  # fmt: skip
+    days = CutoffSchedule().days(first.to_pydatetime(), latest - pd.Timedelta(days=1))
+    if not days:
+        return latest
+    return datetime.fromtimestamp(days[-1] * 86_400, tz=UTC)
+
+
+def monitor(
+    settings: Settings,
+    *,
+    as_of: datetime | None = None,
+    out_dir: Path | None = None,
+    store: EventStore | None = None,
+    log_to_mlflow: bool = True,
+) -> MonitorReport:
+    import mlflow
+
+    from churnwatch import tracking
+    from churnwatch.features.build import build_snapshots
+    from churnwatch.models.run import REFERENCE
+    from churnwatch.serving.batch import cutoff_for, definition_of, last_event
+    from churnwatch.serving.scorer import Scorer
+
+    store = store or EventStore(settings.store_path)
+    store.require()
+    tracking.setup(settings)
+    meta = tracking.describe(settings.model_ref)
+    version = meta["version"] or meta["run_id"][:8]
+    scorer = Scorer(tracking.load(settings.model_ref).unwrap_python_model())
+    definition = definition_of(meta["params"])
+    end = last_event(store)
+    last_day, until = cutoff_for(end, as_of)
+    cutoff = _schedule_cutoff(store, last_day)
+    clock = until or datetime.now(UTC)
+    out_dir = out_dir or settings.data_dir / "monitoring" / f"{cutoff:%Y-%m-%d}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    # 1. the current population, scored and logged
+    logged = read_predictions(store)
+    past = {pd.Timestamp(c).date() for c in pd.to_datetime(logged["cutoff"], utc=True)}
+    dates = sorted({cutoff.date(), *(d for d in past if d < cutoff.date())})
+    table, _ = build_snapshots(
+        store, definition=definition, schedule=CutoffSchedule(explicit=tuple(dates)),
+        settings=settings, until=until,
+    )  # fmt: skip
+    snaps = table.to_pandas()
+    current = snaps[snaps["cutoff"] == pd.Timestamp(cutoff)].copy()
+    current["score"] = scorer.score_frame(
+        current.set_index("user_id")[scorer.features], explain=False
+    ).probability
+    scores = current[["user_id", "cutoff"]].assign(probability=current["score"].to_numpy())
+    log_predictions(store, scores, version)
+
+    # 2. drift against the champion's reference
+    reference = pd.read_parquet(tracking.download(meta["run_id"], REFERENCE))
+    drift = detect_drift(reference, current, monitored_features(scorer.features))
+    html = save_report(drift, out_dir / "drift_report.html")
+    drift.columns.to_csv(out_dir / "drift_columns.csv", index=False)
+
+    # 3. cohorts: realised where matured, estimated everywhere
+    predictions = read_predictions(store)
+    predictions = predictions[pd.to_datetime(predictions["cutoff"], utc=True)
+                              <= pd.Timestamp(cutoff)]  # fmt: skip
+    data_end = pd.Timestamp(min(end, until) if until else end)
+    cohorts = cohort_metrics(
+        predictions, snaps, data_end=data_end, horizon_days=definition.horizon_days
+    )
+    cohorts.to_csv(out_dir / "cohorts.csv", index=False)
+    matured = cohorts[cohorts["matured"]] if not cohorts.empty else cohorts
+    latest: dict[str, Any] = {}
+    reference_auc = None
+    if not matured.empty:
+        row = matured.sort_values("cutoff").iloc[-1]
+        latest = {str(k): (v.isoformat() if isinstance(v, pd.Timestamp) else v)
+                  for k, v in row.dropna().to_dict().items()}  # fmt: skip
+        try:
+            then = tracking.describe(f"models:/{tracking.MODEL_NAME}/{row['model_version']}")
+            reference_auc = then["metrics"].get("test_roc_auc")
+        except Exception:  # a run id rather than a registered version
+            reference_auc = meta["metrics"].get("test_roc_auc")
+    since = pd.Timestamp(logged["logged_at"].max()) if len(logged) else None
+    q_rate = _quarantine_rate(store, since)
+
+    # 4. alerts and outputs
+    context = {"cutoff": cutoff.date().isoformat(), "model_version": version}
+    alerts = evaluate_rules(
+        settings,
+        users=scores,
+        drift_share=drift.share,
+        realised_roc_auc=latest.get("roc_auc"),
+        reference_roc_auc=reference_auc,
+        quarantine_rate=q_rate,
+        context=context,
+    )
+    raised = raise_alerts(alerts, settings, store, now=clock)
+    figure = plot_cohorts(cohorts, out_dir / "performance.png")
+    report = MonitorReport(
+        as_of=clock.isoformat(timespec="seconds"),
+        cutoff=cutoff.date().isoformat(),
+        model_version=version,
+        drift=drift.summary(),
+        cohorts=json.loads(cohorts.to_json(orient="records", date_format="iso")),
+        alerts=[{"kind": a.kind, "key": a.key, "message": a.message} for a in raised],
+        quarantine_rate=q_rate,
+        out_dir=str(out_dir),
+        html=str(html),
+        latest_realised=latest,
+    )
+    summary = out_dir / "summary.json"
+    summary.write_text(json.dumps(report.__dict__, indent=1, default=str))
+    if log_to_mlflow:
+        with mlflow.start_run(run_name=f"monitor-{report.cutoff}") as run:
+            mlflow.set_tags({"churnwatch.kind": "monitor", "model_version": version})
+            metrics = {"drift_share": drift.share, "prediction_psi": drift.score_psi,
+                       "alerts": float(len(raised))}  # fmt: skip
+            for key in ("roc_auc", "pr_auc", "estimated_roc_auc"):
+                if key in latest:
+                    metrics[f"realised_{key}"] = float(latest[key])
+            mlflow.log_metrics(metrics)
+            for path in (html, summary, figure, out_dir / "cohorts.csv"):
+                if path is not None and path.exists():
+                    mlflow.log_artifact(str(path))
+            report.run_id = run.info.run_id
+        summary.write_text(json.dumps(report.__dict__, indent=1, default=str))
+    return report
+
+
+def plot_cohorts(cohorts: pd.DataFrame, path: Path) -> Path | None:
+    """Realised ROC-AUC per matured cohort (by model version) and the CBPE estimate."""
+    if cohorts.empty:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for version, g in cohorts.groupby("model_version"):
+        g = g.sort_values("cutoff")
+        ax.plot(g["cutoff"], g["estimated_roc_auc"], "--", alpha=0.6,
+                label=f"v{version} estimated (CBPE)")  # fmt: skip
+        m = g[g["matured"]]
+        if len(m):
+            ax.plot(m["cutoff"], m["roc_auc"], "o-", label=f"v{version} realised")
+    ax.set_ylabel("ROC-AUC")
+    ax.set_xlabel("cohort (cutoff)")
+    ax.set_ylim(0.4, 1.0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Performance by cohort, with the scores given at the time")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,184 @@
+"""`churnwatch retrain`: new data in, a challenger trained with the champion's recipe, a
+promotion only when it is better on the same most recent labelled window.
+
+The registry changes only at the very end, in one place: until then a failure at any step
+(ingest, snapshots, training, evaluation) leaves the champion alias where it was.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnwatch.config import Settings
+from churnwatch.errors import ConfigError
+from churnwatch.ingest.store import EventStore
+from churnwatch.labels import ChurnDefinition
+from churnwatch.models.metrics import SCORE_METRICS
+from churnwatch.models.train import TrainConfig
+
+log = logging.getLogger(__name__)
+METRICS = ("pr_auc", "roc_auc", "lift_top10")
+
+
+@dataclass
+class Decision:
+    promoted: bool
+    metric: str
+    margin: float
+    champion_version: str
+    challenger_version: str
+    champion_score: float
+    challenger_score: float
+    window: str
+    reason: str
+    champion_metrics: dict[str, float] = field(default_factory=dict)
+    challenger_metrics: dict[str, float] = field(default_factory=dict)
+    run_id: str = ""
+
+
+def decide(champion: float, challenger: float, *, metric: str, margin: float) -> tuple[bool, str]:
+    """Promote when the challenger beats the champion by at least `margin` on `metric`."""
+    if not np.isfinite(challenger):
+        return False, f"the challenger's {metric} is undefined on the window"
+    if not np.isfinite(champion):
+        return True, f"the champion's {metric} is undefined; the challenger's is {challenger:.4f}"
+    gain = challenger - champion
+    verdict = "promoted" if gain >= margin else "kept as challenger"
+    return gain >= margin, (
+        f"{verdict}: challenger {metric} {challenger:.4f} vs champion {champion:.4f} "
+        f"(gain {gain:+.4f}, margin {margin:+.4f})"
+    )
+
+
+def recipe(params: dict[str, str], *, budget_seconds: float) -> TrainConfig:
+    """The champion's training recipe from its MLflow run: model family, definition, horizon,
+    threshold rule, seed; re-tuned when `budget_seconds` > 0."""
+    model = params.get("model")
+    if not model:
+        raise ConfigError("expected the champion's run to name its model. Got none.")
+    definition = ChurnDefinition(
+        kind=params.get("data_definition", "cancellation"),  # type: ignore[arg-type]
+        horizon_days=int(params.get("data_horizon_days", 14)),
+        include_downgrade=params.get("data_include_downgrade", "False") == "True",
+    )
+    return TrainConfig(
+        definition=definition,
+        models=(model,),
+        threshold_rule=params.get("threshold_rule", "f1"),
+        seed=int(params.get("seed", 0)),
+        budget_seconds=budget_seconds,
+    )
+
+
+def retrain(
+    settings: Settings,
+    *,
+    data: Sequence[str] = (),
+    metric: str | None = None,
+    margin: float | None = None,
+    budget_seconds: float = 0.0,
+    n_boot: int = 200,
+    progress: Callable[[str], None] | None = None,
+) -> Decision:
+    import mlflow
+
+    from churnwatch import tracking
+    from churnwatch.models.run import run_training
+
+    say = progress or (lambda _m: None)
+    metric = metric or settings.promote_metric
+    margin = settings.promote_margin if margin is None else margin
+    if metric not in METRICS:
+        raise ConfigError(f"metric has to be one of {', '.join(METRICS)}. Got {metric!r}.")
+    store = EventStore(settings.store_path)
+    tracking.setup(settings)
+    champion_ref = f"models:/{tracking.MODEL_NAME}@champion"
+    champion = tracking.describe(champion_ref)
+    champion_model = tracking.load(champion_ref).unwrap_python_model()
+    config = recipe(champion["params"], budget_seconds=budget_seconds)
+    config = TrainConfig(**{**config.__dict__, "n_boot": n_boot})
+    family = champion["params"].get("model")
+    say(f"champion v{champion['version']} ({family}); training a challenger")
+    summary = run_training(settings=settings, config=config, data=list(data), store_dir=store.root,
+                           progress=say)  # fmt: skip
+    result = summary.result
+    rows = result.test_rows()
+    y = rows["label"].to_numpy(dtype=int)
+    window = ", ".join(str(d) for d in result.split.test)
+    scores = {
+        "champion": np.asarray(champion_model.predict(None, rows), dtype=float),
+        "challenger": result.chosen.estimator.predict_proba(rows)[:, 1],
+    }
+    measured = {
+        who: {m: float(SCORE_METRICS[m](y, p)) for m in (*METRICS, "brier")}
+        for who, p in scores.items()
+    }
+    promoted, reason = decide(
+        measured["champion"][metric], measured["challenger"][metric], metric=metric, margin=margin
+    )
+    decision = Decision(
+        promoted=promoted,
+        metric=metric,
+        margin=margin,
+        champion_version=champion["version"],
+        challenger_version=summary.model_version,
+        champion_score=measured["champion"][metric],
+        challenger_score=measured["challenger"][metric],
+        window=f"{window} ({len(rows)} users, {int(y.sum())} churners)",
+        reason=reason,
+        champion_metrics=measured["champion"],
+        challenger_metrics=measured["challenger"],
+    )
+    with mlflow.start_run(run_name=f"retrain-v{summary.model_version}") as run:
+        mlflow.set_tags(
+            {"churnwatch.kind": "retrain", "decision": "promoted" if promoted else "kept"}
+        )
+        mlflow.log_params({
+            "metric": metric, "margin": margin, "champion_version": champion["version"],
+            "challenger_version": summary.model_version, "window": decision.window,
+            "promoted": promoted, "reason": reason[:500],
+        })  # fmt: skip
+        mlflow.log_metrics(
+            {
+                f"{who}_{m}": v
+                for who, ms in measured.items()
+                for m, v in ms.items()
+                if np.isfinite(v)
+            }  # fmt: skip
+        )
+        decision.run_id = run.info.run_id
+    # the one place the registry changes
+    if promoted:
+        tracking.set_aliases({
+            "previous": champion["version"], "champion": summary.model_version, "challenger": None,
+        })  # fmt: skip
+    else:
+        tracking.set_aliases({"challenger": summary.model_version})
+    say(reason)
+    return decision
+
+
+def notify(url: str, api_key: str | None) -> dict[str, Any]:
+    """Ask a running API to reload its champion (POST /admin/reload)."""
+    import httpx
+
+    headers = {"X-API-Key": api_key} if api_key else {}
+    r = httpx.post(url.rstrip("/") + "/admin/reload", headers=headers, timeout=300)
+    r.raise_for_status()
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def decision_table(decision: Decision) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"model": f"champion v{decision.champion_version}", **decision.champion_metrics},
+            {"model": f"challenger v{decision.challenger_version}", **decision.challenger_metrics},
+        ]
+    )

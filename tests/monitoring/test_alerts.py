@@ -1,0 +1,92 @@
+"""Alert rules, the cool-down, and webhook delivery to a receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from churnwatch.config import Settings
+from churnwatch.ingest.store import EventStore
+from churnwatch.monitoring.alerts import evaluate_rules, raise_alerts, read_alerts
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> EventStore:
+    return EventStore(tmp_path / "store")
+
+
+def test_rules_fire_at_their_thresholds() -> None:
+    s = Settings(alert_probability=0.3, alert_drift_share=0.2, alert_auc_drop=0.05,
+                 alert_quarantine_rate=0.01)  # fmt: skip
+    users = pd.DataFrame({"user_id": ["a", "b", "c"], "probability": [0.31, 0.3, 0.29]})
+    got = evaluate_rules(s, users=users, drift_share=0.2, realised_roc_auc=0.70,
+                         reference_roc_auc=0.75, quarantine_rate=0.01)  # fmt: skip
+    assert sorted((a.kind, a.key) for a in got) == [
+        ("drift", "drift"), ("performance_drop", "performance_drop"),
+        ("quarantine_rate", "quarantine_rate"), ("user_risk", "a"), ("user_risk", "b"),
+    ]  # fmt: skip
+    quiet = evaluate_rules(s, users=users.assign(probability=0.1), drift_share=0.19,
+                           realised_roc_auc=0.71, reference_roc_auc=0.75,
+                           quarantine_rate=0.009)  # fmt: skip
+    assert quiet == []
+
+
+def test_a_user_is_not_alerted_again_within_the_cool_down(store: EventStore) -> None:
+    s = Settings(alert_probability=0.5, alert_cooldown_hours=72)
+    users = pd.DataFrame({"user_id": ["u1"], "probability": [0.9]})
+    t0 = datetime(2018, 11, 1, tzinfo=UTC)
+    assert len(raise_alerts(evaluate_rules(s, users=users), s, store, now=t0)) == 1
+    again = raise_alerts(evaluate_rules(s, users=users), s, store, now=t0 + timedelta(hours=71))
+    assert again == []
+    other = pd.DataFrame({"user_id": ["u2"], "probability": [0.9]})
+    assert len(raise_alerts(evaluate_rules(s, users=other), s, store, now=t0)) == 1
+    later = raise_alerts(evaluate_rules(s, users=users), s, store, now=t0 + timedelta(hours=73))
+    assert [a.key for a in later] == ["u1"]
+    table = read_alerts(store)
+    assert sorted(table["key"]) == ["u1", "u1", "u2"]
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    calls: list[dict[str, Any]] = []
+    fail_first = 1
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).calls.append(body)
+        status = 500 if len(type(self).calls) <= type(self).fail_first else 200
+        self.send_response(status)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_webhook_retries_after_a_failed_first_attempt(store: EventStore) -> None:
+    _Receiver.calls = []
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/hook"
+        s = Settings(alert_webhook_url=url, alert_webhook_backoff=0.05, alert_drift_share=0.1)
+        raised = raise_alerts(evaluate_rules(s, drift_share=0.5), s, store)
+        assert [a.kind for a in raised] == ["drift"]
+        assert len(_Receiver.calls) == 2  # a 500, then the retry delivered
+        assert _Receiver.calls[1]["alerts"][0]["kind"] == "drift"
+        assert _Receiver.calls[0] == _Receiver.calls[1]
+    finally:
+        server.shutdown()
+
+
+def test_an_unreachable_webhook_loses_no_alert(store: EventStore) -> None:
+    s = Settings(alert_webhook_url="http://127.0.0.1:9/none", alert_webhook_retries=1,
+                 alert_webhook_backoff=0.01, alert_webhook_timeout=0.5)  # fmt: skip
+    raised = raise_alerts(evaluate_rules(s, quarantine_rate=0.5), s, store)
+    assert len(raised) == 1 and read_alerts(store)["kind"].tolist() == ["quarantine_rate"]
