@@ -44,7 +44,12 @@ def shares(seed: int, root: Path) -> dict[str, float]:
         df["score"] = np.random.default_rng(0).random(len(df))  # no model needed here
         cut = df["cutoff"].dt.date
         ref, cur = df[cut < days[2]], df[cut == days[2]]
-        out[name] = detect_drift(ref, cur, monitored_features(feature_names())).share
+        result = detect_drift(ref, cur, monitored_features(feature_names()))
+        cols = result.columns[result.columns["column"] != "score"]
+        out[name] = result.share
+        out[f"{name}_evidently"] = result.evidently_share
+        out[f"{name}_psi02"] = float((cols["psi"] >= 0.2).mean())
+        out[f"{name}_top"] = ",".join(cols.nlargest(4, "psi")["column"])
     return out
 
 
@@ -57,10 +62,14 @@ def main() -> None:
         for seed in range(1, args.seeds + 1):
             rows.append({"seed": seed, **shares(seed, Path(tmp))})
             print(json.dumps(rows[-1]), flush=True)
-    for s in (0.1, 0.15, 0.2, 0.25, 0.3):
-        fa = np.mean([r["unshifted"] >= s for r in rows])
-        hit = np.mean([r["shifted"] >= s for r in rows])
-        print(f"threshold {s:.2f}: false alarms {fa:.0%}, shifted logs flagged {hit:.0%}")
+    for suffix in ("", "_evidently", "_psi02"):
+        for s in (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3):
+            fa = np.mean([r["unshifted" + suffix] >= s for r in rows])
+            hit = np.mean([r["shifted" + suffix] >= s for r in rows])
+            print(
+                f"rule{suffix or ' test+psi>=0.1'} threshold {s:.2f}: false alarms {fa:.0%}, "
+                f"shifted logs flagged {hit:.0%}"
+            )
 
 
 if __name__ == "__main__":

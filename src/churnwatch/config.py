@@ -62,7 +62,10 @@ class Settings(BaseSettings):
         0.25, ge=0, le=1, description="Alert on users at or above this churn probability."
     )
     alert_drift_share: float = Field(
-        0.2, ge=0, le=1, description="Alert when this share of monitored features drifts."
+        0.03, ge=0, le=1, description="Alert when this share of monitored features drifts."
+    )
+    drift_min_psi: float = Field(
+        0.1, ge=0, description="A feature drifts when Evidently's test fails and PSI >= this."
     )
     alert_auc_drop: float = Field(
         0.05,

@@ -178,6 +178,26 @@ def set_aliases(changes: dict[str, str | None]) -> None:
             client.set_registered_model_alias(MODEL_NAME, alias, version)
 
 
+def last_run_of_kind(kind: str) -> dict[str, Any] | None:
+    """The newest run tagged `churnwatch.kind=<kind>`: when, parameters, metrics."""
+    exp = mlflow.get_experiment_by_name(EXPERIMENT)
+    if exp is None:
+        return None
+    runs = MlflowClient().search_runs(
+        [exp.experiment_id], f"tags.`churnwatch.kind` = '{kind}'",
+        order_by=["attributes.start_time DESC"], max_results=1,
+    )  # fmt: skip
+    if not runs:
+        return None
+    run = runs[0]
+    return {
+        "run_id": run.info.run_id,
+        "at": pd.Timestamp(run.info.start_time, unit="ms", tz="UTC").isoformat(timespec="seconds"),
+        "params": dict(run.data.params),
+        "metrics": dict(run.data.metrics),
+    }
+
+
 def list_versions() -> list[dict[str, Any]]:
     """Every registered version of the model, newest first, with aliases and key metrics."""
     client = MlflowClient()

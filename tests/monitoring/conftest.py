@@ -12,9 +12,7 @@ from churnwatch.config import Settings
 
 
 @pytest.fixture()
-def data_copy(
-    trained: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Settings:
+def data_copy(trained: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     _, settings = trained
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     shutil.copytree(settings.data_dir, tmp_path / "data")

@@ -97,7 +97,7 @@ def drift_demo(
     first_drift_report = None
     for path, end in chunks[1:]:
         ingest([path], settings=settings)
-        report = monitor(settings, as_of=end, out_dir=out / "monitor" / f"{end:%Y-%m-%d}")
+        report = monitor(settings, as_of=end)
         kinds = sorted({a["kind"] for a in report.alerts})
         r = report.latest_realised
         row: dict[str, Any] = {
@@ -148,16 +148,21 @@ def write_report(out: Path, table: pd.DataFrame, drift_html: str | None, cfg: De
     import matplotlib.pyplot as plt
 
     (out / "summary.md").write_text(markdown(table))
+    table.to_csv(out / "summary.csv", index=False)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    drift_day = pd.Timestamp(2018, 10, 1) + pd.Timedelta(days=cfg.drift_day)
     x = pd.to_datetime(table["week ending"])
     axes[0].plot(x, table["drift share"], "o-", label="share of features drifted")
     axes[0].plot(x, table["prediction PSI"], "s--", label="prediction PSI")
-    axes[0].set_title("Drift, week by week")
-    axes[1].plot(x, table["realised ROC-AUC"].astype(float), "o-", label="realised ROC-AUC")
-    axes[1].set_title("Realised performance of matured cohorts")
+    axes[0].axhline(Settings().alert_drift_share, color="grey", ls=":", label="alert threshold")
+    axes[0].set_title("Drift, by monitoring week")
+    cohorts = table[table["matured cohort"].astype(str) != ""]
+    for version, g in cohorts.groupby("cohort model"):
+        axes[1].plot(pd.to_datetime(g["matured cohort"]), g["realised ROC-AUC"].astype(float),
+                     "o-", label=f"cohorts scored by {version}")  # fmt: skip
+    axes[1].set_title("Realised ROC-AUC, by cohort (cutoff)")
     for ax in axes:
-        drift_week = x[table["after drift"]].min()
-        ax.axvline(drift_week, color="red", alpha=0.4, label="first week after the drift")
+        ax.axvline(drift_day, color="red", alpha=0.4, label="app release (drift)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.autofmt_xdate()

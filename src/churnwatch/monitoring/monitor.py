@@ -117,7 +117,9 @@ def monitor(
 
     # 2. drift against the champion's reference
     reference = pd.read_parquet(tracking.download(meta["run_id"], REFERENCE))
-    drift = detect_drift(reference, current, monitored_features(scorer.features))
+    drift = detect_drift(
+        reference, current, monitored_features(scorer.features), min_psi=settings.drift_min_psi
+    )
     html = save_report(drift, out_dir / "drift_report.html")
     drift.columns.to_csv(out_dir / "drift_columns.csv", index=False)
 

@@ -290,6 +290,10 @@ def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAP
         info = await asyncio.to_thread(service.load, ref)
         return {"previous_version": before, "version": info.version, "ref": info.ref}
 
+    from churnwatch.serving.dashboard import router as dashboard_router
+
+    app.include_router(dashboard_router(service))
+
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
     async def prometheus() -> Response:
         body, content_type = metrics.render()

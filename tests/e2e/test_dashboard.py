@@ -1,0 +1,157 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright, against the real
+server with a model trained on a simulated log, after monitoring and a retrain have run.
+
+Every panel must render with data; the table filters; a user opens with the keyboard; no
+request leaves 127.0.0.1. Screenshots go to the test's folder, and to docs/ with
+CHURNWATCH_SCREENSHOTS=docs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from churnwatch.config import Settings
+from churnwatch.ingest.store import EventStore
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def dashboard_server(
+    trained: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
+    if CHROMIUM is None:
+        pytest.skip("needs Chromium: apt-get install chromium (.ci/run does)")
+    pytest.importorskip("playwright", reason="needs playwright (a dev dependency)")
+    from churnwatch.monitoring.monitor import monitor
+    from churnwatch.monitoring.retrain import retrain
+    from churnwatch.serving.batch import last_event
+
+    _, trained_settings = trained
+    data = tmp_path_factory.mktemp("dash") / "data"
+    shutil.copytree(trained_settings.data_dir, data)
+    mp = pytest.MonkeyPatch()
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = Settings(data_dir=data, alert_probability=0.05)
+    end = last_event(EventStore(settings.store_path))
+    monitor(settings, as_of=end - timedelta(days=21))
+    monitor(settings)
+    retrain(settings, n_boot=20, margin=1.0)  # a decision to show; the champion stays
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["CHURNWATCH_DATA_DIR"] = str(data)
+    log = (data / "server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        else:
+            pytest.fail("server not ready: " + (data / "server.log").read_text())
+        yield url, data
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+        mp.undo()
+
+
+def test_dashboard_in_chromium(dashboard_server: tuple[str, Path], tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _ = dashboard_server
+    shots = [tmp_path]
+    if os.environ.get("CHURNWATCH_SCREENSHOTS"):
+        shots.append(ROOT / os.environ["CHURNWATCH_SCREENSHOTS"])
+    requests: list[str] = []
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-sync",
+                  "--disable-component-update", "--no-first-run"],
+        )  # fmt: skip
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/dashboard")
+        rows = page.locator("#at-risk-table tbody tr")
+        expect(rows.first).to_be_visible(timeout=30_000)
+        expect(page.locator("#updated")).to_contain_text("updated", timeout=30_000)
+
+        # every panel with data
+        assert int(page.inner_text("#kpi-active").replace(",", "")) > 100
+        for chart in ("#risk-hist", "#weekly-chart", "#drift-chart", "#perf-chart"):
+            expect(page.locator(f"{chart} .main-svg").first).to_be_attached()
+        assert page.locator("#weekly-chart .bars .point").count() >= 2  # two cohorts
+        assert page.locator("#drift-chart .bars .point").count() == 20
+        expect(page.locator("#model-body")).to_contain_text("Champion v")
+        expect(page.locator("#last-retrain")).to_contain_text("challenger kept")
+        expect(page.locator("#mon-summary")).to_contain_text("features drifted")
+        assert page.locator("#alerts-list li.alert-warning").count() > 0
+        total = rows.count()
+        assert total > 100
+        for s in shots:
+            page.screenshot(path=str(s / "dashboard.png"), full_page=True)
+
+        # filters
+        page.select_option("#filter-band", "high")
+        bands = page.locator("#at-risk-table tbody tr td:nth-child(3)").all_inner_texts()
+        assert bands and set(bands) == {"high"} and len(bands) < total
+        page.select_option("#filter-band", "")
+        page.fill("#filter-region", "CA")
+        regions = page.locator("#at-risk-table tbody tr td:nth-child(6)").all_inner_texts()
+        assert regions and all("CA" in r for r in regions)
+        page.fill("#filter-region", "")
+        page.click("th button[data-sort='tenure_days']")
+        tenures = [int(t.split()[0]) for t in
+                   page.locator("#at-risk-table tbody tr td:nth-child(5)").all_inner_texts()[:20]
+                   if t != "–"]  # fmt: skip
+        assert tenures == sorted(tenures, reverse=True)
+
+        # open a user with the keyboard
+        first = rows.first
+        user = first.get_attribute("data-user")
+        first.focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#user-detail")).to_be_visible()
+        expect(page.locator("#user-id")).to_have_text(f"User {user}")
+        assert page.locator("#user-reasons li").count() > 0
+        assert page.locator("#user-activity li").count() > 0
+        expect(page.locator("#user-history .main-svg").first).to_be_attached()
+        for s in shots:
+            page.locator("#user-panel").screenshot(path=str(s / "dashboard_user.png"))
+        browser.close()
+    assert not errors, errors
+    outside = [u for u in requests if not u.startswith((url, "data:"))]
+    assert not outside, outside
+    assert any(u.endswith("/dashboard/static/plotly.min.js") for u in requests)

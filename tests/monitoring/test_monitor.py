@@ -1,0 +1,80 @@
+"""monitor: reports, logged scores, realised performance once labels mature, and the
+champion's swap in a running API when the registry moves."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+from fastapi.testclient import TestClient
+from mlflow import MlflowClient
+
+from churnwatch import tracking
+from churnwatch.config import Settings
+from churnwatch.ingest.store import EventStore
+from churnwatch.monitoring.monitor import monitor
+from churnwatch.monitoring.performance import (
+    expected_pr_auc,
+    expected_roc_auc,
+    read_predictions,
+)
+from churnwatch.serving.app import create_app
+from churnwatch.serving.batch import last_event
+
+
+def test_cbpe_estimates_match_simulated_labels() -> None:
+    rng = __import__("numpy").random.default_rng(0)
+    p = rng.beta(1, 12, 20_000)
+    y = rng.random(len(p)) < p  # labels drawn with exactly these probabilities
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    assert abs(expected_roc_auc(p) - roc_auc_score(y, p)) < 0.02
+    assert abs(expected_pr_auc(p) - average_precision_score(y, p)) < 0.02
+
+
+def test_monitor_judges_a_cohort_once_its_labels_mature(
+    data_copy: Settings, tmp_path: Path
+) -> None:
+    store = EventStore(data_copy.store_path)
+    end = last_event(store)
+    early = monitor(data_copy, as_of=end - timedelta(days=21), out_dir=tmp_path / "early")
+    assert early.cohorts and not any(c["matured"] for c in early.cohorts)
+    assert Path(early.html).stat().st_size > 100_000  # Evidently's self-contained report
+    summary = json.loads((tmp_path / "early" / "summary.json").read_text())
+    assert 0 <= summary["drift"]["share_drifted"] <= 1 and summary["run_id"]
+
+    now = monitor(data_copy, out_dir=tmp_path / "now")
+    logged = read_predictions(store)
+    assert logged["cutoff"].nunique() == 2 and set(logged["model_version"]) == {now.model_version}
+    matured = [c for c in now.cohorts if c["matured"]]
+    assert [pd.Timestamp(c["cutoff"]).date().isoformat() for c in matured] == [early.cutoff]
+    assert 0.5 < matured[0]["roc_auc"] <= 1 and matured[0]["churners"] > 0
+    assert now.latest_realised["cutoff"].startswith(early.cutoff)
+    run = MlflowClient().get_run(now.run_id)
+    assert run.data.tags["churnwatch.kind"] == "monitor" and "drift_share" in run.data.metrics
+    assert "realised_roc_auc" in run.data.metrics
+
+
+def test_the_api_picks_up_a_promotion_by_polling(data_copy: Settings) -> None:
+    settings = Settings(data_dir=data_copy.data_dir, reload_poll_seconds=0.2)
+    with TestClient(create_app(settings)) as client:
+        before = client.get("/model").json()["version"]
+        tracking.setup(settings)
+        strong = tracking.load("models:/churnwatch@champion").unwrap_python_model()
+        rows = pd.read_parquet(tracking.download(
+            tracking.describe("models:/churnwatch@champion")["run_id"], "reference.parquet"
+        ))  # fmt: skip
+        import mlflow
+
+        with mlflow.start_run(run_name="promotion"):
+            reg = tracking.log_model(strong, rows, promote_if_first=False)
+        tracking.set_aliases({"champion": reg.version, "previous": before})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if client.get("/model").json()["version"] == reg.version:
+                break
+            time.sleep(0.2)
+        assert client.get("/model").json()["version"] == reg.version != before
