@@ -115,7 +115,7 @@ def test_dashboard_in_chromium(dashboard_server: tuple[str, Path], tmp_path: Pat
         assert page.locator("#weekly-chart .bars .point").count() >= 2  # two cohorts
         assert page.locator("#drift-chart .bars .point").count() == 20
         expect(page.locator("#model-body")).to_contain_text("Champion v")
-        expect(page.locator("#last-retrain")).to_contain_text("challenger kept")
+        expect(page.locator("#last-retrain")).to_contain_text("kept as challenger")
         expect(page.locator("#mon-summary")).to_contain_text("features drifted")
         assert page.locator("#alerts-list li.alert-warning").count() > 0
         total = rows.count()

@@ -90,3 +90,19 @@ def test_an_unreachable_webhook_loses_no_alert(store: EventStore) -> None:
                  alert_webhook_backoff=0.01, alert_webhook_timeout=0.5)  # fmt: skip
     raised = raise_alerts(evaluate_rules(s, quarantine_rate=0.5), s, store)
     assert len(raised) == 1 and read_alerts(store)["kind"].tolist() == ["quarantine_rate"]
+
+
+def test_alerts_list_cli(store: EventStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from churnwatch.cli import app
+
+    monkeypatch.setenv("CHURNWATCH_STORE_DIR", str(store.root))
+    empty = CliRunner().invoke(app, ["alerts", "list"])
+    assert empty.exit_code == 0 and "no alerts" in empty.output
+    s = Settings(store_dir=store.root)
+    raise_alerts(evaluate_rules(s, drift_share=0.5), s, store)
+    listed = CliRunner().invoke(app, ["alerts", "list"])
+    assert listed.exit_code == 0 and "drift" in listed.output
+    bad = CliRunner().invoke(app, ["monitor", "--as-of", "soon"])
+    assert bad.exit_code == 1 and "ISO 8601" in bad.output

@@ -84,6 +84,7 @@ def test_reasons_in_words() -> None:
     assert describe("songs_per_day_7d", 0.0, {"songs_per_day_all": 20.0}) == (
         "0 songs played a day in the last 7 days, against your usual 20 a day"
     )
+    assert describe("trend_thumbs_down", -0.33, row).startswith("0.33 fewer thumbs down")
     assert describe("tenure_days", None, row).endswith(": not known, taken as typical")
 
 

@@ -117,7 +117,10 @@ def describe(name: str, value: Any, row: Mapping[str, Any]) -> str:
         "mean_song_length": f"songs average {n} seconds",
         "level_changes_all": f"{n} level changes",
         "days_since_level_change": f"last level change {n} days ago",
-        "trend_thumbs_down": f"{n} more thumbs down a day in the last 7 days than the 21 before",
+        "trend_thumbs_down": (
+            f"{_fmt(abs(v))} {'more' if v >= 0 else 'fewer'} thumbs down a day in the last 7 days"
+            " than the 21 before"
+        ),
     }
     if name in numbers:
         return numbers[name]
