@@ -10,29 +10,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from churnwatch.config import Settings
 from churnwatch.ingest.store import EventStore
+from tests.e2e.server import ROOT, running_server
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -56,31 +45,10 @@ def dashboard_server(
     monitor(settings, as_of=end - timedelta(days=21))
     monitor(settings)
     retrain(settings, n_boot=20, margin=1.0)  # a decision to show; the champion stays
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["CHURNWATCH_DATA_DIR"] = str(data)
-    log = (data / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        else:
-            pytest.fail("server not ready: " + (data / "server.log").read_text())
-        yield url, data
+        with running_server(data) as url:
+            yield url, data
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
         mp.undo()
 
 

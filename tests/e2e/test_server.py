@@ -3,11 +3,7 @@ simulated log; every endpoint over HTTP, and a reload while clients keep sending
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,15 +14,10 @@ import httpx
 import pytest
 
 from churnwatch.config import Settings
+from tests.e2e.server import running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "e2e-key"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -34,30 +25,8 @@ def server(trained: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
     _, settings = trained
     data = tmp_path_factory.mktemp("e2e") / "data"
     shutil.copytree(settings.data_dir, data)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env |= {"CHURNWATCH_DATA_DIR": str(data), "CHURNWATCH_API_KEY": KEY}
-    cmd = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port)]
-    log = (data / "server.log").open("w")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, (data / "server.log").read_text()
-            time.sleep(0.3)
-        else:
-            pytest.fail("server not ready in 120 s: " + (data / "server.log").read_text())
+    with running_server(data, CHURNWATCH_API_KEY=KEY) as url:
         yield url, data
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
 
 
 def test_every_endpoint(server: tuple[str, Path]) -> None:

@@ -92,6 +92,11 @@ class Live:
         object.__setattr__(self, "check", FeatureCheck(self.info.features))
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -111,7 +116,8 @@ class ChurnService:
             try:
                 scorer, info = self._load_model(ref or self.settings.model_ref)
             except ChurnwatchError as exc:
-                self.load_error = str(exc)
+                if self.live is None:  # a failed reload keeps serving the model it has
+                    self.load_error = str(exc)
                 raise
             population = self._population(scorer, info) if self.store.exists() else None
             self.live = Live(scorer, info, population)
@@ -137,7 +143,7 @@ class ChurnService:
         except Exception as exc:  # MLflow raises many kinds: missing alias, file, DB
             raise NoModelError(
                 f"expected a registered model at {ref} (tracking URI "
-                f"{tracking.tracking_uri(self.settings)}). Got: {str(exc).splitlines()[0]}. "
+                f"{tracking.tracking_uri(self.settings)}). Got: {_first_line(exc)}. "
                 "Train one with `churnwatch train`."
             ) from exc
         scorer = Scorer(pyfunc.unwrap_python_model())
