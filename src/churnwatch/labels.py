@@ -23,6 +23,7 @@ scoring and never counted as a negative.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
@@ -53,6 +54,16 @@ class ChurnDefinition:
                 "horizon and inactivity days have to be >= 1. "
                 f"Got horizon={self.horizon_days}, inactivity={self.inactivity_days}."
             )
+
+    @classmethod
+    def from_run_params(cls, params: Mapping[str, str]) -> ChurnDefinition:
+        """The definition a model was trained with, from its MLflow run parameters (the
+        `data_*` fingerprint that `churnwatch.models.run` logs)."""
+        return cls(
+            kind=params.get("data_definition", "cancellation"),  # type: ignore[arg-type]
+            horizon_days=int(params.get("data_horizon_days", 14)),
+            include_downgrade=params.get("data_include_downgrade", "False") == "True",
+        )
 
     @property
     def lookahead_days(self) -> int:

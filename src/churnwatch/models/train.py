@@ -93,7 +93,7 @@ class Calibrated(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         """Fit the calibrator on raw scores `s` of the estimator (e.g. out-of-fold ones)."""
         self.constant_: float | None = None
         if self.method == "sigmoid":
-            self.calibrator_: Any = LogisticRegression(C=1e6).fit(_logit(s)[:, None], y)
+            self.calibrator_: Any = LogisticRegression(C=1e6).fit(logit(s)[:, None], y)
             if self.calibrator_.coef_[0, 0] <= 0:  # scores carry no usable signal here
                 self.constant_ = float(np.mean(y))
         elif self.method == "isotonic":
@@ -112,7 +112,7 @@ class Calibrated(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         if self.constant_ is not None:
             return np.full(len(s), self.constant_)
         if self.method == "sigmoid":
-            p = self.calibrator_.predict_proba(_logit(s)[:, None])[:, 1]
+            p = self.calibrator_.predict_proba(logit(s)[:, None])[:, 1]
         else:
             p = self.calibrator_.predict(s)
         return np.asarray(p, dtype=float)
@@ -125,7 +125,8 @@ class Calibrated(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def logit(p: np.ndarray) -> np.ndarray:
+    """Log-odds, with p clipped to [1e-6, 1 - 1e-6]: the Platt calibrator's input."""
     q = np.clip(p, 1e-6, 1 - 1e-6)
     return np.asarray(np.log(q / (1 - q)))
 

@@ -24,7 +24,7 @@ import pandas as pd
 
 from churnwatch.config import Settings
 from churnwatch.ingest.store import EventStore
-from churnwatch.labels import CutoffSchedule
+from churnwatch.labels import ChurnDefinition, CutoffSchedule
 from churnwatch.monitoring.alerts import evaluate_rules, raise_alerts
 from churnwatch.monitoring.drift import detect_drift, monitored_features, save_report
 from churnwatch.monitoring.performance import cohort_metrics, log_predictions, read_predictions
@@ -82,7 +82,7 @@ def monitor(
     from churnwatch import tracking
     from churnwatch.features.build import build_snapshots
     from churnwatch.models.run import REFERENCE
-    from churnwatch.serving.batch import cutoff_for, definition_of, last_event
+    from churnwatch.serving.batch import cutoff_for, last_event
     from churnwatch.serving.scorer import Scorer
 
     store = store or EventStore(settings.store_path)
@@ -91,7 +91,7 @@ def monitor(
     meta = tracking.describe(settings.model_ref)
     version = meta["version"] or meta["run_id"][:8]
     scorer = Scorer(tracking.load(settings.model_ref).unwrap_python_model())
-    definition = definition_of(meta["params"])
+    definition = ChurnDefinition.from_run_params(meta["params"])
     end = last_event(store)
     last_day, until = cutoff_for(end, as_of)
     cutoff = _schedule_cutoff(store, last_day)

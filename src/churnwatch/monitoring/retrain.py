@@ -62,13 +62,8 @@ def recipe(params: dict[str, str], *, budget_seconds: float) -> TrainConfig:
     model = params.get("model")
     if not model:
         raise ConfigError("expected the champion's run to name its model. Got none.")
-    definition = ChurnDefinition(
-        kind=params.get("data_definition", "cancellation"),  # type: ignore[arg-type]
-        horizon_days=int(params.get("data_horizon_days", 14)),
-        include_downgrade=params.get("data_include_downgrade", "False") == "True",
-    )
     return TrainConfig(
-        definition=definition,
+        definition=ChurnDefinition.from_run_params(params),
         models=(model,),
         threshold_rule=params.get("threshold_rule", "f1"),
         seed=int(params.get("seed", 0)),

@@ -65,15 +65,6 @@ def cutoff_for(last_event: datetime, as_of: datetime | None) -> tuple[datetime, 
     return pd.Timestamp(as_of).ceil("D").to_pydatetime(), as_of
 
 
-def definition_of(params: dict[str, str]) -> ChurnDefinition:
-    """The churn definition a model was trained with, from its MLflow run parameters."""
-    return ChurnDefinition(
-        kind=params.get("data_definition", "cancellation"),  # type: ignore[arg-type]
-        horizon_days=int(params.get("data_horizon_days", 14)),
-        include_downgrade=params.get("data_include_downgrade", "False") == "True",
-    )
-
-
 def last_event(store: EventStore) -> datetime:
     manifest = store.manifest()
     stamps = [i.get("last_ts") for i in manifest.ingests if i.get("last_ts")]
@@ -130,7 +121,7 @@ def score_store(
     ref = model_ref or settings.model_ref
     tracking.setup(settings)
     meta = tracking.describe(ref)
-    definition = definition_of(meta["params"])
+    definition = ChurnDefinition.from_run_params(meta["params"])
     cutoff, until = cutoff_for(last_event(store), as_of)
     schedule = CutoffSchedule(explicit=(cutoff.date(),))
     if out.suffix not in (".parquet", ".csv"):

@@ -18,6 +18,7 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
+from churnwatch.labels import ChurnDefinition
 from churnwatch.serving.service import ChurnService, UnknownUserError
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def router(service: ChurnService) -> APIRouter:
             "expected_churners": float(p.sum()),
             "high_band": int((p >= live.info.threshold).sum()),
             "threshold": live.info.threshold,
-            "horizon_days": int(live.info.params.get("data_horizon_days", 14)),
+            "horizon_days": ChurnDefinition.from_run_params(live.info.params).horizon_days,
             "histogram": {"counts": counts.tolist(), "edges": edges.tolist()},
             "weekly": weekly,
         }

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from churnwatch.errors import ChurnwatchError
+from churnwatch.models.train import logit
 
 log = logging.getLogger(__name__)
 _UNKNOWN = "\x00unknown category\x00"
@@ -176,8 +177,7 @@ def _compile_calibrator(cal: Any) -> Any:
         a, b = float(inner.coef_[0, 0]), float(inner.intercept_[0])
 
         def platt(s: np.ndarray) -> np.ndarray:
-            q = np.clip(s, 1e-6, 1 - 1e-6)
-            return _sigmoid(a * np.log(q / (1 - q)) + b)
+            return _sigmoid(a * logit(s) + b)
 
         return platt
     if cal.method == "isotonic" and inner.out_of_bounds == "clip":

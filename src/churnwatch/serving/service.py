@@ -25,9 +25,9 @@ from churnwatch.config import Settings
 from churnwatch.errors import ChurnwatchError, InputError, NoValidRowsError, StoreError
 from churnwatch.features.catalog import catalog
 from churnwatch.ingest.store import EventStore
-from churnwatch.labels import CutoffSchedule
+from churnwatch.labels import ChurnDefinition, CutoffSchedule
 from churnwatch.schema import CHURN_PAGE
-from churnwatch.serving.batch import band, cutoff_for, definition_of
+from churnwatch.serving.batch import band, cutoff_for
 from churnwatch.serving.reasons import top_reasons
 from churnwatch.serving.scorer import Scorer
 
@@ -205,7 +205,7 @@ class ChurnService:
         self.store.require()
         table, _ = build_snapshots(
             self.store,
-            definition=definition_of(info.params),
+            definition=ChurnDefinition.from_run_params(info.params),
             schedule=CutoffSchedule(explicit=(cutoff.date(),)),
             settings=self.settings,
             until=until,
