@@ -14,36 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 
-from churnwatch.config import Settings
-from churnwatch.features.build import build_snapshots
 from churnwatch.features.catalog import feature_names
-from churnwatch.ingest.pipeline import ingest
-from churnwatch.ingest.store import EventStore
-from churnwatch.labels import CutoffSchedule
+from churnwatch.monitoring.demo import drift_windows
 from churnwatch.monitoring.drift import detect_drift, monitored_features
-from churnwatch.simulate import SimConfig, simulate
 
 
 def shares(seed: int, root: Path) -> dict[str, float]:
     out = {}
     for name, drift_day in (("unshifted", None), ("shifted", 56)):
-        cfg = SimConfig(users=500, days=84, seed=seed, drift_day=drift_day)
-        log = root / f"{name}_{seed}.parquet"
-        simulate(cfg, log)
-        store = root / f"store_{name}_{seed}"
-        ingest([log], settings=Settings(data_dir=root), store_dir=store)
-        start = date(cfg.start.year, cfg.start.month, cfg.start.day)
-        days = tuple(start + timedelta(days=d) for d in (35, 42, 70))
-        table, _ = build_snapshots(EventStore(store), schedule=CutoffSchedule(explicit=days))
-        df = table.to_pandas()
-        df["score"] = np.random.default_rng(0).random(len(df))  # no model needed here
-        cut = df["cutoff"].dt.date
-        ref, cur = df[cut < days[2]], df[cut == days[2]]
+        ref, cur = drift_windows(root, seed=seed, drift_day=drift_day)
         result = detect_drift(ref, cur, monitored_features(feature_names()))
         cols = result.columns[result.columns["column"] != "score"]
         out[name] = result.share

@@ -4,7 +4,6 @@ x3), not on the same log without it. The false-alarm rate over more seeds is mea
 
 from __future__ import annotations
 
-from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +11,10 @@ import pandas as pd
 import pytest
 
 from churnwatch.config import Settings
-from churnwatch.features.build import build_snapshots
 from churnwatch.features.catalog import feature_names
-from churnwatch.ingest.pipeline import ingest
-from churnwatch.ingest.store import EventStore
-from churnwatch.labels import CutoffSchedule
 from churnwatch.monitoring.alerts import evaluate_rules
+from churnwatch.monitoring.demo import drift_windows
 from churnwatch.monitoring.drift import detect_drift, monitored_features, psi
-from churnwatch.simulate import SimConfig, simulate
 
 
 def test_psi() -> None:
@@ -32,28 +27,14 @@ def test_psi() -> None:
     assert psi(cats, pd.Series(["free"] * 30 + ["paid"] * 70, dtype=object)) > 0.5
 
 
-def _windows(tmp: Path, drift_day: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    cfg = SimConfig(users=500, days=84, seed=1, drift_day=drift_day)
-    log = tmp / f"log_{drift_day}.parquet"
-    simulate(cfg, log)
-    store = tmp / f"store_{drift_day}"
-    ingest([log], settings=Settings(data_dir=tmp), store_dir=store)
-    start = date(cfg.start.year, cfg.start.month, cfg.start.day)
-    days = tuple(start + timedelta(days=d) for d in (35, 42, 70))
-    table, _ = build_snapshots(EventStore(store), schedule=CutoffSchedule(explicit=days))
-    df = table.to_pandas()
-    df["score"] = np.random.default_rng(0).random(len(df))
-    cut = df["cutoff"].dt.date
-    return df[cut < days[2]], df[cut == days[2]]
-
-
 @pytest.mark.slow
 def test_drift_is_flagged_on_a_shifted_log_and_not_on_an_unshifted_one(tmp_path: Path) -> None:
     settings = Settings()
     feats = monitored_features(feature_names())
-    ref, cur = _windows(tmp_path, None)
+    ref, cur = drift_windows(tmp_path, seed=1, drift_day=None)
     calm = detect_drift(ref, cur, feats, min_psi=settings.drift_min_psi)
-    ref, cur = _windows(tmp_path, 56)  # the same seed: the same log until day 56
+    # the same seed: the same log until day 56
+    ref, cur = drift_windows(tmp_path, seed=1, drift_day=56)
     shifted = detect_drift(ref, cur, feats, min_psi=settings.drift_min_psi)
     assert calm.share < settings.alert_drift_share <= shifted.share
     assert not evaluate_rules(settings, drift_share=calm.share)

@@ -179,3 +179,34 @@ def write_report(out: Path, table: pd.DataFrame, drift_html: str | None, cfg: De
         + table.to_html(index=False, float_format=lambda v: f"{v:.3f}")
         + "</body></html>"
     )
+
+
+def drift_windows(
+    root: Path, *, seed: int, drift_day: int | None, users: int = 500, days: int = 84
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The drift-alarm scenario (`python -m bench.drift_alarms` and its test): a simulated
+    log, with the app release from `drift_day` or without it (the same seed gives the same
+    log until then); returns the reference window (snapshots of days 35 and 42) and the
+    current one (day 70), with a random score column, as no model is needed."""
+    from datetime import date
+
+    import numpy as np
+
+    from churnwatch.features.build import build_snapshots
+    from churnwatch.ingest.pipeline import ingest
+    from churnwatch.ingest.store import EventStore
+    from churnwatch.labels import CutoffSchedule
+    from churnwatch.simulate import SimConfig, simulate
+
+    cfg = SimConfig(users=users, days=days, seed=seed, drift_day=drift_day)
+    log = root / f"log_{seed}_{drift_day}.parquet"
+    simulate(cfg, log)
+    store = root / f"store_{seed}_{drift_day}"
+    ingest([log], settings=Settings(data_dir=root), store_dir=store)
+    start = date(cfg.start.year, cfg.start.month, cfg.start.day)
+    cutoffs = tuple(start + timedelta(days=d) for d in (35, 42, 70))
+    table, _ = build_snapshots(EventStore(store), schedule=CutoffSchedule(explicit=cutoffs))
+    df = table.to_pandas()
+    df["score"] = np.random.default_rng(0).random(len(df))
+    cut = df["cutoff"].dt.date
+    return df[cut < cutoffs[2]], df[cut == cutoffs[2]]
