@@ -25,6 +25,7 @@ from rich.table import Table
 
 from churnwatch.config import Settings
 from churnwatch.errors import ChurnwatchError, ConfigError
+from churnwatch.models.estimators import BASELINES, MODELS
 
 app = typer.Typer(
     name="churnwatch",
@@ -300,6 +301,22 @@ def features(
     out.print(table)
 
 
+def _models_table() -> Table:
+    """Every candidate `train --models` accepts, simplest first."""
+    from churnwatch.models import estimators
+
+    doc = estimators.__doc__ or ""
+    table = Table(title="candidate models, simplest first", title_justify="left")
+    for col in ("model", "kind", "default", "what"):
+        table.add_column(col)
+    for name in estimators.ALL_MODELS:
+        line = next((ln for ln in doc.splitlines() if ln.startswith(f"- `{name}`")), "")
+        kind = "baseline" if name in estimators.BASELINES else "learnt"
+        default = "yes" if name in estimators.MODELS else "no"
+        table.add_row(name, kind, default, line.partition(": ")[2])
+    return table
+
+
 @app.command()
 def train(
     data: Annotated[
@@ -310,31 +327,46 @@ def train(
     every: Annotated[int, typer.Option(min=1, help="Days between cutoffs.")] = 7,
     definition: Annotated[str, typer.Option(help="cancellation or inactivity.")] = "cancellation",
     models: Annotated[
-        str, typer.Option(help="Comma-separated candidates (default: all).")
-    ] = "seed_rf,heuristic,logistic,random_forest,xgboost,lightgbm",
+        str,
+        typer.Option(
+            help="Comma-separated candidates, simplest first; 'list' prints every candidate. "
+            "Default: " + ",".join(MODELS) + "."
+        ),
+    ] = ",".join(MODELS),
     threshold: Annotated[
         str, typer.Option(help="Threshold rule: f1, capacity:0.05 or cost:5.")
     ] = "f1",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    budget_seconds: Annotated[
-        float, typer.Option(min=0, help="Optuna tuning budget in seconds (0: no tuning).")
-    ] = 60.0,
+    trials: Annotated[
+        int, typer.Option(min=0, help="Optuna trials per learnt model (0: the defaults).")
+    ] = 0,
+    train_every: Annotated[
+        int, typer.Option(min=1, help="Days between training cutoffs (denser than --every).")
+    ] = 1,
+    folds: Annotated[int, typer.Option(min=1, help="Backtest folds (the last k).")] = 6,
 ) -> None:
-    """Train and compare churn models out of time; log to MLflow and register the chosen one."""
+    """Backtest candidate churn models out of time, choose one, refit it on everything
+    labelled; log to MLflow and register it."""
     from churnwatch.labels import ChurnDefinition, CutoffSchedule
     from churnwatch.models.run import run_training
     from churnwatch.models.train import TrainConfig
 
     settings = Settings()
 
+    if models.strip() == "list":
+        out.print(_models_table())
+        return
+
     def work() -> Any:
         config = TrainConfig(
             definition=ChurnDefinition(kind=definition, horizon_days=horizon),  # type: ignore[arg-type]
             schedule=CutoffSchedule(every_days=every),
+            train_every_days=train_every,
             models=tuple(m.strip() for m in models.split(",") if m.strip()),
             threshold_rule=threshold,
             seed=seed,
-            budget_seconds=budget_seconds,
+            n_trials=trials,
+            backtest_folds=folds,
         )
         with console.status("training ...") as status:
             return run_training(
@@ -344,17 +376,24 @@ def train(
 
     summary = _run(work)
     result = summary.result
-    table = Table(title=f"models, test cutoffs {result.split.describe()}", title_justify="left")
-    for col in ("model", "val PR-AUC", "test ROC-AUC", "test PR-AUC", "lift@10%", "Brier"):
+    table = Table(
+        title=f"models, out of time: {result.describe()}", title_justify="left",
+        caption="pooled over the folds, 95% intervals over users; Brier for the chosen model "
+        "(calibrated in every fold)", caption_justify="left",
+    )  # fmt: skip
+    cols = ("model", "mean fold ROC-AUC", "ROC-AUC", "PR-AUC", "lift@10%", "Brier")
+    for col in cols:
         table.add_column(col, justify="right" if col != "model" else "left")
     for c in result.candidates:
         t = c.test
         table.add_row(
-            c.name + (" (chosen)" if c is result.chosen else ""),
-            f"{c.validation['pr_auc']:.3f}",
-            _ci(t["roc_auc"]), _ci(t["pr_auc"]), _ci(t["lift_top10"]), _ci(t["brier"]),
+            c.name + (" (chosen)" if c is result.chosen else "")
+            + (" [baseline]" if c.name in BASELINES else ""),
+            f"{c.mean_roc_auc:.3f}", _ci(t["roc_auc"]), _ci(t["pr_auc"]), _ci(t["lift_top10"]),
+            _ci(t["brier"]) if "brier" in t else "-",
         )  # fmt: skip
     out.print(table)
+    out.print(result.choice.rule)
     if summary.oracle:
         o = summary.oracle
         out.print(
@@ -509,9 +548,9 @@ def retrain(
     margin: Annotated[
         float | None, typer.Option(help="How much better the challenger must be (default 0).")
     ] = None,
-    budget_seconds: Annotated[
-        float, typer.Option(min=0, help="Re-tune with Optuna for this long (0: the defaults).")
-    ] = 0.0,
+    trials: Annotated[
+        int, typer.Option(min=0, help="Re-tune with this many Optuna trials (0: the defaults).")
+    ] = 0,
     reload_url: Annotated[
         str | None, typer.Option(help="A running API to reload after a promotion.")
     ] = None,
@@ -526,7 +565,7 @@ def retrain(
     def run() -> Any:
         return run_retrain(
             settings, data=data or [], metric=metric, margin=margin,
-            budget_seconds=budget_seconds, progress=lambda m: console.log(m),
+            n_trials=trials, progress=lambda m: console.log(m),
         )  # fmt: skip
 
     decision = _run(run)

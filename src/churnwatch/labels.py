@@ -62,6 +62,7 @@ class ChurnDefinition:
         return cls(
             kind=params.get("data_definition", "cancellation"),  # type: ignore[arg-type]
             horizon_days=int(params.get("data_horizon_days", 14)),
+            inactivity_days=int(params.get("inactivity_days", 30)),
             include_downgrade=params.get("data_include_downgrade", "False") == "True",
         )
 

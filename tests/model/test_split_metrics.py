@@ -1,32 +1,11 @@
 from __future__ import annotations
 
-from datetime import date, timedelta
-
 import numpy as np
 import pytest
 
 from churnwatch.errors import InputError
 from churnwatch.models.metrics import evaluate_scores, top_decile_lift, top_decile_recall
-from churnwatch.models.split import out_of_time_split
 from churnwatch.models.train import choose_threshold
-
-D = [date(2018, 10, 15) + timedelta(days=7 * i) for i in range(6)]
-
-
-def test_split_keeps_a_horizon_gap_between_sets() -> None:
-    split = out_of_time_split(D, 14)
-    assert split.test == (D[5],)
-    assert split.validation == (D[3],)  # D[4] + 14 days would reach past the test cutoff
-    assert split.train == (D[0], D[1])
-    for a, b in ((split.train, split.validation), (split.validation, split.test)):
-        assert max(a) + timedelta(days=14) <= min(b)
-
-
-def test_split_refuses_too_short_a_log() -> None:
-    with pytest.raises(InputError, match="needs at least 3 labelled cutoffs"):
-        out_of_time_split(D[:2], 14)
-    with pytest.raises(InputError, match="too short for this horizon"):
-        out_of_time_split(D[:3], 14)
 
 
 def test_lift_and_recall_of_a_perfect_and_a_useless_ranking() -> None:

@@ -3,6 +3,8 @@ logged to MLflow, registered, aliased champion, and loadable as a pyfunc."""
 
 from __future__ import annotations
 
+import itertools
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +16,28 @@ from churnwatch.models.run import RunSummary
 from churnwatch.simulate import SimConfig, simulate
 
 
-def test_every_candidate_is_evaluated_out_of_time(trained: tuple[RunSummary, Settings]) -> None:
+def test_every_candidate_is_backtested_out_of_time(trained: tuple[RunSummary, Settings]) -> None:
     summary, _ = trained
     result = summary.result
     assert [c.name for c in result.candidates] == list(MODELS)
-    assert max(result.split.train) < min(result.split.validation) < min(result.split.test)
+    horizon = timedelta(days=result.horizon_days)
+    for fold in result.backtest.folds:
+        assert max(fold.fit) + horizon <= fold.cutoff
+    # the reported rows are exactly the folds' evaluated cutoffs, one week apart
+    tested = sorted(result.test_rows()["cutoff_date"].unique())
+    assert tested == [f.cutoff for f in result.backtest.folds] and len(tested) >= 3
+    assert all((b - a).days % 7 == 0 for a, b in itertools.pairwise(tested))
     for cand in result.candidates:
-        assert {"roc_auc", "pr_auc", "brier", "lift_top10", "f1", "accuracy"} <= set(cand.test)
-        assert cand.calibration in ("sigmoid", "isotonic")
+        assert {"roc_auc", "pr_auc", "lift_top10"} <= set(cand.test)
+        assert len(cand.per_fold) == len(tested)
     chosen = result.chosen
-    eligible = [c for c in result.candidates if c.name not in ("seed_rf", "heuristic")]
-    assert chosen.validation["pr_auc"] == max(c.validation["pr_auc"] for c in eligible)
+    assert chosen.name == result.choice.name
+    assert {"brier", "f1", "accuracy"} <= set(chosen.test)
+    assert chosen.calibration in ("sigmoid", "isotonic")
+    # training is denser than evaluation, and the final model learnt from every labelled day
+    labelled = result.snapshots[result.snapshots["label"].notna()]
+    assert len(result.fit_cutoffs) == labelled["cutoff_date"].nunique() > 3 * len(tested)
+    assert max(result.fit_cutoffs) > max(tested)
     # on the simulator the signal is real: the chosen model ranks far better than chance
     assert chosen.test["roc_auc"].value > 0.65
     # the simulator's true hazard gives the best achievable ranking; the model gets near it

@@ -8,18 +8,26 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churnwatch.models.train import fit_calibrated
 from churnwatch.serving.reasons import describe, top_reasons
 from churnwatch.serving.scorer import Scorer
 from churnwatch.tracking import ChurnModel
 
-SERVED = ("logistic", "random_forest", "xgboost", "lightgbm")
+SERVED = ("rate_rule", "activity_logistic", "logistic", "random_forest", "xgboost", "lightgbm")
 
 
 def _scorer(trained: Any, name: str) -> tuple[Scorer, pd.DataFrame]:
+    """The training run's chosen model, or another candidate fitted and calibrated the way
+    training fits the chosen one, on the run's labelled snapshots."""
     summary, _ = trained
     result = summary.result
-    cand = next(c for c in result.candidates if c.name == name)
-    model = ChurnModel(cand.estimator, result.features, result.threshold)
+    if name == result.chosen.name:
+        estimator = result.chosen.estimator
+    else:
+        lab = result.snapshots[result.snapshots["label"].notna()]
+        y = lab["label"].astype(int).to_numpy()
+        estimator, _ = fit_calibrated(name, {}, lab, y, np.ones(len(lab)), seed=0)
+    model = ChurnModel(estimator, result.features, result.threshold)
     rows = result.snapshots.sample(300, random_state=0)
     return Scorer(model), rows
 
@@ -53,7 +61,7 @@ def test_shap_additivity_against_the_models_own_margin(trained: Any, name: str) 
 
 
 def test_a_model_without_a_compiled_path_is_served_through_its_pipeline(trained: Any) -> None:
-    scorer, rows = _scorer(trained, "heuristic")
+    scorer, rows = _scorer(trained, "ensemble")
     assert not scorer.explains and scorer.kind == "pipeline"
     p = scorer.score_frame(rows.head(10)).probability
     np.testing.assert_allclose(p, scorer.model.predict(None, rows.head(10)))

@@ -118,6 +118,7 @@ def prepare(
             {
                 "horizon_days": pa.array([definition.horizon_days], pa.int64()),
                 "inactivity_days": pa.array([definition.inactivity_days], pa.int64()),
+                "data_start_day": pa.array([first_us // US_PER_DAY], pa.int64()),
                 "data_end_us": pa.array([last_us], pa.int64()),
             }
         ),

@@ -86,6 +86,7 @@ def _windowed() -> list[Feature]:
 
 _OTHER: list[Feature] = [
     Feature("distinct_artists", "distinct artists played before the cutoff", "all", "count", "seed", True),
+    Feature("artists_per_day_all", "distinct artists played per observed day before the cutoff", "all", "rate", "seed"),
     Feature("mean_song_length", "mean length of songs played, seconds", "all", "numeric", "seed", True),
     Feature("tenure_days", "days from registration to the cutoff", "at cutoff", "numeric", "seed", True),
     Feature("recency_days", "days from the last event to the cutoff", "at cutoff", "numeric", "seed", True),
@@ -103,12 +104,25 @@ _OTHER: list[Feature] = [
     Feature("state", "US state (first of the metro area's) from the location", "at cutoff", "category", "profile"),
 ]  # fmt: skip
 
+# Rates per exposure day: all-history counts over the days since the user could first be seen
+# (registration or the start of the log, whichever is later). A user registered before the log
+# began, whose first event came late, was quiet for those days; counting from the first event
+# would overstate the rate of exactly the least active users.
+EXPOSURE_COUNTS: tuple[str, ...] = ("events", "sessions", *PAGES)
+_EXPOSURE: list[Feature] = [
+    Feature("exposure_days", "days since registration or the start of the log, whichever is later, to the cutoff", "all", "count", "exposure"),
+    *(
+        Feature(f"{c}_per_exposure_day", f"{c.replace('_', ' ')} per exposure day (all history)", "all", "rate", "exposure")
+        for c in EXPOSURE_COUNTS
+    ),
+]  # fmt: skip
+
 SEED_FEATURES = ("songs_all", *(f.name for f in _OTHER if f.seed))
 
 
 def catalog() -> list[Feature]:
     """Every feature, in the column order of the snapshot table."""
-    feats = _windowed() + _OTHER
+    feats = _windowed() + _OTHER + _EXPOSURE
     return [
         Feature(f.name, f.description, f.window, f.kind, f.family, f.name in SEED_FEATURES)
         for f in feats

@@ -6,7 +6,7 @@ Inputs, as views of the same name on either engine:
   (BIGINT, days since epoch), session_id, page, level, gender, registration_us, artist, length,
   location, user_agent;
 - `cutoffs`: cutoff_day (BIGINT);
-- `params`: one row: horizon_days, inactivity_days, data_end_us (BIGINT).
+- `params`: one row: horizon_days, inactivity_days, data_start_day, data_end_us (BIGINT).
 
 The SQL keeps to a portable subset: integer day numbers and microseconds instead of date
 functions, explicit DOUBLE casts before division, no engine-specific functions. Values are
@@ -15,7 +15,14 @@ never pasted into it: they come from `params` and `cutoffs`.
 
 from __future__ import annotations
 
-from churnwatch.features.catalog import CHURN_PAGES, PAGES, WINDOWS, catalog, wname
+from churnwatch.features.catalog import (
+    CHURN_PAGES,
+    EXPOSURE_COUNTS,
+    PAGES,
+    WINDOWS,
+    catalog,
+    wname,
+)
 from churnwatch.labels import US_PER_DAY, ChurnDefinition
 
 _CHURN = ", ".join(f"'{p}'" for p in CHURN_PAGES)
@@ -143,6 +150,7 @@ def _derived() -> list[str]:
     exprs.update(
         {
             "distinct_artists": "distinct_artists",
+            "artists_per_day_all": f"{_d('distinct_artists')} / {obs_all}",
             "mean_song_length": f"{_d('listen_s_all')} / NULLIF(songs_all, 0)",
             "tenure_days": f"{_d(f'{cutoff_us} - COALESCE(reg_us, first_us)')} / {US_PER_DAY}",
             "recency_days": f"{_d(f'{cutoff_us} - last_us')} / {US_PER_DAY}",
@@ -171,6 +179,14 @@ def _derived() -> list[str]:
             ),
         }
     )
+    # exposure starts at registration or the log's first day, whichever is later, and never
+    # after the user's first event
+    reg_day = f"CAST(FLOOR({_d('reg_us')} / {US_PER_DAY}) AS BIGINT)"
+    start = f"LEAST(first_day, GREATEST(data_start_day, COALESCE({reg_day}, first_day)))"
+    exposure = f"(cutoff_day - {start})"
+    exprs["exposure_days"] = exposure
+    for col in EXPOSURE_COUNTS:
+        exprs[f"{col}_per_exposure_day"] = f"{_d(f'{col}_all')} / {exposure}"
     return [f"{exprs[f.name]} AS {f.name}" for f in catalog()]
 
 
@@ -233,8 +249,9 @@ def snapshots_sql(definition: ChurnDefinition) -> str:
       LEFT JOIN {churn_source} ch ON ch.user_id = p.user_id
       GROUP BY p.user_id, p.cutoff_day),
     joined AS (
-      SELECT p.*, l.label AS label
-      FROM pop p JOIN labels l ON l.user_id = p.user_id AND l.cutoff_day = p.cutoff_day)
+      SELECT p.*, prm.data_start_day AS data_start_day, l.label AS label
+      FROM pop p CROSS JOIN params prm
+      JOIN labels l ON l.user_id = p.user_id AND l.cutoff_day = p.cutoff_day)
     SELECT user_id, cutoff_day,
       {", ".join(_derived())},
       label

@@ -1,12 +1,23 @@
 """The candidate models, each a scikit-learn Pipeline from a snapshot DataFrame to P(churn).
 
-- `seed_rf`: the seed project's baseline, a random forest on the seven seed features;
-- `heuristic`: no training; the recent rate of risky pages (thumbs down, adverts, errors, help,
-  settings, downgrade views) against activity, and how long the user has been away;
-- `logistic`: log-transformed, scaled, L2-regularised, class-weighted logistic regression;
-- `random_forest`: class_weight='balanced';
-- `xgboost`: scale_pos_weight = negatives / positives;
-- `lightgbm`: the same weighting.
+Baselines (reported beside every model, and allowed to win the backtest):
+- `rate_rule`: no training; the sum of the all-history per-observed-day rates of the risky pages
+  (thumbs down, adverts, settings, help, errors, upgrade and downgrade views);
+- `seed_logistic`: class-weighted logistic regression on the seed project's seven features,
+  counts turned into rates per observed day;
+- `seed_rf`: the seed project's random forest on its seven features.
+
+Learnt candidates, simplest first (the order the backtest's one-standard-error rule uses):
+- `activity_logistic`: logistic regression on a handful of activity rates per exposure day and
+  the level: few parameters, so it transfers to logs it never saw;
+- `logistic`: every per-exposure-day page rate, the level and the recency, strongly regularised;
+- `lightgbm`: boosted trees on the transferable features (rates, shares, trends, level);
+- `ensemble`: the mean log-odds of `activity_logistic` and `lightgbm`;
+- `mlp`: a small neural network on the `logistic` inputs;
+- `random_forest`, `xgboost`: on every feature (the previous release's candidates).
+
+Class weights: `class_weight='balanced'` for the linear models and forests, `scale_pos_weight`
+= negatives / positives for the boosters.
 """
 
 from __future__ import annotations
@@ -20,15 +31,51 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from churnwatch.errors import ConfigError
-from churnwatch.features.catalog import SEED_FEATURES, catalog
+from churnwatch.features.catalog import EXPOSURE_COUNTS, catalog
 
-MODELS = ("seed_rf", "heuristic", "logistic", "random_forest", "xgboost", "lightgbm")
-BASELINES = ("seed_rf", "heuristic")  # reported for comparison, never chosen to serve
+# Every candidate, simplest first: the backtest prefers an earlier one unless a later one wins
+# by more than the noise.
+ALL_MODELS = (
+    "rate_rule",
+    "seed_logistic",
+    "seed_rf",
+    "activity_logistic",
+    "logistic",
+    "lightgbm",
+    "ensemble",
+    "mlp",
+    "random_forest",
+    "xgboost",
+)
+BASELINES = ("rate_rule", "seed_logistic", "seed_rf")
+# What `train` compares by default: the baselines and the learnt candidates the transfer
+# benchmark supports (see BENCHMARKS.md); the rest are available through --models.
+MODELS = ("rate_rule", "seed_logistic", "seed_rf", "activity_logistic", "logistic", "lightgbm")
+
+RISKY_PAGES = ("thumbs_down", "adverts", "settings", "help", "errors", "upgrade_views",
+               "downgrade_views")  # fmt: skip
+RULE_FEATURES = tuple(f"{p}_per_day_all" for p in RISKY_PAGES)
+# the seed project's seven features, counts as rates per observed day
+SEED_RATES = ("songs_per_day_all", "artists_per_day_all", "mean_song_length", "tenure_days",
+              "recency_days", "is_male", "is_paid")  # fmt: skip
+ACTIVITY = ("events_per_exposure_day", "sessions_per_exposure_day", "home_per_exposure_day",
+            "songs_per_exposure_day", "is_paid")  # fmt: skip
+EXPOSURE_RATES = tuple(f"{c}_per_exposure_day" for c in EXPOSURE_COUNTS)
+# Features whose meaning does not drift with the calendar: rates, shares and trends, not
+# counts that grow with the length of the log (tenure, exposure, all-history totals).
+TRANSFER = (
+    *EXPOSURE_RATES,
+    *(f"{s}_per_day_{w}" for w in ("7d", "28d") for s in ("events", "thumbs_down", "adverts",
+                                                          "settings", "downgrade_views", "songs")),
+    "thumbs_down_share_28d", "adverts_per_song_28d", "active_share_28d",
+    "trend_events", "trend_thumbs_down", "recency_days", "is_paid",
+)  # fmt: skip
 
 
 def numeric_features() -> list[str]:
@@ -43,24 +90,26 @@ def _signed_log1p(x: np.ndarray) -> np.ndarray:
     return np.asarray(np.sign(x) * np.log1p(np.abs(x)))
 
 
-def _preprocess(*, scale: bool) -> ColumnTransformer:
-    numeric: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
+def _preprocess(
+    *, scale: bool, columns: tuple[str, ...] | None = None, impute: str = "median"
+) -> ColumnTransformer:
+    """Imputation (then log and scaling, for linear models and networks) of the numeric
+    `columns` (every numeric feature when None), one-hot categories only with every feature.
+    The serving scorer compiles exactly these steps."""
+    fill = SimpleImputer(strategy="constant", fill_value=0.0) if impute == "zero" else None
+    numeric: list[tuple[str, Any]] = [("impute", fill or SimpleImputer(strategy="median"))]
     if scale:
         numeric += [
             ("log", FunctionTransformer(_signed_log1p, feature_names_out="one-to-one")),
             ("scale", StandardScaler()),
         ]
-    return ColumnTransformer(
-        [
-            ("num", Pipeline(numeric), numeric_features()),
-            (
-                "cat",
-                OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=10),
-                categorical_features(),
-            ),
-        ],
-        verbose_feature_names_out=False,
-    )
+    blocks: list[tuple[str, Any, list[str]]] = [
+        ("num", Pipeline(numeric), list(columns) if columns else numeric_features())
+    ]
+    if columns is None:
+        encoder = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=10)
+        blocks.append(("cat", encoder, categorical_features()))
+    return ColumnTransformer(blocks, verbose_feature_names_out=False)
 
 
 def _frame(pre: ColumnTransformer) -> ColumnTransformer:
@@ -69,35 +118,51 @@ def _frame(pre: ColumnTransformer) -> ColumnTransformer:
     return pre.set_output(transform="pandas")
 
 
-class RiskyPageRate(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
-    """A no-training baseline: recent risky-page rate over activity, plus time away.
+class RateRule(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """A no-training baseline: the sum of its input columns (the risky-page rates).
 
-    Risky pages are the ones a user passes on the way to `Cancel` (thumbs down, adverts,
-    settings, downgrade views) and signs of trouble (errors, help). The score is mapped to
-    (0, 1) by s / (1 + s); `fit` learns nothing but the classes.
+    It is linear with every coefficient 1 (`coef_`, `intercept_` as a linear model has them),
+    so the serving scorer explains it like a logistic regression: each rate is its own
+    contribution. `fit` learns nothing but the classes.
     """
 
-    risky = ("thumbs_down", "adverts", "settings", "downgrade_views", "errors", "help")
-
-    def __init__(self, window: str = "14d") -> None:
-        self.window = window
-
-    def fit(self, X: pd.DataFrame, y: Any = None) -> RiskyPageRate:
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> RateRule:
+        self.n_features_in_ = np.asarray(X).shape[1]
+        self.coef_ = np.ones((1, self.n_features_in_))
+        self.intercept_ = np.zeros(1)
         self.classes_ = np.array([0, 1])
-        self.n_features_in_ = X.shape[1]
         return self
 
-    def _score(self, X: pd.DataFrame) -> np.ndarray:
-        w = self.window
-        risky = sum(X[f"{p}_per_day_{w}"].fillna(0).to_numpy(float) for p in self.risky)
-        activity = X[f"events_per_day_{w}"].fillna(0).to_numpy(float)
-        away = X["recency_days"].fillna(0).to_numpy(float)
-        return np.asarray(10 * risky / (activity + 1.0) + away / 7.0)
+    def predict_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "coef_")
+        margin = np.asarray(X, dtype=float) @ self.coef_[0] + self.intercept_[0]
+        p = 1.0 / (1.0 + np.exp(-margin))
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X: Any) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+
+class LogitAverage(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """A small ensemble: the mean log-odds of its fitted members (each a full pipeline)."""
+
+    def __init__(self, members: tuple[Any, ...] = ()) -> None:
+        self.members = members
+
+    def fit(self, X: pd.DataFrame, y: Any, sample_weight: Any = None) -> LogitAverage:
+        from sklearn.base import clone
+
+        self.members_ = [
+            clone(m).fit(X, y, model__sample_weight=sample_weight) for m in self.members
+        ]
+        self.classes_ = np.array([0, 1])
+        return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        check_is_fitted(self, "classes_")
-        s = self._score(X)
-        p = s / (1.0 + s)
+        check_is_fitted(self, "members_")
+        q = [np.clip(m.predict_proba(X)[:, 1], 1e-9, 1 - 1e-9) for m in self.members_]
+        margin = np.mean([np.log(v / (1 - v)) for v in q], axis=0)
+        p = 1.0 / (1.0 + np.exp(-margin))
         return np.column_stack([1 - p, p])
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
@@ -123,7 +188,7 @@ class MonotoneBooster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     def __init__(self, booster: Any = None) -> None:
         self.booster = booster
 
-    def fit(self, X: pd.DataFrame, y: Any) -> MonotoneBooster:
+    def fit(self, X: pd.DataFrame, y: Any, sample_weight: Any = None) -> MonotoneBooster:
         from sklearn.base import clone
 
         constraints = [1 if _increasing(str(c)) else 0 for c in X.columns]
@@ -133,7 +198,7 @@ class MonotoneBooster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         if type(est).__name__ == "LGBMClassifier":
             value = constraints
         est.set_params(**{key: value})
-        self.booster_ = est.fit(X, y)
+        self.booster_ = est.fit(X, y, sample_weight=sample_weight)
         self.classes_ = self.booster_.classes_
         self.n_features_in_ = X.shape[1]
         return self
@@ -146,71 +211,115 @@ class MonotoneBooster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         return np.asarray(self.booster_.predict(X))
 
 
-def _boosted(booster: Any) -> Pipeline:
+def _boosted(booster: Any, columns: tuple[str, ...] | None = None) -> Pipeline:
     """A boosted-tree pipeline: named columns in, monotone constraints on bad experiences."""
-    return Pipeline(
-        [("pre", _frame(_preprocess(scale=False))), ("model", MonotoneBooster(booster))]
-    )
+    pre = _preprocess(scale=False, columns=columns)
+    if columns is None:
+        pre = _frame(pre)
+    else:
+        pre.set_output(transform="pandas")
+    return Pipeline([("pre", pre), ("model", MonotoneBooster(booster))])
+
+
+def _logistic(columns: tuple[str, ...], C: float) -> Pipeline:
+    lr = LogisticRegression(C=C, class_weight="balanced", max_iter=5000)
+    return Pipeline([("pre", _preprocess(scale=True, columns=columns)), ("model", lr)])
 
 
 def make_model(name: str, *, pos_weight: float, seed: int = 0, **params: Any) -> Pipeline:
     """A fresh, unfitted pipeline for model `name`; `params` override the defaults."""
-    if name == "seed_rf":
-        pre = ColumnTransformer(
-            [("num", SimpleImputer(strategy="median"), list(SEED_FEATURES))],
-            verbose_feature_names_out=False,
+    builders = {
+        "rate_rule": lambda: Pipeline(
+            [("pre", _preprocess(scale=False, columns=RULE_FEATURES, impute="zero")),
+             ("model", RateRule())]
+        ),  # fmt: skip
+        "seed_logistic": lambda: _logistic(SEED_RATES, 1.0),
+        "seed_rf": lambda: Pipeline(
+            [("pre", _preprocess(scale=False, columns=SEED_COUNTS)),
+             ("model", RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=2))]
+        ),  # fmt: skip
+        "activity_logistic": lambda: _logistic(ACTIVITY, 0.01),
+        "logistic": lambda: _logistic((*EXPOSURE_RATES, "recency_days", "is_paid"), 0.01),
+        "lightgbm": lambda: _boosted(_lightgbm(pos_weight, seed), TRANSFER),
+        "ensemble": lambda: Pipeline([("model", LogitAverage((
+            make_model("activity_logistic", pos_weight=pos_weight, seed=seed),
+            make_model("lightgbm", pos_weight=pos_weight, seed=seed),
+        )))]),  # fmt: skip
+        "mlp": lambda: Pipeline([
+            ("pre", _preprocess(scale=True, columns=(*EXPOSURE_RATES, "recency_days", "is_paid"))),
+            ("model", MLPClassifier(hidden_layer_sizes=(8,), alpha=1.0, max_iter=2000,
+                                    early_stopping=False, random_state=seed)),
+        ]),  # fmt: skip
+        "random_forest": lambda: Pipeline([
+            ("pre", _preprocess(scale=False)),
+            ("model", RandomForestClassifier(
+                n_estimators=400, min_samples_leaf=5, max_features="sqrt",
+                class_weight="balanced", random_state=seed, n_jobs=2)),
+        ]),  # fmt: skip
+        "xgboost": lambda: _boosted(_xgboost(pos_weight, seed)),
+    }
+    if name not in builders:
+        raise ConfigError(
+            f"model has to be one of {', '.join(ALL_MODELS)}. Got {name!r} instead."
         )
-        rf = RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=2)
-        return Pipeline([("pre", pre), ("model", rf.set_params(**params))])
-    if name == "heuristic":
-        return Pipeline([("model", RiskyPageRate(**params))])
-    if name == "logistic":
-        lr = LogisticRegression(C=0.05, class_weight="balanced", max_iter=5000)
-        return Pipeline([("pre", _preprocess(scale=True)), ("model", lr.set_params(**params))])
-    if name == "random_forest":
-        rf = RandomForestClassifier(
-            n_estimators=400,
-            min_samples_leaf=5,
-            max_features="sqrt",
-            class_weight="balanced",
-            random_state=seed,
-            n_jobs=2,
-        )
-        return Pipeline([("pre", _preprocess(scale=False)), ("model", rf.set_params(**params))])
-    if name == "xgboost":
-        from xgboost import XGBClassifier
+    pipe = builders[name]()
+    if params:
+        model = pipe.named_steps["model"]
+        target = getattr(model, "booster", model)
+        target.set_params(**params)
+    return pipe
 
-        xgb = XGBClassifier(
-            n_estimators=300,
-            max_depth=3,
-            learning_rate=0.05,
-            subsample=0.8,
-            colsample_bytree=0.5,
-            min_child_weight=2,
-            reg_lambda=5.0,
-            scale_pos_weight=pos_weight,
-            tree_method="hist",
-            n_jobs=2,
-            random_state=seed,
-            eval_metric="aucpr",
-        )
-        return _boosted(xgb.set_params(**params))
-    if name == "lightgbm":
-        from lightgbm import LGBMClassifier
 
-        lgbm = LGBMClassifier(
-            n_estimators=300,
-            learning_rate=0.03,
-            num_leaves=15,
-            min_child_samples=20,
-            subsample=0.8,
-            subsample_freq=1,
-            colsample_bytree=0.5,
-            reg_lambda=5.0,
-            scale_pos_weight=pos_weight,
-            random_state=seed,
-            n_jobs=2,
-            verbose=-1,
-        )
-        return _boosted(lgbm.set_params(**params))
-    raise ConfigError(f"model has to be one of {', '.join(MODELS)}. Got {name!r} instead.")
+def fit_model(
+    name: str, params: dict[str, Any], X: pd.DataFrame, y: np.ndarray, w: np.ndarray, *, seed: int
+) -> Any:
+    """Fit candidate `name` on (X, y) with sample weights `w`; boosters weigh the classes by
+    their (weighted) counts."""
+    pos = float(w[y == 1].sum())
+    pos_weight = float(w[y == 0].sum() / pos) if pos else 1.0
+    model = make_model(name, pos_weight=pos_weight, seed=seed, **params)
+    return model.fit(X, y, model__sample_weight=w)
+
+
+
+# the seed project's random forest saw the counts themselves
+SEED_COUNTS = ("songs_all", "distinct_artists", "mean_song_length", "tenure_days",
+               "recency_days", "is_male", "is_paid")  # fmt: skip
+
+
+def _lightgbm(pos_weight: float, seed: int) -> Any:
+    from lightgbm import LGBMClassifier
+
+    return LGBMClassifier(
+        n_estimators=200,
+        learning_rate=0.03,
+        num_leaves=4,
+        min_child_samples=100,
+        subsample=0.7,
+        subsample_freq=1,
+        colsample_bytree=0.5,
+        reg_lambda=10.0,
+        scale_pos_weight=pos_weight,
+        random_state=seed,
+        n_jobs=2,
+        verbose=-1,
+    )
+
+
+def _xgboost(pos_weight: float, seed: int) -> Any:
+    from xgboost import XGBClassifier
+
+    return XGBClassifier(
+        n_estimators=300,
+        max_depth=3,
+        learning_rate=0.05,
+        subsample=0.8,
+        colsample_bytree=0.5,
+        min_child_weight=2,
+        reg_lambda=5.0,
+        scale_pos_weight=pos_weight,
+        tree_method="hist",
+        n_jobs=2,
+        random_state=seed,
+        eval_metric="aucpr",
+    )

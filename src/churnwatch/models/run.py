@@ -23,9 +23,9 @@ from churnwatch.simulate import truth_path
 def oracle_scores(result: TrainResult, truths: list[Path]) -> dict[str, float]:
     """On simulated logs: the true hazard's scores on the test cutoffs, and the chosen model's
     ratio to them."""
-    test = result.test_rows()
-    p = result.chosen.estimator.predict_proba(test)[:, 1]
-    return oracle_metrics(test, p, truths, horizon_days=result.horizon_days)
+    return oracle_metrics(
+        result.test_rows(), result.test_probability, truths, horizon_days=result.horizon_days
+    )
 
 
 def oracle_metrics(
@@ -135,8 +135,7 @@ def run_training(
     ):
         metrics: dict[str, float] = {}
         for cand in result.candidates:
-            for key, value in cand.validation.items():
-                metrics[f"{cand.name}_val_{key}"] = value
+            metrics[f"{cand.name}_backtest_mean_roc_auc"] = cand.mean_roc_auc
             for key, est in cand.test.items():
                 metrics[f"{cand.name}_test_{key}"] = est.value
                 metrics[f"{cand.name}_test_{key}_low"] = est.low
@@ -159,10 +158,15 @@ def run_training(
                 "model": result.chosen.name,
                 "calibration": result.chosen.calibration,
                 "tuning": result.chosen.tuning,
-                "budget_seconds": config.budget_seconds,
+                "n_trials": config.n_trials,
+                "train_every_days": config.train_every_days,
+                "every_days": config.schedule.every_days,
+                "min_history_days": config.schedule.min_history_days,
+                "inactivity_days": config.definition.inactivity_days,
+                "choice": result.choice.rule[:500],
                 **{f"param_{k}": v for k, v in result.chosen.params.items()},
                 "threshold_rule": config.threshold_rule,
-                "split": result.split.describe(),
+                "split": result.describe(),
                 "seed": config.seed,
                 **{f"data_{k}": v for k, v in fp.items()},
             },
@@ -183,16 +187,13 @@ REFERENCE = "reference.parquet"
 
 
 def write_reference(result: TrainResult, path: Path, *, max_rows: int = 20_000) -> Path:
-    """The monitoring reference: the validation and test cutoffs' snapshots with the chosen
-    model's calibrated scores. These rows are part of the training snapshots but were not
-    fitted on, so their scores are what the model gives unseen users (a forest's in-sample
-    scores are far more extreme, and would read as prediction drift)."""
-    s = result.snapshots
-    keep = s[s["cutoff_date"].isin(result.split.validation + result.split.test)]
+    """The monitoring reference: the backtest's evaluated snapshots with the chosen recipe's
+    calibrated out-of-time scores: what the model gives users it did not learn from (a forest's
+    in-sample scores are far more extreme, and would read as prediction drift)."""
+    keep = result.test_rows().assign(score=result.test_probability)
     if len(keep) > max_rows:
         keep = keep.sample(max_rows, random_state=0)
-    out = keep[["user_id", "cutoff", *result.features, "label"]].copy()
-    out["score"] = result.chosen.estimator.predict_proba(keep)[:, 1]
+    out = keep[["user_id", "cutoff", *result.features, "label", "score"]].copy()
     out.to_parquet(path, index=False)
     return path
 
@@ -203,7 +204,7 @@ def _test_figures(result: TrainResult, folder: Path, oracle: dict[str, float]) -
 
     test = result.test_rows()
     y = test["label"].astype(int).to_numpy()
-    p = result.chosen.estimator.predict_proba(test)[:, 1]
+    p = result.test_probability
     images = [
         rep.plot_roc(y, p, folder),
         rep.plot_pr(y, p, folder),
@@ -214,21 +215,32 @@ def _test_figures(result: TrainResult, folder: Path, oracle: dict[str, float]) -
         [
             {
                 "model": c.name + (" (chosen)" if c is result.chosen else ""),
-                **{k: c.test[k].value for k in ("roc_auc", "pr_auc", "lift_top10", "brier")},
+                "backtest mean ROC-AUC": c.mean_roc_auc,
+                **{k: c.test[k].value if k in c.test else np.nan
+                   for k in ("roc_auc", "pr_auc", "lift_top10", "brier")},
                 "tuning": c.tuning,
             }
             for c in result.candidates
         ]  # fmt: skip
     )
     summary = {
-        "split": result.split.describe(),
+        "split": result.describe(),
+        "choice": result.choice.rule,
         "chosen": f"{result.chosen.name} ({result.chosen.calibration} calibration)",
         "threshold": f"{result.threshold:.3f}",
         "base-rate Brier": f"{result.base_rate_brier:.4f}",
         **{k: f"{v:.3f}" for k, v in oracle.items()},
     }
     page = rep.html_report(
-        "churnwatch training run", summary, {"test cutoffs": table}, images, folder
+        "churnwatch training run",
+        summary,
+        {
+            "backtest, pooled over the folds (out of time)": table,
+            "backtest per fold, chosen model": pd.DataFrame(result.chosen.per_fold),
+            "choice (one-standard-error rule)": pd.DataFrame(result.choice.table),
+        },
+        images,
+        folder,
     )
     return [*images, page]
 
@@ -241,7 +253,8 @@ def _metrics_table(result: TrainResult) -> list[dict[str, Any]]:
             "calibration": c.calibration,
             "tuning": c.tuning,
             "params": c.params,
-            "validation": c.validation,
+            "backtest_mean_roc_auc": c.mean_roc_auc,
+            "per_fold": c.per_fold,
             "test": {k: v.as_dict() for k, v in c.test.items()},
         }
         for c in result.candidates

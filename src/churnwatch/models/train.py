@@ -1,12 +1,14 @@
-"""Train: snapshots -> out-of-time split -> candidates -> calibration -> threshold -> test.
+"""Train: dense snapshots -> rolling-origin backtest -> choice -> refit on everything labelled.
 
-Model selection is on validation PR-AUC (the classes are imbalanced), ROC-AUC beside it,
-among the learnt models; the baselines (the seed's random forest, the heuristic) are reported
-for comparison but never chosen.
-Every candidate is calibrated the same way (see `calibrate`): on out-of-fold scores of the
-training rows (grouped by user) together with the validation rows, so that the calibrator sees
-several times more churners than one validation cutoff holds. The test set is touched once, at
-the end.
+1. Snapshots are built with a cutoff every `train_every_days` (default: every day) for
+   training, each row weighted so that a user counts once per evaluation period; the
+   evaluation schedule (weekly by default) picks the cutoffs that are scored.
+2. Every candidate, baselines included, is fitted on each backtest fold's past and scored on
+   its cutoff (`churnwatch.models.backtest`). The choice is the one-standard-error rule on the
+   mean per-fold ROC-AUC: a more complex candidate has to win by more than the noise.
+3. The chosen recipe is refitted on every labelled cutoff, calibration included (isotonic or
+   Platt on out-of-fold scores grouped by user). The reported test figures are the backtest's
+   out-of-time figures, never the refitted model's in-sample ones.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -30,9 +33,15 @@ from churnwatch.features import build_snapshots
 from churnwatch.features.catalog import feature_names
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import ChurnDefinition, CutoffSchedule
-from churnwatch.models.estimators import BASELINES, MODELS, make_model
-from churnwatch.models.metrics import SCORE_METRICS, Estimate, evaluate_scores
-from churnwatch.models.split import TimeSplit, out_of_time_split
+from churnwatch.models.backtest import (
+    Backtest,
+    Choice,
+    one_standard_error,
+    rolling_folds,
+    run_backtest,
+)
+from churnwatch.models.estimators import ALL_MODELS, BASELINES, MODELS, fit_model
+from churnwatch.models.metrics import RANKING, Estimate, evaluate_scores
 from churnwatch.models.tune import tune
 
 log = logging.getLogger(__name__)
@@ -41,20 +50,31 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TrainConfig:
     definition: ChurnDefinition = ChurnDefinition()
-    schedule: CutoffSchedule = CutoffSchedule()
+    schedule: CutoffSchedule = CutoffSchedule()  # the evaluation schedule (weekly)
+    train_every_days: int = 1  # training cutoffs: denser than the evaluation schedule
     models: tuple[str, ...] = MODELS
     threshold_rule: str = "f1"  # "f1", "capacity:0.05" (top 5 %), "cost:5" (FN costs 5 FP)
     seed: int = 0
     n_boot: int = 300
-    budget_seconds: float = 60.0  # Optuna time budget, shared by the learnt models
+    backtest_folds: int = 6  # the last k evaluated cutoffs with enough history
+    n_trials: int = 0  # Optuna trials per learnt model on the backtest folds (0: defaults)
+    budget_seconds: float = 0.0  # a cap on tuning time (0: none); the trial count decides
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.models if m not in ALL_MODELS]
+        if unknown or not self.models:
+            raise InputError(
+                f"models have to be among {', '.join(ALL_MODELS)}. Got {list(self.models)}."
+            )
 
 
 @dataclass
 class Candidate:
     name: str
-    estimator: Any
-    validation: dict[str, float]
-    test: dict[str, Estimate] = field(default_factory=dict)
+    estimator: Any  # the final, calibrated model (the chosen one only)
+    test: dict[str, Estimate] = field(default_factory=dict)  # pooled backtest, out of time
+    per_fold: list[dict[str, Any]] = field(default_factory=list)
+    mean_roc_auc: float = float("nan")
     calibration: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     tuning: str = "not tuned"
@@ -62,20 +82,31 @@ class Candidate:
 
 @dataclass
 class TrainResult:
-    split: TimeSplit
+    backtest: Backtest
+    choice: Choice
     candidates: list[Candidate]
     chosen: Candidate
     threshold: float
     features: list[str]
-    snapshots: pd.DataFrame
+    snapshots: pd.DataFrame  # every snapshot (dense cutoffs), censored ones included
+    test_frame: pd.DataFrame  # the backtest's evaluated rows, in the order of backtest.rows
+    test_probability: np.ndarray  # the chosen recipe's calibrated out-of-time probabilities
+    fit_cutoffs: tuple[date, ...]  # what the final model learnt from
     base_rate_brier: float
     horizon_days: int = 14
     seconds: float = 0.0
 
     def test_rows(self) -> pd.DataFrame:
-        """The labelled snapshots of the test cutoffs."""
-        s = self.snapshots
-        return s[s["cutoff_date"].isin(self.split.test) & s["label"].notna()]
+        """The backtest's evaluated snapshots (out of time for every fold's model)."""
+        return self.test_frame
+
+    def describe(self) -> str:
+        cuts = [f.cutoff for f in self.backtest.folds]
+        fit = self.fit_cutoffs
+        return (
+            f"backtest {len(cuts)} folds, cutoffs {cuts[0]}..{cuts[-1]}; final model fitted on "
+            f"{len(fit)} labelled cutoffs {fit[0]}..{fit[-1]}"
+        )
 
 
 class Calibrated(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
@@ -163,21 +194,32 @@ def out_of_fold(
     params: dict[str, Any],
     X: pd.DataFrame,
     y: np.ndarray,
+    w: np.ndarray,
     *,
-    pos_weight: float,
     seed: int,
-    folds: int = 5,
+    folds: int = 3,
 ) -> np.ndarray:
-    """Scores for the training rows from models that did not see their user (grouped K-fold):
-    with the validation rows, they make a calibration set several times larger than the
-    validation cutoff alone, without looking past the training period."""
+    """Scores for the rows from models that did not see their user (grouped K-fold): the
+    calibration set, without looking past the rows' own period."""
     users = X["user_id"].to_numpy()
     k = min(folds, len(np.unique(users)))
     out = np.zeros(len(X))
     for fit, held in GroupKFold(n_splits=k).split(X, y, users):
-        model = make_model(name, pos_weight=pos_weight, seed=seed, **params)
-        out[held] = model.fit(X.iloc[fit], y[fit]).predict_proba(X.iloc[held])[:, 1]
+        model = fit_model(name, params, X.iloc[fit], y[fit], w[fit], seed=seed)
+        out[held] = model.predict_proba(X.iloc[held])[:, 1]
     return out
+
+
+def fit_calibrated(
+    name: str, params: dict[str, Any], X: pd.DataFrame, y: np.ndarray, w: np.ndarray, *, seed: int
+) -> tuple[Calibrated, str]:
+    """The recipe fitted on every row, with a calibrator fitted on its out-of-fold scores."""
+    est = fit_model(name, params, X, y, w, seed=seed)
+    if len(np.unique(X["user_id"])) < 4 or int(y.sum()) < 4:
+        raw = est.predict_proba(X)[:, 1]
+        return Calibrated(est, "sigmoid").fit_scores(raw, y), "sigmoid (in-sample: few users)"
+    oof = out_of_fold(name, params, X, y, w, seed=seed)
+    return calibrate(est, oof, y, X["user_id"].to_numpy(), seed=seed)
 
 
 def choose_threshold(y: np.ndarray, p: np.ndarray, rule: str) -> float:
@@ -205,92 +247,133 @@ def choose_threshold(y: np.ndarray, p: np.ndarray, rule: str) -> float:
     )
 
 
+def _labelled(df: pd.DataFrame) -> pd.DataFrame:
+    out = df[df["label"].notna()].copy()
+    out["label"] = out["label"].astype(int)
+    return out.reset_index(drop=True)
+
+
+def evaluation_cutoffs(cutoffs: list[date], schedule: CutoffSchedule) -> list[date]:
+    """The cutoffs of the evaluation schedule among the (denser) training cutoffs."""
+    if schedule.explicit:
+        return sorted(set(cutoffs) & set(schedule.explicit))
+    first = min(cutoffs)
+    return sorted(c for c in set(cutoffs) if (c - first).days % schedule.every_days == 0)
+
+
 def train(
     store: EventStore,
     config: TrainConfig,
     *,
     progress: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Build snapshots from `store`, fit and compare every candidate, and pick one."""
+    """Build snapshots from `store`, backtest every candidate, choose one, refit it."""
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
     say("building snapshots")
-    table, _ = build_snapshots(store, definition=config.definition, schedule=config.schedule)
+    sched = config.schedule
+    dense = CutoffSchedule(
+        every_days=min(config.train_every_days, sched.every_days),
+        min_history_days=sched.min_history_days,
+        explicit=sched.explicit,
+    )
+    table, _ = build_snapshots(store, definition=config.definition, schedule=dense)
     df = table.to_pandas()
     df["cutoff_date"] = df["cutoff"].dt.date
-    labelled = df[df["label"].notna()].copy()
-    labelled["label"] = labelled["label"].astype(int)
-    split = out_of_time_split(
-        sorted(labelled["cutoff_date"].unique()), config.definition.horizon_days
+    data = _labelled(df)
+    if data.empty or data["label"].nunique() < 2:
+        raise InputError(
+            f"expected churners and non-churners among the labelled snapshots. Got {len(data)} "
+            "labelled rows: the log has too few churners, or is too short for the horizon"
+        )
+    weight = np.full(len(data), dense.every_days / sched.every_days, dtype=float)
+    evals = evaluation_cutoffs(sorted(data["cutoff_date"].unique()), sched)
+    folds = rolling_folds(
+        data, evals, config.definition.horizon_days, last=config.backtest_folds
     )
-    parts = {
-        name: labelled[labelled["cutoff_date"].isin(getattr(split, name))]
-        for name in ("train", "validation", "test")
-    }
-    for name, part in parts.items():
-        if part["label"].nunique() < 2:
-            raise InputError(
-                f"the {name} cutoffs ({split.describe()}) hold only one class: "
-                "the log has too few churners for an out-of-time evaluation"
-            )
-    tr, va, te = parts["train"], parts["validation"], parts["test"]
-    y_tr, y_va, y_te = (p["label"].to_numpy() for p in (tr, va, te))
-    pos_weight = float((y_tr == 0).sum() / max((y_tr == 1).sum(), 1))
-    candidates: list[Candidate] = []
-    learnt = [m for m in config.models if m not in BASELINES]
+    params: dict[str, dict[str, Any]] = {}
+    tuning: dict[str, str] = {}
     for name in config.models:
-        params: dict[str, Any] = {}
-        tuning = "not tuned"
-        if name in learnt and config.budget_seconds > 0:
+        params[name], tuning[name] = {}, "not tuned"
+        if name not in BASELINES and config.n_trials > 0:
             say(f"tuning {name}")
-            params, tuning = tune(
-                name, tr, horizon_days=config.definition.horizon_days,
-                budget_seconds=config.budget_seconds / len(learnt), seed=config.seed,
+            params[name], tuning[name] = tune(
+                name, data, folds, weight, n_trials=config.n_trials,
+                timeout=config.budget_seconds or None, seed=config.seed,
             )  # fmt: skip
-        say(f"fitting {name}")
-        est = make_model(name, pos_weight=pos_weight, seed=config.seed, **params).fit(tr, y_tr)
-        p_va = est.predict_proba(va)[:, 1]
-        val = {m: SCORE_METRICS[m](y_va, p_va) for m in ("roc_auc", "pr_auc")}
-        oof = out_of_fold(name, params, tr, y_tr, pos_weight=pos_weight, seed=config.seed)
-        cal, method = calibrate(
-            est,
-            np.r_[oof, p_va],
-            np.r_[y_tr, y_va],
-            np.r_[tr["user_id"].to_numpy(), va["user_id"].to_numpy()],
-            seed=config.seed,
-        )
-        candidates.append(
-            Candidate(name, cal, val, calibration=method, params=params, tuning=tuning)
-        )
-    eligible = [c for c in candidates if c.name not in BASELINES] or candidates
-    chosen = max(
-        eligible,
-        key=lambda c: (
-            np.nan_to_num(c.validation["pr_auc"]),
-            np.nan_to_num(c.validation["roc_auc"]),
-        ),
-    )
-    threshold = choose_threshold(
-        y_va, chosen.estimator.predict_proba(va)[:, 1], config.threshold_rule
-    )
-    say("evaluating on the test cutoffs")
-    for cand in candidates:
-        p_te = cand.estimator.predict_proba(te)[:, 1]
-        raw_te = cand.estimator.estimator.predict_proba(te)[:, 1]
-        cand.test = evaluate_scores(
-            y_te, p_te, te["user_id"].to_numpy(), threshold=threshold, ranking=raw_te,
-            n_boot=config.n_boot, seed=config.seed,
+    fitters = {
+        n: (lambda X, y, w, n=n: fit_model(n, params[n], X, y, w, seed=config.seed))
+        for n in config.models
+    }
+    bt = run_backtest(data, folds, fitters, weight=weight, progress=say)
+    choice = one_standard_error(bt, config.models, n_boot=200, seed=config.seed)
+    say(choice.rule)
+    name = choice.name
+    test_frame, prob, base = _calibrated_backtest(data, weight, folds, name, params[name], config)
+    y_te = bt.y
+    threshold = choose_threshold(y_te, prob, config.threshold_rule)
+    users = bt.rows["user_id"].to_numpy()
+    candidates = []
+    for n in config.models:
+        chosen = n == name
+        est = evaluate_scores(
+            y_te, prob if chosen else bt.scores[n], users, threshold=threshold,
+            ranking=bt.scores[n], n_boot=config.n_boot, seed=config.seed,
         )  # fmt: skip
-    base = float(np.mean(y_tr))
-    base_brier = float(np.mean((y_te - base) ** 2))
+        if not chosen:  # raw scores of class-weighted models are not probabilities
+            est = {k: v for k, v in est.items() if k in RANKING}
+        candidates.append(
+            Candidate(n, None, est, bt.per_fold(n), bt.mean_auc(n), params=params[n],
+                      tuning=tuning[n])  # fmt: skip
+        )
+    say(f"refitting {name} on every labelled cutoff")
+    final, method = fit_calibrated(
+        name, params[name], data, data["label"].to_numpy(), weight, seed=config.seed
+    )
+    chosen_c = next(c for c in candidates if c.name == name)
+    chosen_c.estimator, chosen_c.calibration = final, method
     return TrainResult(
-        split=split,
+        backtest=bt,
+        choice=choice,
         candidates=candidates,
-        chosen=chosen,
+        chosen=chosen_c,
         threshold=threshold,
         features=feature_names(),
         snapshots=df,
-        base_rate_brier=base_brier,
+        test_frame=test_frame,
+        test_probability=prob,
+        fit_cutoffs=tuple(sorted(data["cutoff_date"].unique())),
+        base_rate_brier=base,
         horizon_days=config.definition.horizon_days,
         seconds=time.perf_counter() - started,
+    )
+
+
+def _calibrated_backtest(
+    data: pd.DataFrame,
+    weight: np.ndarray,
+    folds: list[Any],
+    name: str,
+    params: dict[str, Any],
+    config: TrainConfig,
+) -> tuple[pd.DataFrame, np.ndarray, float]:
+    """The chosen recipe, calibration included, refitted on each fold's past: its calibrated
+    out-of-time probabilities on the evaluated rows, and the base-rate Brier score (each fold's
+    training churn rate as the forecast)."""
+    cuts = np.asarray(data["cutoff_date"])
+    y = data["label"].to_numpy()
+    frames, probs, base_sq = [], [], []
+    for fold in folds:
+        fit, ev = np.isin(cuts, fold.fit), cuts == fold.cutoff
+        cal, _ = fit_calibrated(
+            name, params, data[fit], y[fit], weight[fit], seed=config.seed
+        )
+        frames.append(data[ev])
+        probs.append(cal.predict_proba(data[ev])[:, 1])
+        rate = float(np.average(y[fit], weights=weight[fit]))
+        base_sq.append((y[ev] - rate) ** 2)
+    return (
+        pd.concat(frames, ignore_index=True),
+        np.concatenate(probs),
+        float(np.mean(np.concatenate(base_sq))),
     )

@@ -7,6 +7,8 @@ The registry changes only at the very end, in one place: until then a failure at
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ import pandas as pd
 from churnwatch.config import Settings
 from churnwatch.errors import ConfigError
 from churnwatch.ingest.store import EventStore
-from churnwatch.labels import ChurnDefinition
+from churnwatch.labels import ChurnDefinition, CutoffSchedule
 from churnwatch.models.metrics import SCORE_METRICS
 from churnwatch.models.train import TrainConfig
 
@@ -56,18 +58,23 @@ def decide(champion: float, challenger: float, *, metric: str, margin: float) ->
     )
 
 
-def recipe(params: dict[str, str], *, budget_seconds: float) -> TrainConfig:
+def recipe(params: dict[str, str], *, n_trials: int = 0) -> TrainConfig:
     """The champion's training recipe from its MLflow run: model family, definition, horizon,
-    threshold rule, seed; re-tuned when `budget_seconds` > 0."""
+    cutoff schedules, threshold rule, seed; re-tuned when `n_trials` > 0."""
     model = params.get("model")
     if not model:
         raise ConfigError("expected the champion's run to name its model. Got none.")
     return TrainConfig(
         definition=ChurnDefinition.from_run_params(params),
+        schedule=CutoffSchedule(
+            every_days=int(params.get("every_days", 7)),
+            min_history_days=int(params.get("min_history_days", 14)),
+        ),
+        train_every_days=int(params.get("train_every_days", 1)),
         models=(model,),
         threshold_rule=params.get("threshold_rule", "f1"),
         seed=int(params.get("seed", 0)),
-        budget_seconds=budget_seconds,
+        n_trials=n_trials,
     )
 
 
@@ -77,7 +84,7 @@ def retrain(
     data: Sequence[str] = (),
     metric: str | None = None,
     margin: float | None = None,
-    budget_seconds: float = 0.0,
+    n_trials: int = 0,
     n_boot: int = 200,
     progress: Callable[[str], None] | None = None,
 ) -> Decision:
@@ -96,8 +103,7 @@ def retrain(
     champion_ref = f"models:/{tracking.MODEL_NAME}@champion"
     champion = tracking.describe(champion_ref)
     champion_model = tracking.load(champion_ref).unwrap_python_model()
-    config = recipe(champion["params"], budget_seconds=budget_seconds)
-    config = TrainConfig(**{**config.__dict__, "n_boot": n_boot})
+    config = dataclasses.replace(recipe(champion["params"], n_trials=n_trials), n_boot=n_boot)
     family = champion["params"].get("model")
     say(f"champion v{champion['version']} ({family}); training a challenger")
     summary = run_training(settings=settings, config=config, data=list(data), store_dir=store.root,
@@ -105,10 +111,10 @@ def retrain(
     result = summary.result
     rows = result.test_rows()
     y = rows["label"].to_numpy(dtype=int)
-    window = ", ".join(str(d) for d in result.split.test)
-    scores = {
+    window = ", ".join(str(f.cutoff) for f in result.backtest.folds)
+    scores = {  # the challenger's recipe out of time on every backtest cutoff
         "champion": np.asarray(champion_model.predict(None, rows), dtype=float),
-        "challenger": result.chosen.estimator.predict_proba(rows)[:, 1],
+        "challenger": result.test_probability,
     }
     measured = {
         who: {m: float(SCORE_METRICS[m](y, p)) for m in (*METRICS, "brier")}

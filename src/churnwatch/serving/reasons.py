@@ -69,6 +69,17 @@ def _split(name: str) -> tuple[str, str, str] | None:
     return None
 
 
+_KEEP_PLURAL = ("thumbs", "settings")
+
+
+def _count(v: float, noun: str) -> str:
+    """'1 visit to help', '3 visits to help': the noun's first word loses its plural at 1."""
+    first, _, rest = noun.partition(" ")
+    if v == 1 and first.endswith("s") and first not in _KEEP_PLURAL:
+        noun = " ".join(x for x in (first[:-1], rest) if x)
+    return f"{_fmt(v)} {noun}"
+
+
 def _usual(slug: str, row: Mapping[str, Any]) -> float | None:
     v = row.get(f"{slug}_per_day_all")
     return None if v is None or not math.isfinite(float(v)) else float(v)
@@ -89,7 +100,7 @@ def describe(name: str, value: Any, row: Mapping[str, Any]) -> str:
         usual = _usual(slug, row) if w != "all" else None
         rate = float(value) if kind == "per_day" else None
         if kind == "count":
-            text = f"{_fmt(float(value))} {noun} {when}"
+            text = f"{_count(float(value), noun)} {when}"
             rate_w = row.get(f"{slug}_per_day_{w}")
             rate = None if rate_w is None else float(rate_w)
         else:
@@ -101,6 +112,9 @@ def describe(name: str, value: Any, row: Mapping[str, Any]) -> str:
             elif ratio >= 1.05 or ratio <= 0.95:
                 text += f", {ratio:.1f}x your usual rate"
         return text
+    if name.endswith("_per_exposure_day") and name.removesuffix("_per_exposure_day") in NOUNS:
+        noun = NOUNS[name.removesuffix("_per_exposure_day")]
+        return f"{_fmt(float(value))} {noun} a day since they could first be seen"
     if isinstance(value, str):
         words = {"level": f"on the {value} level", "gender": f"gender {value}",
                  "os_family": f"uses {value}", "browser_family": f"browses with {value}",
@@ -113,9 +127,11 @@ def describe(name: str, value: Any, row: Mapping[str, Any]) -> str:
         "tenure_days": f"a subscriber for {n} days",
         "is_paid": "on the paid level" if v == 1 else "on the free level",
         "is_male": "gender M" if v == 1 else "gender not M",
-        "distinct_artists": f"{n} distinct artists played",
+        "distinct_artists": _count(v, "distinct artists played"),
+        "artists_per_day_all": f"{n} new artists a day",
+        "exposure_days": f"seen for {n} days",
         "mean_song_length": f"songs average {n} seconds",
-        "level_changes_all": f"{n} level changes",
+        "level_changes_all": f"{n} level change" + ("" if v == 1 else "s"),
         "days_since_level_change": f"last level change {n} days ago",
         "trend_thumbs_down": (
             f"{_fmt(abs(v))} {'more' if v >= 0 else 'fewer'} thumbs down a day in the last 7 days"

@@ -225,7 +225,7 @@ class Scorer:
             import shap
 
             native = shap.TreeExplainer(model)  # its C++ predict is ~1000x faster per row
-        elif kind == "LogisticRegression":
+        elif kind in ("LogisticRegression", "RateRule"):  # linear: coef_ and intercept_
             native = model
         else:
             raise ModelError(f"no compiled path for {kind}")
