@@ -1,5 +1,6 @@
 """Run the benchmarks: several runs of each task in fresh subprocesses, medians and ratios.
 
+    python -m bench quality [--n-boot 300]   (model quality: see bench/quality.py)
     python -m bench [--runs 3] [--only ingest|simulate|snapshots|train|serve] [--big]
                     [--out bench/results]
 
@@ -133,6 +134,11 @@ def bench_snapshots(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["quality"]:
+        from bench import quality
+
+        quality.main(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(

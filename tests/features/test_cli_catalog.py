@@ -34,7 +34,7 @@ def test_cli_snapshots_and_features(small_sim: Path, tmp_path: Path) -> None:
         app, ["snapshots", "--store", str(store), "--out", str(out), "--horizon", "7"]
     )
     assert result.exit_code == 0, result.output
-    assert "positives" in result.output and "204 features" in result.output
+    assert "positives" in result.output and "225 features" in result.output
     table = pq.read_table(out)
     assert table.column_names[:2] == ["user_id", "cutoff"] and table.column_names[-1] == "label"
 

@@ -59,11 +59,24 @@ def assert_same_features(a: pa.Table, b: pa.Table, *, rel: float = 1e-9) -> None
                 assert x == y, (key, name, x, y)
 
 
-def leak_check(store: EventStore, day: int, folder: Path, engine: Any) -> None:
+def leak_check(
+    store: EventStore,
+    day: int,
+    folder: Path,
+    engine: Any,
+    *,
+    dense: int = 1,
+    definition: ChurnDefinition | None = None,
+) -> None:
+    """Snapshots at `dense` consecutive daily cutoffs ending at FIRST_DAY + day (training uses
+    a cutoff every day) equal those built from a store that ends at that last cutoff."""
     cut = FIRST_DAY + timedelta(days=day)
-    schedule = CutoffSchedule(explicit=(cut.date(),))
-    full, _ = build_snapshots(store, schedule=schedule, engine=engine)
-    short, _ = build_snapshots(truncated_copy(store, cut, folder), schedule=schedule, engine=engine)
+    days = tuple((cut - timedelta(days=k)).date() for k in range(dense))
+    schedule = CutoffSchedule(explicit=days)
+    full, _ = build_snapshots(store, schedule=schedule, engine=engine, definition=definition)
+    short, _ = build_snapshots(
+        truncated_copy(store, cut, folder), schedule=schedule, engine=engine, definition=definition
+    )
     assert_same_features(full, short)
     # the truncated store cannot know any label at this cutoff
     assert set(short["label"].to_pylist()) == {None}
@@ -77,6 +90,18 @@ def test_features_ignore_the_future_duckdb(
     sim_store: EventStore, tmp_path_factory: pytest.TempPathFactory, day: int
 ) -> None:
     leak_check(sim_store, day, tmp_path_factory.mktemp("trunc"), "duckdb")
+
+
+@settings(
+    max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(day=st.integers(min_value=6, max_value=38), inactivity=st.sampled_from([False, True]))
+def test_dense_daily_cutoffs_ignore_the_future_for_both_definitions(
+    sim_store: EventStore, tmp_path_factory: pytest.TempPathFactory, day: int, inactivity: bool
+) -> None:
+    definition = ChurnDefinition(kind="inactivity", inactivity_days=7) if inactivity else None
+    leak_check(sim_store, day, tmp_path_factory.mktemp("trunc"), "duckdb", dense=5,
+               definition=definition)  # fmt: skip
 
 
 @pytest.mark.spark

@@ -37,7 +37,7 @@ def test_every_candidate_is_backtested_out_of_time(trained: tuple[RunSummary, Se
     # training is denser than evaluation, and the final model learnt from every labelled day
     labelled = result.snapshots[result.snapshots["label"].notna()]
     assert len(result.fit_cutoffs) == labelled["cutoff_date"].nunique() > 3 * len(tested)
-    assert max(result.fit_cutoffs) > max(tested)
+    assert set(tested) <= set(result.fit_cutoffs)  # refitted on the backtested period too
     # on the simulator the signal is real: the chosen model ranks far better than chance
     assert chosen.test["roc_auc"].value > 0.65
     # the simulator's true hazard gives the best achievable ranking; the model gets near it

@@ -14,7 +14,7 @@ one by more than one standard error of their difference (the one-standard-error 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -137,7 +137,7 @@ Fitter = Callable[[pd.DataFrame, np.ndarray, np.ndarray], Any]
 def run_backtest(
     data: pd.DataFrame,
     folds: list[Fold],
-    candidates: dict[str, Fitter],
+    candidates: Mapping[str, Fitter],
     *,
     weight: np.ndarray,
     progress: Callable[[str], None] | None = None,
@@ -151,7 +151,7 @@ def run_backtest(
     y = data["label"].to_numpy().astype(int)
     parts, scores = [], {name: [] for name in candidates}  # type: ignore[var-annotated]
     for f, fold in enumerate(folds):
-        fit = np.isin(cuts, fold.fit)
+        fit = pd.Series(cuts).isin(fold.fit).to_numpy()
         ev = cuts == fold.cutoff
         say(f"backtest fold {f + 1}/{len(folds)}: cutoff {fold.cutoff}")
         for name, fitter in candidates.items():

@@ -230,38 +230,72 @@ def make_model(name: str, *, pos_weight: float, seed: int = 0, **params: Any) ->
     """A fresh, unfitted pipeline for model `name`; `params` override the defaults."""
     builders = {
         "rate_rule": lambda: Pipeline(
-            [("pre", _preprocess(scale=False, columns=RULE_FEATURES, impute="zero")),
-             ("model", RateRule())]
+            [
+                ("pre", _preprocess(scale=False, columns=RULE_FEATURES, impute="zero")),
+                ("model", RateRule()),
+            ]
         ),  # fmt: skip
         "seed_logistic": lambda: _logistic(SEED_RATES, 1.0),
         "seed_rf": lambda: Pipeline(
-            [("pre", _preprocess(scale=False, columns=SEED_COUNTS)),
-             ("model", RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=2))]
+            [
+                ("pre", _preprocess(scale=False, columns=SEED_COUNTS)),
+                ("model", RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=2)),
+            ]
         ),  # fmt: skip
         "activity_logistic": lambda: _logistic(ACTIVITY, 0.01),
         "logistic": lambda: _logistic((*EXPOSURE_RATES, "recency_days", "is_paid"), 0.01),
         "lightgbm": lambda: _boosted(_lightgbm(pos_weight, seed), TRANSFER),
-        "ensemble": lambda: Pipeline([("model", LogitAverage((
-            make_model("activity_logistic", pos_weight=pos_weight, seed=seed),
-            make_model("lightgbm", pos_weight=pos_weight, seed=seed),
-        )))]),  # fmt: skip
-        "mlp": lambda: Pipeline([
-            ("pre", _preprocess(scale=True, columns=(*EXPOSURE_RATES, "recency_days", "is_paid"))),
-            ("model", MLPClassifier(hidden_layer_sizes=(8,), alpha=1.0, max_iter=2000,
-                                    early_stopping=False, random_state=seed)),
-        ]),  # fmt: skip
-        "random_forest": lambda: Pipeline([
-            ("pre", _preprocess(scale=False)),
-            ("model", RandomForestClassifier(
-                n_estimators=400, min_samples_leaf=5, max_features="sqrt",
-                class_weight="balanced", random_state=seed, n_jobs=2)),
-        ]),  # fmt: skip
+        "ensemble": lambda: Pipeline(
+            [
+                (
+                    "model",
+                    LogitAverage(
+                        (
+                            make_model("activity_logistic", pos_weight=pos_weight, seed=seed),
+                            make_model("lightgbm", pos_weight=pos_weight, seed=seed),
+                        )
+                    ),
+                )
+            ]
+        ),  # fmt: skip
+        "mlp": lambda: Pipeline(
+            [
+                (
+                    "pre",
+                    _preprocess(scale=True, columns=(*EXPOSURE_RATES, "recency_days", "is_paid")),
+                ),
+                (
+                    "model",
+                    MLPClassifier(
+                        hidden_layer_sizes=(8,),
+                        alpha=1.0,
+                        max_iter=2000,
+                        early_stopping=False,
+                        random_state=seed,
+                    ),
+                ),
+            ]
+        ),  # fmt: skip
+        "random_forest": lambda: Pipeline(
+            [
+                ("pre", _preprocess(scale=False)),
+                (
+                    "model",
+                    RandomForestClassifier(
+                        n_estimators=400,
+                        min_samples_leaf=5,
+                        max_features="sqrt",
+                        class_weight="balanced",
+                        random_state=seed,
+                        n_jobs=2,
+                    ),
+                ),
+            ]
+        ),  # fmt: skip
         "xgboost": lambda: _boosted(_xgboost(pos_weight, seed)),
     }
     if name not in builders:
-        raise ConfigError(
-            f"model has to be one of {', '.join(ALL_MODELS)}. Got {name!r} instead."
-        )
+        raise ConfigError(f"model has to be one of {', '.join(ALL_MODELS)}. Got {name!r} instead.")
     pipe = builders[name]()
     if params:
         model = pipe.named_steps["model"]
@@ -279,7 +313,6 @@ def fit_model(
     pos_weight = float(w[y == 0].sum() / pos) if pos else 1.0
     model = make_model(name, pos_weight=pos_weight, seed=seed, **params)
     return model.fit(X, y, model__sample_weight=w)
-
 
 
 # the seed project's random forest saw the counts themselves

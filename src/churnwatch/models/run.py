@@ -115,7 +115,7 @@ def run_training(
         default = settings.data_dir / "simulated" / "default.jsonl.gz"
         if not default.exists():
             say(f"no store and no --data: simulating the built-in default log {default}")
-            simulate(SimConfig(users=500, days=60, seed=0), default)
+            simulate(SimConfig(users=500, days=120, seed=0), default)
         data = [str(default)]
     if data:
         say("ingesting")
@@ -216,8 +216,10 @@ def _test_figures(result: TrainResult, folder: Path, oracle: dict[str, float]) -
             {
                 "model": c.name + (" (chosen)" if c is result.chosen else ""),
                 "backtest mean ROC-AUC": c.mean_roc_auc,
-                **{k: c.test[k].value if k in c.test else np.nan
-                   for k in ("roc_auc", "pr_auc", "lift_top10", "brier")},
+                **{
+                    k: c.test[k].value if k in c.test else np.nan
+                    for k in ("roc_auc", "pr_auc", "lift_top10", "brier")
+                },
                 "tuning": c.tuning,
             }
             for c in result.candidates

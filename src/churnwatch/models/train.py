@@ -288,9 +288,7 @@ def train(
         )
     weight = np.full(len(data), dense.every_days / sched.every_days, dtype=float)
     evals = evaluation_cutoffs(sorted(data["cutoff_date"].unique()), sched)
-    folds = rolling_folds(
-        data, evals, config.definition.horizon_days, last=config.backtest_folds
-    )
+    folds = rolling_folds(data, evals, config.definition.horizon_days, last=config.backtest_folds)
     params: dict[str, dict[str, Any]] = {}
     tuning: dict[str, str] = {}
     for name in config.models:
@@ -323,8 +321,9 @@ def train(
         if not chosen:  # raw scores of class-weighted models are not probabilities
             est = {k: v for k, v in est.items() if k in RANKING}
         candidates.append(
-            Candidate(n, None, est, bt.per_fold(n), bt.mean_auc(n), params=params[n],
-                      tuning=tuning[n])  # fmt: skip
+            Candidate(
+                n, None, est, bt.per_fold(n), bt.mean_auc(n), params=params[n], tuning=tuning[n]
+            )  # fmt: skip
         )
     say(f"refitting {name} on every labelled cutoff")
     final, method = fit_calibrated(
@@ -365,9 +364,7 @@ def _calibrated_backtest(
     frames, probs, base_sq = [], [], []
     for fold in folds:
         fit, ev = np.isin(cuts, fold.fit), cuts == fold.cutoff
-        cal, _ = fit_calibrated(
-            name, params, data[fit], y[fit], weight[fit], seed=config.seed
-        )
+        cal, _ = fit_calibrated(name, params, data[fit], y[fit], weight[fit], seed=config.seed)
         frames.append(data[ev])
         probs.append(cal.predict_proba(data[ev])[:, 1])
         rate = float(np.average(y[fit], weights=weight[fit]))

@@ -65,7 +65,7 @@ def tune(
         params = SPACES[name](trial)
         scores = []
         for fold in folds:
-            fit, ev = np.isin(cuts, fold.fit), cuts == fold.cutoff
+            fit, ev = pd.Series(cuts).isin(fold.fit).to_numpy(), cuts == fold.cutoff
             model = fit_model(name, params, data[fit], y[fit], weight[fit], seed=seed)
             scores.append(auc(y[ev], model.predict_proba(data[ev])[:, 1]))
         return float(np.nanmean(scores))

@@ -8,7 +8,6 @@ The registry changes only at the very end, in one place: until then a failure at
 from __future__ import annotations
 
 import dataclasses
-
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field

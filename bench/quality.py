@@ -1,0 +1,152 @@
+"""Transfer benchmark: how a model trained on one eventsim log ranks the users of logs it never
+learnt from, side by side with the baselines, with 95 % intervals over users.
+
+    python -m bench quality [--n-boot 300] [--out bench/results]
+
+1. Train with the defaults (`TrainConfig()`) on the 253-user dev log.
+2. Score the labelled weekly snapshots of `dev_accordion_500u_seed303` (same config, later
+   and larger) and `dev_mixed26_seed404` (eventsim's 26 configs) with the chosen model and with
+   every baseline fitted the same way on the dev log.
+3. Backtest out of time within the 500-user log (train's own rolling-origin backtest).
+4. On the default simulated log, the chosen model against the simulator's true hazard.
+
+Nothing here is tuned on the evaluated logs: they are only scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnwatch.config import Settings
+from churnwatch.features import build_snapshots
+from churnwatch.ingest import EventStore, ingest
+from churnwatch.models.estimators import BASELINES
+from churnwatch.models.metrics import evaluate_scores
+from churnwatch.models.run import oracle_metrics
+from churnwatch.models.train import TrainConfig, fit_calibrated, train
+from churnwatch.simulate import SimConfig, simulate, truth_path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "eventsim"
+DEV = "sparkify_like_accordion_seed101"
+OTHERS = ("dev_accordion_500u_seed303", "dev_mixed26_seed404")
+KEYS = ("roc_auc", "pr_auc", "lift_top10", "brier")
+
+
+def _store(log: Path, folder: Path) -> EventStore:
+    ingest([log], settings=Settings(store_dir=folder), store_dir=folder)
+    return EventStore(folder)
+
+
+def _labelled(store: EventStore) -> pd.DataFrame:
+    table, _ = build_snapshots(store)
+    df = table.to_pandas()
+    df = df[df["label"].notna()].reset_index(drop=True)
+    df["label"] = df["label"].astype(int)
+    return df
+
+
+def _row(log: str, model: str, y: np.ndarray, p: np.ndarray, users: np.ndarray,
+         n_boot: int, **extra: Any) -> dict[str, Any]:  # fmt: skip
+    est = evaluate_scores(y, p, users, threshold=0.5, n_boot=n_boot)
+    out: dict[str, Any] = {"log": log, "model": model, "rows": len(y), "churners": int(y.sum())}
+    for k in KEYS:
+        out[k] = [est[k].value, est[k].low, est[k].high]
+    out["base_brier"] = float(np.mean((y - y.mean()) ** 2))
+    return {**out, **extra}
+
+
+def transfer(tmp: Path, n_boot: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    started = time.perf_counter()
+    dev = _store(DATA / f"{DEV}.jsonl.gz", tmp / "dev")
+    result = train(dev, TrainConfig(n_boot=n_boot))
+    seconds = time.perf_counter() - started
+    lab = result.snapshots[result.snapshots["label"].notna()]
+    y_dev = lab["label"].astype(int).to_numpy()
+    w = np.full(len(lab), 1 / 7)
+    models = {result.chosen.name + " (chosen)": result.chosen.estimator}
+    for b in BASELINES:
+        if b != result.chosen.name:
+            models[b] = fit_calibrated(b, {}, lab, y_dev, w, seed=0)[0]
+    rows = []
+    for name in OTHERS:
+        df = _labelled(_store(DATA / f"{name}.jsonl.gz", tmp / name))
+        y, users = df["label"].to_numpy(), df["user_id"].to_numpy()
+        for model, est in models.items():
+            rows.append(_row(name, model, y, est.predict_proba(df)[:, 1], users, n_boot))
+    info = {"chosen": result.chosen.name, "rule": result.choice.rule,
+            "train_seconds": seconds, "choice": result.choice.table}  # fmt: skip
+    return rows, info
+
+
+def backtest_500(tmp: Path, n_boot: int) -> tuple[list[dict[str, Any]], float]:
+    store = EventStore(tmp / OTHERS[0])  # ingested by transfer()
+    started = time.perf_counter()
+    result = train(store, TrainConfig(n_boot=n_boot))
+    seconds = time.perf_counter() - started
+    rows = []
+    for c in result.candidates:
+        out: dict[str, Any] = {"log": f"{OTHERS[0]} (backtest)", "model": c.name
+                               + (" (chosen)" if c is result.chosen else "")}  # fmt: skip
+        for k in KEYS:
+            e = c.test.get(k)
+            out[k] = None if e is None else [e.value, e.low, e.high]
+        out["mean_fold_roc_auc"] = c.mean_roc_auc
+        out["base_brier"] = result.base_rate_brier
+        rows.append(out)
+    return rows, seconds
+
+
+def simulated(tmp: Path, n_boot: int) -> dict[str, Any]:
+    log = tmp / "sim" / "default.jsonl.gz"
+    simulate(SimConfig(users=500, days=120, seed=0), log)
+    result = train(_store(log, tmp / "sim" / "store"), TrainConfig(n_boot=n_boot))
+    oracle = oracle_metrics(result.test_rows(), result.test_probability, [truth_path(log)],
+                            horizon_days=result.horizon_days)  # fmt: skip
+    return {"chosen": result.chosen.name, **oracle,
+            "test_roc_auc": result.chosen.test["roc_auc"].value}  # fmt: skip
+
+
+def _fmt(v: list[float] | None, digits: int = 3) -> str:
+    return "-" if v is None else f"{v[0]:.{digits}f} [{v[1]:.{digits}f}, {v[2]:.{digits}f}]"
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| log | model | ROC-AUC | PR-AUC | lift@10% | Brier (base rate) |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        brier = "-" if r["brier"] is None else f"{_fmt(r['brier'], 4)} ({r['base_brier']:.4f})"
+        lines.append(f"| {r['log']} | {r['model']} | {_fmt(r['roc_auc'])} | "
+                     f"{_fmt(r['pr_auc'])} | {_fmt(r['lift_top10'], 2)} | {brier} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench quality", description=__doc__)
+    parser.add_argument("--n-boot", type=int, default=300)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args(argv)
+    if not (DATA / f"{DEV}.jsonl.gz").exists():
+        raise SystemExit(f"the eventsim logs are not in {DATA}: nothing to benchmark")
+    with tempfile.TemporaryDirectory() as tmp:
+        rows, info = transfer(Path(tmp), args.n_boot)
+        bt_rows, bt_seconds = backtest_500(Path(tmp), args.n_boot)
+        sim = simulated(Path(tmp), args.n_boot)
+    info.update({"train_500u_seconds": bt_seconds, "simulated": sim})
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "quality.json").write_text(json.dumps({"rows": rows + bt_rows, **info},
+                                                      indent=1, default=float))  # fmt: skip
+    print(markdown(rows + bt_rows))
+    print(json.dumps(info, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
