@@ -72,7 +72,7 @@ def transfer(tmp: Path, n_boot: int) -> tuple[list[dict[str, Any]], dict[str, An
     lab = result.snapshots[result.snapshots["label"].notna()]
     y_dev = lab["label"].astype(int).to_numpy()
     w = np.full(len(lab), 1 / 7)
-    models = {result.chosen.name + " (chosen)": result.chosen.estimator}
+    models = {result.chosen.label + " (chosen)": result.chosen.estimator}
     for b in BASELINES:
         if b != result.chosen.name:
             models[b] = fit_calibrated(b, {}, lab, y_dev, w, seed=0)[0]
@@ -82,7 +82,8 @@ def transfer(tmp: Path, n_boot: int) -> tuple[list[dict[str, Any]], dict[str, An
         y, users = df["label"].to_numpy(), df["user_id"].to_numpy()
         for model, est in models.items():
             rows.append(_row(name, model, y, est.predict_proba(df)[:, 1], users, n_boot))
-    info = {"chosen": result.chosen.name, "rule": result.choice.rule,
+    info = {"chosen": result.chosen.label, "rule": result.choice.rule,
+            "reason_features": result.reason_features,
             "train_seconds": seconds, "choice": result.choice.table}  # fmt: skip
     return rows, info
 
@@ -94,7 +95,7 @@ def backtest_500(tmp: Path, n_boot: int) -> tuple[list[dict[str, Any]], float]:
     seconds = time.perf_counter() - started
     rows = []
     for c in result.candidates:
-        out: dict[str, Any] = {"log": f"{OTHERS[0]} (backtest)", "model": c.name
+        out: dict[str, Any] = {"log": f"{OTHERS[0]} (backtest)", "model": c.label
                                + (" (chosen)" if c is result.chosen else "")}  # fmt: skip
         for k in KEYS:
             e = c.test.get(k)
@@ -111,7 +112,7 @@ def simulated(tmp: Path, n_boot: int) -> dict[str, Any]:
     result = train(_store(log, tmp / "sim" / "store"), TrainConfig(n_boot=n_boot))
     oracle = oracle_metrics(result.test_rows(), result.test_probability, [truth_path(log)],
                             horizon_days=result.horizon_days)  # fmt: skip
-    return {"chosen": result.chosen.name, **oracle,
+    return {"chosen": result.chosen.label, **oracle,
             "test_roc_auc": result.chosen.test["roc_auc"].value}  # fmt: skip
 
 

@@ -313,7 +313,11 @@ def _models_table() -> Table:
         line = next((ln for ln in doc.splitlines() if ln.startswith(f"- `{name}`")), "")
         kind = "baseline" if name in estimators.BASELINES else "learnt"
         default = "yes" if name in estimators.MODELS else "no"
-        table.add_row(name, kind, default, line.partition(": ")[2])
+        what = line.partition(": ")[2]
+        if name in estimators.PATHS:
+            key, values = estimators.PATHS[name]
+            what += f" ({key} chosen on the backtest among {', '.join(map(str, values))})"
+        table.add_row(name, kind, default, what)
     return table
 
 
@@ -387,7 +391,7 @@ def train(
     for c in result.candidates:
         t = c.test
         table.add_row(
-            c.name + (" (chosen)" if c is result.chosen else "")
+            c.label + (" (chosen)" if c is result.chosen else "")
             + (" [baseline]" if c.name in BASELINES else ""),
             f"{c.mean_roc_auc:.3f}", _ci(t["roc_auc"]), _ci(t["pr_auc"]), _ci(t["lift_top10"]),
             _ci(t["brier"]) if "brier" in t else "-",
@@ -401,7 +405,12 @@ def train(
             f"{o['oracle_roc_auc']:.3f} (model/oracle {o['model_to_oracle_roc_auc']:.2f}), "
             f"PR-AUC {o['oracle_pr_auc']:.3f} (model/oracle {o['model_to_oracle_pr_auc']:.2f})"
         )
-    out.print(f"{result.chosen.name}: {result.chosen.tuning}")
+    out.print(f"{result.chosen.label}: {result.chosen.tuning}")
+    stable = result.reason_features
+    out.print(
+        f"reasons are drawn from the {len(stable)} feature(s) whose effect kept its sign in every "
+        f"backtest fold: {', '.join(stable[:12])}{' ...' if len(stable) > 12 else ''}"
+    )
     risk = summary.at_risk.head(10)
     top = Table(
         title=f"ten users most at risk at the latest cutoff ({risk['cutoff'].iloc[0]:%Y-%m-%d})",

@@ -56,10 +56,18 @@ def setup(settings: Settings) -> str:
 class ChurnModel(PythonModel):
     """The served model: snapshot feature rows in, calibrated churn probabilities out."""
 
-    def __init__(self, estimator: Any, features: list[str], threshold: float) -> None:
+    def __init__(
+        self,
+        estimator: Any,
+        features: list[str],
+        threshold: float,
+        reason_features: list[str] | None = None,
+    ) -> None:
         self.estimator = estimator
         self.features = features
         self.threshold = threshold
+        # the features that may be given as reasons (stable across the backtest); None: all
+        self.reason_features = reason_features
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> np.ndarray:
         frame = model_input.reindex(columns=self.features)

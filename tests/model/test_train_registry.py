@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from churnwatch.config import Settings
-from churnwatch.models.estimators import MODELS
+from churnwatch.models.estimators import MODELS, PATHS
 from churnwatch.models.run import RunSummary
 from churnwatch.simulate import SimConfig, simulate
 
@@ -19,7 +19,11 @@ from churnwatch.simulate import SimConfig, simulate
 def test_every_candidate_is_backtested_out_of_time(trained: tuple[RunSummary, Settings]) -> None:
     summary, _ = trained
     result = summary.result
-    assert [c.name for c in result.candidates] == list(MODELS)
+    # every model once, a regularisation path once per point, strongest regularisation first
+    assert list(dict.fromkeys(c.name for c in result.candidates)) == list(MODELS)
+    for name, (key, values) in PATHS.items():
+        path = [c.params[key] for c in result.candidates if c.name == name]
+        assert path == sorted(values)
     horizon = timedelta(days=result.horizon_days)
     for fold in result.backtest.folds:
         assert max(fold.fit) + horizon <= fold.cutoff
@@ -31,7 +35,7 @@ def test_every_candidate_is_backtested_out_of_time(trained: tuple[RunSummary, Se
         assert {"roc_auc", "pr_auc", "lift_top10"} <= set(cand.test)
         assert len(cand.per_fold) == len(tested)
     chosen = result.chosen
-    assert chosen.name == result.choice.name
+    assert chosen.label == result.choice.name
     assert {"brier", "f1", "accuracy"} <= set(chosen.test)
     assert chosen.calibration in ("sigmoid", "isotonic")
     # training is denser than evaluation, and the final model learnt from every labelled day

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churnwatch.models.effects import fold_effects
 from churnwatch.models.train import fit_calibrated
 from churnwatch.serving.reasons import describe, top_reasons
 from churnwatch.serving.scorer import Scorer
@@ -103,3 +104,41 @@ def test_top_reasons_put_what_raises_risk_first() -> None:
     assert [r["feature"] for r in got] == ["thumbs_down_7d", "recency_days"]
     got = top_reasons(feats, row, np.array([-0.9, 0.3, 0.0]), k=3)
     assert [r["direction"] for r in got] == ["raises risk", "lowers risk"]
+
+
+def test_a_hand_built_risky_user_gets_stable_behaviour_reasons(trained: Any) -> None:
+    """A typical user, then the same user with every stable feature pushed to its risky
+    extreme: the risk rises, and the reasons are those features, in words, raising risk."""
+    summary, _ = trained
+    result = summary.result
+    model = ChurnModel(result.chosen.estimator, result.features, result.threshold,
+                       result.reason_features)  # fmt: skip
+    scorer = Scorer(model)
+    stable = scorer.reason_features
+    assert stable, "the simulated log's chosen model has features stable across folds"
+    assert set(stable) <= set(result.features)
+    lab = result.snapshots[result.snapshots["label"].notna()]
+    typical = lab[result.features].median(numeric_only=True)
+    base = lab.iloc[[0]][result.features].copy()
+    for c in typical.index:
+        base[c] = typical[c]
+    effects = fold_effects(result.chosen.estimator, lab.sample(2000, random_state=0), seed=0)
+    risky = base.copy()
+    for c in stable:
+        risky[c] = lab[c].quantile(0.99 if effects[c] > 0 else 0.01)
+    p_base, p_risky = scorer.score_frame(base).probability[0], scorer.score_frame(risky)
+    assert p_risky.probability[0] > p_base
+    if p_risky.contributions is None:  # a model served through its pipeline gives no reasons
+        return
+    row = {str(k): v for k, v in risky.iloc[0].items()}
+    reasons = top_reasons(scorer.features, row, p_risky.contributions[0], k=3, allowed=stable)
+    assert reasons and {r["feature"] for r in reasons} <= set(stable)
+    assert reasons[0]["direction"] == "raises risk"
+    for r in reasons:
+        assert "_" not in r["text"] and not r["text"].startswith("-"), r["text"]
+    # a feature outside the stable list is never given, however large its contribution
+    contrib = p_risky.contributions[0].copy()
+    outsider = next(i for i, f in enumerate(scorer.features) if f not in stable)
+    contrib[outsider] = 1e3
+    got = top_reasons(scorer.features, row, contrib, k=3, allowed=stable)
+    assert scorer.features[outsider] not in {r["feature"] for r in got}

@@ -57,6 +57,13 @@ BASELINES = ("rate_rule", "seed_logistic", "seed_rf")
 # What `train` compares by default: the baselines and the learnt candidates the transfer
 # benchmark supports (see BENCHMARKS.md); the rest are available through --models.
 MODELS = ("rate_rule", "seed_logistic", "seed_rf", "activity_logistic", "logistic", "lightgbm")
+# Regularisation paths the backtest walks for a model that is not tuned by trials, strongest
+# (simplest) first: each value is a candidate of its own, so the one-standard-error rule picks
+# the strongest regularisation within the noise of the best (glmnet's lambda.1se).
+PATHS: dict[str, tuple[str, tuple[float, ...]]] = {
+    "activity_logistic": ("C", (0.01, 0.1, 1.0)),
+    "logistic": ("C", (0.01, 0.1, 1.0)),
+}
 
 RISKY_PAGES = ("thumbs_down", "adverts", "settings", "help", "errors", "upgrade_views",
                "downgrade_views")  # fmt: skip

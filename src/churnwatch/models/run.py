@@ -135,11 +135,11 @@ def run_training(
     ):
         metrics: dict[str, float] = {}
         for cand in result.candidates:
-            metrics[f"{cand.name}_backtest_mean_roc_auc"] = cand.mean_roc_auc
+            metrics[f"{cand.key}_backtest_mean_roc_auc"] = cand.mean_roc_auc
             for key, est in cand.test.items():
-                metrics[f"{cand.name}_test_{key}"] = est.value
-                metrics[f"{cand.name}_test_{key}_low"] = est.low
-                metrics[f"{cand.name}_test_{key}_high"] = est.high
+                metrics[f"{cand.key}_test_{key}"] = est.value
+                metrics[f"{cand.key}_test_{key}_low"] = est.low
+                metrics[f"{cand.key}_test_{key}_high"] = est.high
         for key, est in result.chosen.test.items():
             metrics[f"test_{key}"] = est.value
             metrics[f"test_{key}_low"] = est.low
@@ -174,7 +174,9 @@ def run_training(
             tags={"churnwatch.kind": "train"},
             artifacts=[report, feats, reference, *figures],
         )
-        model = tracking.ChurnModel(result.chosen.estimator, result.features, result.threshold)
+        model = tracking.ChurnModel(
+            result.chosen.estimator, result.features, result.threshold, result.reason_features
+        )
         example = result.snapshots[result.snapshots["label"].notna()]
         registered = tracking.log_model(model, example)
         run_id = run.info.run_id
@@ -214,7 +216,7 @@ def _test_figures(result: TrainResult, folder: Path, oracle: dict[str, float]) -
     table = pd.DataFrame(
         [
             {
-                "model": c.name + (" (chosen)" if c is result.chosen else ""),
+                "model": c.label + (" (chosen)" if c is result.chosen else ""),
                 "backtest mean ROC-AUC": c.mean_roc_auc,
                 **{
                     k: c.test[k].value if k in c.test else np.nan
@@ -228,9 +230,10 @@ def _test_figures(result: TrainResult, folder: Path, oracle: dict[str, float]) -
     summary = {
         "split": result.describe(),
         "choice": result.choice.rule,
-        "chosen": f"{result.chosen.name} ({result.chosen.calibration} calibration)",
+        "chosen": f"{result.chosen.label} ({result.chosen.calibration} calibration)",
         "threshold": f"{result.threshold:.3f}",
         "base-rate Brier": f"{result.base_rate_brier:.4f}",
+        "reasons drawn from (stable across folds)": ", ".join(result.reason_features) or "none",
         **{k: f"{v:.3f}" for k, v in oracle.items()},
     }
     page = rep.html_report(
@@ -250,7 +253,7 @@ def _test_figures(result: TrainResult, folder: Path, oracle: dict[str, float]) -
 def _metrics_table(result: TrainResult) -> list[dict[str, Any]]:
     return [
         {
-            "model": c.name,
+            "model": c.label,
             "chosen": c is result.chosen,
             "calibration": c.calibration,
             "tuning": c.tuning,

@@ -40,7 +40,8 @@ from churnwatch.models.backtest import (
     rolling_folds,
     run_backtest,
 )
-from churnwatch.models.estimators import ALL_MODELS, BASELINES, MODELS, fit_model
+from churnwatch.models.effects import fold_effects, stable_features
+from churnwatch.models.estimators import ALL_MODELS, BASELINES, MODELS, PATHS, fit_model
 from churnwatch.models.metrics import RANKING, Estimate, evaluate_scores
 from churnwatch.models.tune import tune
 
@@ -70,7 +71,7 @@ class TrainConfig:
 
 @dataclass
 class Candidate:
-    name: str
+    name: str  # the model (make_model's name)
     estimator: Any  # the final, calibrated model (the chosen one only)
     test: dict[str, Estimate] = field(default_factory=dict)  # pooled backtest, out of time
     per_fold: list[dict[str, Any]] = field(default_factory=list)
@@ -78,6 +79,15 @@ class Candidate:
     calibration: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     tuning: str = "not tuned"
+    label: str = ""  # the model and its point on a regularisation path ("logistic C=0.1")
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.name
+
+    @property
+    def key(self) -> str:
+        """The label as an MLflow metric-name prefix (no '=')."""
+        return self.label.replace(" ", "_").replace("=", "_")
 
 
 @dataclass
@@ -95,6 +105,8 @@ class TrainResult:
     base_rate_brier: float
     horizon_days: int = 14
     seconds: float = 0.0
+    # features whose effect kept its sign in every backtest fold: the ones given as reasons
+    reason_features: list[str] = field(default_factory=list)
 
     def test_rows(self) -> pd.DataFrame:
         """The backtest's evaluated snapshots (out of time for every fold's model)."""
@@ -289,53 +301,37 @@ def train(
     weight = np.full(len(data), dense.every_days / sched.every_days, dtype=float)
     evals = evaluation_cutoffs(sorted(data["cutoff_date"].unique()), sched)
     folds = rolling_folds(data, evals, config.definition.horizon_days, last=config.backtest_folds)
-    params: dict[str, dict[str, Any]] = {}
-    tuning: dict[str, str] = {}
-    for name in config.models:
-        params[name], tuning[name] = {}, "not tuned"
-        if name not in BASELINES and config.n_trials > 0:
-            say(f"tuning {name}")
-            params[name], tuning[name] = tune(
-                name, data, folds, weight, n_trials=config.n_trials,
-                timeout=config.budget_seconds or None, seed=config.seed,
-            )  # fmt: skip
+    variants = _variants(config, data, folds, weight, say)
     fitters = {
-        n: (lambda X, y, w, n=n: fit_model(n, params[n], X, y, w, seed=config.seed))
-        for n in config.models
+        v.label: (lambda X, y, w, v=v: fit_model(v.name, v.params, X, y, w, seed=config.seed))
+        for v in variants
     }
     bt = run_backtest(data, folds, fitters, weight=weight, progress=say)
-    choice = one_standard_error(bt, config.models, n_boot=200, seed=config.seed)
+    choice = one_standard_error(bt, list(fitters), n_boot=200, seed=config.seed)
     say(choice.rule)
-    name = choice.name
-    test_frame, prob, base = _calibrated_backtest(data, weight, folds, name, params[name], config)
+    pick = next(v for v in variants if v.label == choice.name)
+    test_frame, prob, base, stable = _calibrated_backtest(data, weight, folds, pick, config)
     y_te = bt.y
     threshold = choose_threshold(y_te, prob, config.threshold_rule)
     users = bt.rows["user_id"].to_numpy()
-    candidates = []
-    for n in config.models:
-        chosen = n == name
+    for v in variants:
+        chosen = v is pick
         est = evaluate_scores(
-            y_te, prob if chosen else bt.scores[n], users, threshold=threshold,
-            ranking=bt.scores[n], n_boot=config.n_boot, seed=config.seed,
+            y_te, prob if chosen else bt.scores[v.label], users, threshold=threshold,
+            ranking=bt.scores[v.label], n_boot=config.n_boot, seed=config.seed,
         )  # fmt: skip
         if not chosen:  # raw scores of class-weighted models are not probabilities
-            est = {k: v for k, v in est.items() if k in RANKING}
-        candidates.append(
-            Candidate(
-                n, None, est, bt.per_fold(n), bt.mean_auc(n), params=params[n], tuning=tuning[n]
-            )  # fmt: skip
-        )
-    say(f"refitting {name} on every labelled cutoff")
-    final, method = fit_calibrated(
-        name, params[name], data, data["label"].to_numpy(), weight, seed=config.seed
+            est = {k: val for k, val in est.items() if k in RANKING}
+        v.test, v.per_fold, v.mean_roc_auc = est, bt.per_fold(v.label), bt.mean_auc(v.label)
+    say(f"refitting {pick.label} on every labelled cutoff")
+    pick.estimator, pick.calibration = fit_calibrated(
+        pick.name, pick.params, data, data["label"].to_numpy(), weight, seed=config.seed
     )
-    chosen_c = next(c for c in candidates if c.name == name)
-    chosen_c.estimator, chosen_c.calibration = final, method
     return TrainResult(
         backtest=bt,
         choice=choice,
-        candidates=candidates,
-        chosen=chosen_c,
+        candidates=variants,
+        chosen=pick,
         threshold=threshold,
         features=feature_names(),
         snapshots=df,
@@ -345,32 +341,68 @@ def train(
         base_rate_brier=base,
         horizon_days=config.definition.horizon_days,
         seconds=time.perf_counter() - started,
+        reason_features=stable,
     )
+
+
+def _variants(
+    config: TrainConfig,
+    data: pd.DataFrame,
+    folds: list[Any],
+    weight: np.ndarray,
+    say: Callable[[str], None],
+) -> list[Candidate]:
+    """The backtest's candidates, simplest first: every model of `config.models`; a model with
+    a regularisation path contributes one candidate per point (strongest first), unless it is
+    tuned by Optuna trials."""
+    out = []
+    for name in config.models:
+        if name not in BASELINES and config.n_trials > 0:
+            say(f"tuning {name}")
+            params, how = tune(
+                name, data, folds, weight, n_trials=config.n_trials,
+                timeout=config.budget_seconds or None, seed=config.seed,
+            )  # fmt: skip
+            out.append(Candidate(name, None, params=params, tuning=how))
+        elif name in PATHS:
+            key, values = PATHS[name]
+            how = f"{key} chosen on the backtest among {', '.join(map(str, values))}"
+            out += [
+                Candidate(name, None, params={key: v}, tuning=how, label=f"{name} {key}={v}")
+                for v in values
+            ]
+        else:
+            out.append(Candidate(name, None))
+    return out
 
 
 def _calibrated_backtest(
     data: pd.DataFrame,
     weight: np.ndarray,
     folds: list[Any],
-    name: str,
-    params: dict[str, Any],
+    pick: Candidate,
     config: TrainConfig,
-) -> tuple[pd.DataFrame, np.ndarray, float]:
+) -> tuple[pd.DataFrame, np.ndarray, float, list[str]]:
     """The chosen recipe, calibration included, refitted on each fold's past: its calibrated
-    out-of-time probabilities on the evaluated rows, and the base-rate Brier score (each fold's
-    training churn rate as the forecast)."""
+    out-of-time probabilities on the evaluated rows, the base-rate Brier score (each fold's
+    training churn rate as the forecast), and the features whose effect is stable across the
+    folds (`churnwatch.models.effects`)."""
     cuts = np.asarray(data["cutoff_date"])
     y = data["label"].to_numpy()
-    frames, probs, base_sq = [], [], []
+    frames, probs, base_sq, effects = [], [], [], []
     for fold in folds:
         fit, ev = np.isin(cuts, fold.fit), cuts == fold.cutoff
-        cal, _ = fit_calibrated(name, params, data[fit], y[fit], weight[fit], seed=config.seed)
+        cal, _ = fit_calibrated(
+            pick.name, pick.params, data[fit], y[fit], weight[fit], seed=config.seed
+        )
         frames.append(data[ev])
         probs.append(cal.predict_proba(data[ev])[:, 1])
+        effects.append(fold_effects(cal, data[ev], seed=config.seed))
         rate = float(np.average(y[fit], weights=weight[fit]))
         base_sq.append((y[ev] - rate) ** 2)
     return (
         pd.concat(frames, ignore_index=True),
         np.concatenate(probs),
         float(np.mean(np.concatenate(base_sq))),
+        stable_features(effects),
     )

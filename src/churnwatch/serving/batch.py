@@ -79,7 +79,13 @@ def explain_frame(scorer: Scorer, frame: pd.DataFrame) -> pd.DataFrame:
     scores = scorer.score_frame(frame)
     rows = [{str(k): v for k, v in r.items()} for r in frame.to_dict("records")]
     reasons = [
-        top_reasons(scorer.features, rows[i], scores.contributions[i], k=N_REASONS)
+        top_reasons(
+            scorer.features,
+            rows[i],
+            scores.contributions[i],
+            k=N_REASONS,
+            allowed=scorer.reason_features,
+        )  # fmt: skip
         if scores.contributions is not None
         else []
         for i in range(len(rows))

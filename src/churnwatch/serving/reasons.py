@@ -7,7 +7,7 @@ the value; for a windowed page count or rate, the user's all-history rate gives 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -154,11 +154,15 @@ def top_reasons(
     contributions: np.ndarray,
     *,
     k: int = 5,
+    allowed: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The k features that raise this user's risk most, largest first; when fewer than k
-    raise it, the ones that lower it most follow."""
-    up = [j for j in np.argsort(-contributions, kind="stable") if contributions[j] > 0]
-    down = [j for j in np.argsort(contributions, kind="stable") if contributions[j] < 0]
+    raise it, the ones that lower it most follow. Only `allowed` features (default: all) are
+    given: the model's features whose effect was stable across the backtest."""
+    ok = set(features if allowed is None else allowed)
+    keep = [j for j in range(len(features)) if features[j] in ok]
+    up = [j for j in sorted(keep, key=lambda j: -contributions[j]) if contributions[j] > 0]
+    down = [j for j in sorted(keep, key=lambda j: contributions[j]) if contributions[j] < 0]
     out = []
     for j in (up + down)[:k]:
         c = float(contributions[j])

@@ -193,6 +193,10 @@ class Scorer:
         self.model = churn_model
         self.features: list[str] = list(churn_model.features)
         self.threshold = float(churn_model.threshold)
+        # what may be given as a reason: the features stable across the backtest folds (models
+        # logged before that list existed give every feature)
+        stable = getattr(churn_model, "reason_features", None)
+        self.reason_features: list[str] = list(self.features if stable is None else stable)
         est = churn_model.estimator
         self.calibrator = est if hasattr(est, "predict_scores") else None
         self._calibrate = _compile_calibrator(self.calibrator)

@@ -235,7 +235,13 @@ class ChurnService:
         self, live: Live, row: dict[str, Any], probability: float, contributions: Any
     ) -> dict[str, Any]:
         reasons = (
-            top_reasons(live.info.features, row, contributions, k=self.settings.reasons)
+            top_reasons(
+                live.info.features,
+                row,
+                contributions,
+                k=self.settings.reasons,
+                allowed=live.scorer.reason_features,
+            )  # fmt: skip
             if contributions is not None
             else []
         )
