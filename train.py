@@ -1,8 +1,34 @@
-"""`python train.py [OPTIONS]`: the same as `churnwatch train`, as the seed project documents."""
+"""`python train.py [OPTIONS]`: the seed project's command.
+
+With neither --data nor --store it trains on the built-in default log: 500 simulated users
+over 120 days (seed 0), simulated on first use into `<data dir>/simulated/` and kept in a store
+of its own there, and it says so. With either option it is `churnwatch train` unchanged: a
+missing or empty store is then an error, never a reason to invent data.
+"""
 
 import sys
 
 from churnwatch.cli import app
+from churnwatch.config import Settings
+from churnwatch.simulate import SimConfig, simulate
+
+
+def main(argv: list[str]) -> int:
+    args = list(argv)
+    own_data = any(a.split("=")[0] in ("--data", "--store") for a in args)
+    if not own_data and not {"--help", "-h"} & set(args):
+        folder = Settings().data_dir / "simulated"
+        log = folder / "default.jsonl.gz"
+        if not log.exists():
+            print(f"train.py: no --data or --store: simulating the built-in default log "
+                  f"(500 users, 120 days, seed 0) into {log}", flush=True)  # fmt: skip
+            simulate(SimConfig(users=500, days=120, seed=0), log)
+        else:
+            print(f"train.py: no --data or --store: training on the simulated log {log}")
+        args += ["--data", str(log), "--store", str(folder / "store")]
+    app(["train", *args])  # exits with the command's status
+    return 0
+
 
 if __name__ == "__main__":
-    sys.exit(app(["train", *sys.argv[1:]]))
+    sys.exit(main(sys.argv[1:]))

@@ -38,6 +38,19 @@ console = Console(stderr=True)
 out = Console()
 T = TypeVar("T")
 
+# The churn definition and cutoff schedule, spelled the same way by every command that takes
+# them (snapshots, train, evaluate).
+Horizon = Annotated[int, typer.Option(min=1, help="Days ahead the label looks.")]
+Every = Annotated[int, typer.Option(min=1, help="Days between cutoffs.")]
+MinHistory = Annotated[int, typer.Option(min=0, help="Days of data before the first cutoff.")]
+DefinitionKind = Annotated[str, typer.Option(help="cancellation (default) or inactivity.")]
+InactivityDays = Annotated[
+    int, typer.Option(min=1, help="Days without events that make an inactivity churn.")
+]
+IncludeDowngrade = Annotated[
+    bool, typer.Option("--include-downgrade", help="Count Submit Downgrade as churn too.")
+]
+
 
 @app.callback()
 def main(
@@ -196,20 +209,12 @@ def snapshots(
     ] = Path("data/snapshots.parquet"),
     store: Annotated[Path | None, typer.Option(help="Event store (default ./data/store).")] = None,
     engine: Annotated[str, typer.Option(help="duckdb (default) or spark.")] = "duckdb",
-    horizon: Annotated[int, typer.Option(min=1, help="Days ahead the label looks.")] = 14,
-    every: Annotated[int, typer.Option(min=1, help="Days between cutoffs.")] = 7,
-    min_history: Annotated[
-        int, typer.Option(min=0, help="Days of data before the first cutoff.")
-    ] = 14,
-    definition: Annotated[str, typer.Option(help="cancellation (default) or inactivity.")] = (
-        "cancellation"
-    ),
-    inactivity_days: Annotated[
-        int, typer.Option(min=1, help="Days without events that make an inactivity churn.")
-    ] = 30,
-    include_downgrade: Annotated[
-        bool, typer.Option("--include-downgrade", help="Count Submit Downgrade as churn too.")
-    ] = False,
+    horizon: Horizon = 14,
+    every: Every = 7,
+    min_history: MinHistory = 14,
+    definition: DefinitionKind = "cancellation",
+    inactivity_days: InactivityDays = 30,
+    include_downgrade: IncludeDowngrade = False,
     cutoff: Annotated[
         list[str] | None, typer.Option(help="Explicit cutoff date YYYY-MM-DD (repeatable).")
     ] = None,
@@ -327,9 +332,12 @@ def train(
         list[str] | None, typer.Option(help="Raw logs to ingest first (files, dirs, globs).")
     ] = None,
     store: Annotated[Path | None, typer.Option(help="Event store (default ./data/store).")] = None,
-    horizon: Annotated[int, typer.Option(min=1, help="Days ahead the label looks.")] = 14,
-    every: Annotated[int, typer.Option(min=1, help="Days between cutoffs.")] = 7,
-    definition: Annotated[str, typer.Option(help="cancellation or inactivity.")] = "cancellation",
+    horizon: Horizon = 14,
+    every: Every = 7,
+    min_history: MinHistory = 14,
+    definition: DefinitionKind = "cancellation",
+    inactivity_days: InactivityDays = 30,
+    include_downgrade: IncludeDowngrade = False,
     models: Annotated[
         str,
         typer.Option(
@@ -363,8 +371,13 @@ def train(
 
     def work() -> Any:
         config = TrainConfig(
-            definition=ChurnDefinition(kind=definition, horizon_days=horizon),  # type: ignore[arg-type]
-            schedule=CutoffSchedule(every_days=every),
+            definition=ChurnDefinition(
+                kind=definition,  # type: ignore[arg-type]  # checked by ChurnDefinition
+                horizon_days=horizon,
+                inactivity_days=inactivity_days,
+                include_downgrade=include_downgrade,
+            ),
+            schedule=CutoffSchedule(every_days=every, min_history_days=min_history),
             train_every_days=train_every,
             models=tuple(m.strip() for m in models.split(",") if m.strip()),
             threshold_rule=threshold,
@@ -438,11 +451,15 @@ def evaluate(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for metrics, plots, report.")] = (
         Path("data/evaluation")
     ),
-    horizon: Annotated[int, typer.Option(min=1, help="Days ahead the label looks.")] = 14,
-    every: Annotated[int, typer.Option(min=1, help="Days between cutoffs.")] = 7,
+    horizon: Annotated[
+        int | None, typer.Option(min=1, help="Override the model's horizon (days).")
+    ] = None,
+    every: Annotated[
+        int | None, typer.Option(min=1, help="Override the model's days between cutoffs.")
+    ] = None,
 ) -> None:
-    """Score any log with a registered model: metrics with intervals, plots and a report."""
-    from churnwatch.labels import ChurnDefinition, CutoffSchedule
+    """Score any log with a registered model: metrics with intervals, plots and a report.
+    Labels and cutoffs follow the model's recipe (its churn definition and schedule)."""
     from churnwatch.models.evaluate import evaluate_model
 
     settings = Settings()
@@ -451,11 +468,11 @@ def evaluate(
         with console.status("evaluating ..."):
             return evaluate_model(
                 model, data, out_dir=out_dir, settings=settings,
-                definition=ChurnDefinition(horizon_days=horizon),
-                schedule=CutoffSchedule(every_days=every),
+                horizon_days=horizon, every_days=every,
             )  # fmt: skip
 
     ev = _run(work)
+    out.print(f"labels: {ev.recipe.describe()} ({ev.recipe_source})")
     table = Table(title=f"{model}: {ev.rows:,} labelled snapshots, {ev.positives:,} churned",
                   title_justify="left")  # fmt: skip
     for col in ("metric", "value", "95% interval"):

@@ -36,3 +36,8 @@ class StoreError(ChurnwatchError):
 
 class ConfigError(ChurnwatchError):
     """A setting has a value churnwatch cannot use."""
+
+
+class RegistryError(ChurnwatchError):
+    """The model registry cannot answer: no such model, version or alias, or it is
+    unreachable."""

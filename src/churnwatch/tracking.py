@@ -20,6 +20,7 @@ from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel  # type: ignore[attr-defined]
 
 from churnwatch.config import Settings
+from churnwatch.errors import RegistryError
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "churnwatch"
@@ -133,7 +134,19 @@ def load(ref: str) -> Any:
 
 def describe(ref: str) -> dict[str, Any]:
     """Registry facts about `ref`: name, version, aliases, run id, training time, metrics and
-    parameters of its run. `models:/NAME@ALIAS`, `models:/NAME/VERSION` or `runs:/ID/...`."""
+    parameters of its run. `models:/NAME@ALIAS`, `models:/NAME/VERSION` or `runs:/ID/...`.
+    Raises RegistryError when the registry cannot answer."""
+    try:
+        return _describe(ref)
+    except mlflow.exceptions.MlflowException as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RegistryError(
+            f"expected the registry to know {ref} (tracking URI {mlflow.get_tracking_uri()}). "
+            f"Got: {first}"
+        ) from exc
+
+
+def _describe(ref: str) -> dict[str, Any]:
     client = MlflowClient()
     name, version, run_id = MODEL_NAME, "", ""
     if ref.startswith("models:/"):
@@ -166,6 +179,11 @@ def describe(ref: str) -> dict[str, Any]:
         "metrics": dict(run.data.metrics) if run else {},
         "params": dict(run.data.params) if run else {},
     }
+
+
+def has_artifact(run_id: str, artifact: str) -> bool:
+    """Whether the run logged a top-level artifact of that name."""
+    return any(f.path == artifact for f in MlflowClient().list_artifacts(run_id))
 
 
 def download(run_id: str, artifact: str) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -18,9 +19,10 @@ from churnwatch.config import Settings
 from churnwatch.errors import InputError
 from churnwatch.features import build_snapshots
 from churnwatch.ingest import EventStore, ingest
-from churnwatch.labels import ChurnDefinition, CutoffSchedule
 from churnwatch.models import report
 from churnwatch.models.metrics import SCORE_METRICS, evaluate_scores, threshold_metrics
+from churnwatch.recipe import Recipe
+from churnwatch.recipe import from_run as recipe_from_run
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,8 @@ class Evaluation:
     metrics_path: Path
     report_path: Path
     images: list[Path]
+    recipe: Recipe  # what the labels and cutoffs followed
+    recipe_source: str  # "the model's recipe", or what was overridden
 
 
 def inner_pipeline(churn_model: Any) -> Any:
@@ -78,21 +82,34 @@ def evaluate_model(
     *,
     out_dir: Path,
     settings: Settings,
-    definition: ChurnDefinition | None = None,
-    schedule: CutoffSchedule | None = None,
+    horizon_days: int | None = None,
+    every_days: int | None = None,
     n_boot: int = 300,
 ) -> Evaluation:
-    """Ingest `data` into a temporary store, score its labelled snapshots, report."""
+    """Ingest `data` into a temporary store, score its labelled snapshots, report. Labels and
+    cutoffs follow the model's recipe; `horizon_days` and `every_days` override it."""
     from churnwatch import tracking
 
     tracking.setup(settings)
     model = tracking.load(model_ref)
     churn_model = model.unwrap_python_model()
+    recipe = recipe_from_run(tracking.describe(model_ref))
+    overrides = {k: v for k, v in (("horizon", horizon_days), ("every", every_days)) if v}
+    source = "the model's recipe" + (
+        ", overridden: " + ", ".join(f"{k}={v}" for k, v in overrides.items()) if overrides else ""
+    )
+    recipe = dataclasses.replace(
+        recipe,
+        definition=dataclasses.replace(
+            recipe.definition, horizon_days=horizon_days or recipe.definition.horizon_days
+        ),
+        every_days=every_days or recipe.every_days,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         ingest(list(data), settings=settings, store_dir=Path(tmp) / "store")
         table, _ = build_snapshots(
-            EventStore(Path(tmp) / "store"), definition=definition, schedule=schedule,
-            settings=settings,
+            EventStore(Path(tmp) / "store"), definition=recipe.definition,
+            schedule=recipe.schedule, settings=settings,
         )  # fmt: skip
     df = table.to_pandas()
     lab = df[df["label"].notna()].reset_index(drop=True)
@@ -139,6 +156,8 @@ def evaluate_model(
         json.dumps(
             {
                 "model": model_ref,
+                "recipe": recipe.to_dict(),
+                "labels": f"{recipe.describe()} ({source})",
                 "threshold": thr,
                 "pooled": pooled,
                 "per_cutoff": per_cutoff,
@@ -152,7 +171,7 @@ def evaluate_model(
     from churnwatch.simulate import truth_path
 
     truths = [truth_path(Path(d)) for d in data if truth_path(Path(d)).is_file()]
-    horizon = (definition or ChurnDefinition()).horizon_days
+    horizon = recipe.definition.horizon_days
     oracle = oracle_metrics(lab, p, truths, horizon_days=horizon) if truths else {}
     pooled_table = pd.DataFrame(
         [
@@ -164,6 +183,7 @@ def evaluate_model(
         f"churnwatch evaluation of {model_ref}",
         {
             "data": ", ".join(map(str, data)),
+            "labels": f"{recipe.describe()} ({source})",
             "labelled snapshots": f"{len(lab):,} ({int(y.sum()):,} churned within the horizon)",
             "threshold": f"{thr:.3f}",
             **(
@@ -190,4 +210,4 @@ def evaluate_model(
         out_dir,
     )
     return Evaluation(pooled, oracle, per_cutoff, text, thr, len(lab), int(y.sum()), metrics_path,
-                      report_path, images)  # fmt: skip
+                      report_path, images, recipe, source)  # fmt: skip

@@ -17,6 +17,8 @@ from churnwatch.config import Settings
 from churnwatch.ingest import EventStore, ingest
 from churnwatch.models.metrics import SCORE_METRICS
 from churnwatch.models.train import TrainConfig, TrainResult, train
+from churnwatch.recipe import ARTIFACT as RECIPE
+from churnwatch.recipe import Recipe, feature_version
 from churnwatch.simulate import truth_path
 
 
@@ -96,6 +98,27 @@ def fingerprint(store: EventStore, config: TrainConfig) -> dict[str, Any]:
     }
 
 
+def recipe_of(result: TrainResult, config: TrainConfig) -> Recipe:
+    """What the chosen model was trained with, as every consumer has to rebuild it."""
+    sched = config.schedule
+    return Recipe(
+        definition=config.definition,
+        every_days=sched.every_days,
+        min_history_days=sched.min_history_days,
+        anchor=result.backtest.folds[0].cutoff,
+        train_every_days=config.train_every_days,
+        model=result.chosen.name,
+        params=dict(result.chosen.params),
+        calibration=result.chosen.calibration,
+        threshold_rule=config.threshold_rule,
+        threshold=result.threshold,
+        seed=config.seed,
+        n_trials=config.n_trials,
+        features=tuple(result.features),
+        feature_version=feature_version(),
+    )
+
+
 def run_training(
     *,
     settings: Settings,
@@ -104,23 +127,16 @@ def run_training(
     store_dir: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> RunSummary:
-    """Ingest `data` (if any) into the store, train, and log everything to MLflow."""
+    """Ingest `data` (if any) into the store, train, and log everything to MLflow. A missing
+    or empty store is an error: nothing is trained, registered or promoted."""
     from churnwatch import tracking
 
     store = EventStore(store_dir or settings.store_path)
     say = progress or (lambda _m: None)
-    if not data and not store.exists():
-        from churnwatch.simulate import SimConfig, simulate
-
-        default = settings.data_dir / "simulated" / "default.jsonl.gz"
-        if not default.exists():
-            say(f"no store and no --data: simulating the built-in default log {default}")
-            simulate(SimConfig(users=500, days=120, seed=0), default)
-        data = [str(default)]
     if data:
         say("ingesting")
         ingest(list(data), settings=settings, store_dir=store.root)
-    store.require()
+    store.require()  # before anything is logged
     result = train(store, config, progress=say)
     truths = [truth_path(Path(d)) for d in data if truth_path(Path(d)).is_file()]
     oracle = oracle_scores(result, truths) if truths else {}
@@ -153,6 +169,8 @@ def run_training(
         feats = Path(tmp) / "features.json"
         feats.write_text(json.dumps(result.features, indent=1))
         reference = write_reference(result, Path(tmp) / REFERENCE)
+        recipe = recipe_of(result, config)
+        recipe_file = recipe.write(Path(tmp) / RECIPE)
         tracking.log_run(
             params={
                 "model": result.chosen.name,
@@ -164,6 +182,7 @@ def run_training(
                 "min_history_days": config.schedule.min_history_days,
                 "inactivity_days": config.definition.inactivity_days,
                 "choice": result.choice.rule[:500],
+                **recipe.to_params(),
                 **{f"param_{k}": v for k, v in result.chosen.params.items()},
                 "threshold_rule": config.threshold_rule,
                 "split": result.describe(),
@@ -172,7 +191,7 @@ def run_training(
             },
             metrics=metrics,
             tags={"churnwatch.kind": "train"},
-            artifacts=[report, feats, reference, *figures],
+            artifacts=[report, feats, reference, recipe_file, *figures],
         )
         model = tracking.ChurnModel(
             result.chosen.estimator, result.features, result.threshold, result.reason_features

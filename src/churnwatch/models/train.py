@@ -44,6 +44,7 @@ from churnwatch.models.effects import fold_effects, stable_features
 from churnwatch.models.estimators import ALL_MODELS, BASELINES, MODELS, PATHS, fit_model
 from churnwatch.models.metrics import RANKING, Estimate, evaluate_scores
 from churnwatch.models.tune import tune
+from churnwatch.recipe import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,22 @@ class TrainConfig:
     backtest_folds: int = 6  # the last k evaluated cutoffs with enough history
     n_trials: int = 0  # Optuna trials per learnt model on the backtest folds (0: defaults)
     budget_seconds: float = 0.0  # a cap on tuning time (0: none); the trial count decides
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, *, n_trials: int = 0) -> TrainConfig:
+        """The recipe a model was trained with, to train its challenger the same way (its
+        model family, re-tuned when `n_trials` > 0)."""
+        if not recipe.model:
+            raise InputError("expected the recipe to name its model. Got none.")
+        return cls(
+            definition=recipe.definition,
+            schedule=recipe.schedule,
+            train_every_days=recipe.train_every_days,
+            models=(recipe.model,),
+            threshold_rule=recipe.threshold_rule,
+            seed=recipe.seed,
+            n_trials=n_trials,
+        )
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.models if m not in ALL_MODELS]

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from churnwatch.config import Settings
+from churnwatch.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,23 @@ def pa_scalar(when: datetime, like: Any) -> Any:
     return pa.scalar(when, type=pa.timestamp("ms", tz="UTC"))
 
 
+MARKER = ".churnwatch-drift-demo"
+
+
+def _fresh(out: Path) -> None:
+    """Make `out` an empty folder of the demo's own. A non-empty folder is refused unless a
+    previous demo made it (it holds MARKER): the demo never deletes what it did not create."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / MARKER).is_file():
+            raise InputError(
+                f"expected --out to be a new or empty folder, or one a previous drift demo "
+                f"made. Got {out}, which holds other files: choose another folder."
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("made by `churnwatch demo --drift`; it may delete this folder\n")
+
+
 def drift_demo(
     out: Path, cfg: DemoConfig | None = None, progress: Callable[[str], None] | None = None
 ) -> pd.DataFrame:
@@ -79,7 +97,7 @@ def drift_demo(
 
     cfg = cfg or DemoConfig()
     say = progress or (lambda _m: None)
-    shutil.rmtree(out, ignore_errors=True)
+    _fresh(out)
     (out / "chunks").mkdir(parents=True)
     sim = SimConfig(users=cfg.users, days=cfg.days, seed=cfg.seed, drift_day=cfg.drift_day)
     log_path = out / "sparkify_drift.parquet"

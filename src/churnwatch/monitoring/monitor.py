@@ -24,10 +24,12 @@ import pandas as pd
 
 from churnwatch.config import Settings
 from churnwatch.ingest.store import EventStore
-from churnwatch.labels import ChurnDefinition, CutoffSchedule
+from churnwatch.labels import CutoffSchedule
 from churnwatch.monitoring.alerts import evaluate_rules, raise_alerts
 from churnwatch.monitoring.drift import detect_drift, monitored_features, save_report
 from churnwatch.monitoring.performance import cohort_metrics, log_predictions, read_predictions
+from churnwatch.recipe import Recipe
+from churnwatch.recipe import from_run as recipe_from_run
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +59,17 @@ def _quarantine_rate(store: EventStore, since: pd.Timestamp | None) -> float | N
     return bad / read if read else None
 
 
-def _schedule_cutoff(store: EventStore, latest: datetime) -> datetime:
-    """The latest cutoff of the training schedule (weekly from the first event) at or before
-    `latest`: the current window then falls on the same weekday as the reference, and the
-    weekly rhythm of listening cannot read as drift."""
+def _schedule_cutoff(store: EventStore, latest: datetime, recipe: Recipe) -> datetime:
+    """The latest cutoff of the model's evaluation schedule before `latest`: the current
+    window then falls on the same weekday as the reference, and the weekly rhythm of listening
+    cannot read as drift. The schedule is the recipe's (its anchor and period); a recipe
+    without an anchor counts from the store's first event, as training did."""
+    if recipe.anchor is not None:
+        day = recipe.on_schedule((latest - pd.Timedelta(days=1)).date())
+        return datetime(day.year, day.month, day.day, tzinfo=UTC)
     first = min(pd.Timestamp(str(i["first_ts"])) for i in store.manifest().ingests
                 if i.get("first_ts"))  # fmt: skip
-    days = CutoffSchedule().days(first.to_pydatetime(), latest - pd.Timedelta(days=1))
+    days = recipe.schedule.days(first.to_pydatetime(), latest - pd.Timedelta(days=1))
     if not days:
         return latest
     return datetime.fromtimestamp(days[-1] * 86_400, tz=UTC)
@@ -91,10 +97,11 @@ def monitor(
     meta = tracking.describe(settings.model_ref)
     version = meta["version"] or meta["run_id"][:8]
     scorer = Scorer(tracking.load(settings.model_ref).unwrap_python_model())
-    definition = ChurnDefinition.from_run_params(meta["params"])
+    recipe = recipe_from_run(meta)
+    definition = recipe.definition
     end = last_event(store)
     last_day, until = cutoff_for(end, as_of)
-    cutoff = _schedule_cutoff(store, last_day)
+    cutoff = _schedule_cutoff(store, last_day, recipe)
     clock = until or datetime.now(UTC)
     out_dir = out_dir or settings.data_dir / "monitoring" / f"{cutoff:%Y-%m-%d}"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -139,10 +146,11 @@ def monitor(
         row = matured.sort_values("cutoff").iloc[-1]
         latest = {str(k): (v.isoformat() if isinstance(v, pd.Timestamp) else v)
                   for k, v in row.dropna().to_dict().items()}  # fmt: skip
-        try:
-            then = tracking.describe(f"models:/{tracking.MODEL_NAME}/{row['model_version']}")
+        scored_by = str(row["model_version"])
+        if scored_by.isdigit():  # a registered version: a registry failure is a failure
+            then = tracking.describe(f"models:/{tracking.MODEL_NAME}/{scored_by}")
             reference_auc = then["metrics"].get("test_roc_auc")
-        except Exception:  # a run id rather than a registered version
+        elif meta["run_id"].startswith(scored_by):  # scored by this (unregistered) run
             reference_auc = meta["metrics"].get("test_roc_auc")
     since = pd.Timestamp(logged["logged_at"].max()) if len(logged) else None
     q_rate = _quarantine_rate(store, since)

@@ -19,9 +19,9 @@ import pandas as pd
 from churnwatch.config import Settings
 from churnwatch.errors import ConfigError
 from churnwatch.ingest.store import EventStore
-from churnwatch.labels import ChurnDefinition, CutoffSchedule
 from churnwatch.models.metrics import SCORE_METRICS
 from churnwatch.models.train import TrainConfig
+from churnwatch.recipe import from_run as recipe_from_run
 
 log = logging.getLogger(__name__)
 METRICS = ("pr_auc", "roc_auc", "lift_top10")
@@ -57,26 +57,6 @@ def decide(champion: float, challenger: float, *, metric: str, margin: float) ->
     )
 
 
-def recipe(params: dict[str, str], *, n_trials: int = 0) -> TrainConfig:
-    """The champion's training recipe from its MLflow run: model family, definition, horizon,
-    cutoff schedules, threshold rule, seed; re-tuned when `n_trials` > 0."""
-    model = params.get("model")
-    if not model:
-        raise ConfigError("expected the champion's run to name its model. Got none.")
-    return TrainConfig(
-        definition=ChurnDefinition.from_run_params(params),
-        schedule=CutoffSchedule(
-            every_days=int(params.get("every_days", 7)),
-            min_history_days=int(params.get("min_history_days", 14)),
-        ),
-        train_every_days=int(params.get("train_every_days", 1)),
-        models=(model,),
-        threshold_rule=params.get("threshold_rule", "f1"),
-        seed=int(params.get("seed", 0)),
-        n_trials=n_trials,
-    )
-
-
 def retrain(
     settings: Settings,
     *,
@@ -102,7 +82,8 @@ def retrain(
     champion_ref = f"models:/{tracking.MODEL_NAME}@champion"
     champion = tracking.describe(champion_ref)
     champion_model = tracking.load(champion_ref).unwrap_python_model()
-    config = dataclasses.replace(recipe(champion["params"], n_trials=n_trials), n_boot=n_boot)
+    recipe = recipe_from_run(champion)
+    config = dataclasses.replace(TrainConfig.from_recipe(recipe, n_trials=n_trials), n_boot=n_boot)
     family = champion["params"].get("model")
     say(f"champion v{champion['version']} ({family}); training a challenger")
     summary = run_training(settings=settings, config=config, data=list(data), store_dir=store.root,

@@ -51,7 +51,7 @@ STATUS: list[tuple[type[ChurnwatchError], int, str]] = [
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Missing or wrong X-API-Key"},
     404: {"model": Problem, "description": "Unknown user"},
-    409: {"model": Problem, "description": "The user has cancelled"},
+    409: {"model": Problem, "description": "The user has churned under the model's definition"},
     413: {"model": Problem, "description": "Body larger than CHURNWATCH_MAX_BODY_BYTES"},
     422: {"model": Problem, "description": "Invalid request: the message names the field"},
     503: {"model": Problem, "description": "No model or no event store loaded"},

@@ -26,7 +26,8 @@ from churnwatch.config import Settings
 from churnwatch.errors import InputError
 from churnwatch.features.catalog import catalog
 from churnwatch.ingest.store import EventStore
-from churnwatch.labels import ChurnDefinition, CutoffSchedule
+from churnwatch.labels import CutoffSchedule
+from churnwatch.recipe import from_run as recipe_from_run
 from churnwatch.serving.reasons import top_reasons
 from churnwatch.serving.scorer import Scorer
 
@@ -55,14 +56,15 @@ def band(p: float, threshold: float) -> str:
 def cutoff_for(last_event: datetime, as_of: datetime | None) -> tuple[datetime, datetime | None]:
     """The cutoff (a midnight) and the event-time limit for scoring now or as of a time.
 
-    Now: the midnight that starts the last event's day, so features cover complete days only,
-    as they did in training (a part-day would shorten every window and read as drift). As of
-    T: the first midnight at or after T, with events at or after T ignored.
+    Both use complete days only, as training did (a part-day would shorten every window and
+    read as drift). Now: the midnight that starts the last event's day. As of T: the midnight
+    at or before T, with events from that midnight on ignored (T's own part-day included).
     """
     if as_of is None:
         return pd.Timestamp(last_event).floor("D").to_pydatetime(), None
     as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
-    return pd.Timestamp(as_of).ceil("D").to_pydatetime(), as_of
+    cutoff = pd.Timestamp(as_of).floor("D").to_pydatetime()
+    return cutoff, cutoff
 
 
 def last_event(store: EventStore) -> datetime:
@@ -127,7 +129,7 @@ def score_store(
     ref = model_ref or settings.model_ref
     tracking.setup(settings)
     meta = tracking.describe(ref)
-    definition = ChurnDefinition.from_run_params(meta["params"])
+    definition = recipe_from_run(meta).definition
     cutoff, until = cutoff_for(last_event(store), as_of)
     schedule = CutoffSchedule(explicit=(cutoff.date(),))
     if out.suffix not in (".parquet", ".csv"):

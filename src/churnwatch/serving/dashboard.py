@@ -18,7 +18,6 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from churnwatch.labels import ChurnDefinition
 from churnwatch.serving.service import ChurnService, UnknownUserError
 
 log = logging.getLogger(__name__)
@@ -77,7 +76,7 @@ def router(service: ChurnService) -> APIRouter:
             "expected_churners": float(p.sum()),
             "high_band": int((p >= live.info.threshold).sum()),
             "threshold": live.info.threshold,
-            "horizon_days": ChurnDefinition.from_run_params(live.info.params).horizon_days,
+            "horizon_days": live.info.recipe.definition.horizon_days,
             "histogram": {"counts": counts.tolist(), "edges": edges.tolist()},
             "weekly": weekly,
         }

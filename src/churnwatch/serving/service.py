@@ -25,7 +25,9 @@ from churnwatch.config import Settings
 from churnwatch.errors import ChurnwatchError, InputError, NoValidRowsError, StoreError
 from churnwatch.features.catalog import catalog
 from churnwatch.ingest.store import EventStore
-from churnwatch.labels import ChurnDefinition, CutoffSchedule
+from churnwatch.labels import CutoffSchedule
+from churnwatch.recipe import Recipe
+from churnwatch.recipe import from_run as recipe_from_run
 from churnwatch.schema import CHURN_PAGE
 from churnwatch.serving.batch import band, cutoff_for
 from churnwatch.serving.reasons import top_reasons
@@ -44,7 +46,8 @@ class UnknownUserError(ChurnwatchError):
 
 
 class NotActiveError(ChurnwatchError):
-    """The user has already churned (cancelled) and is not scored."""
+    """The user has already churned under the model's definition (cancelled, or inactive for
+    an inactivity model) and is not scored."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class ModelInfo:
     params: dict[str, str]
     features: list[str]
     explains: bool
+    recipe: Recipe = field(default_factory=Recipe)  # the definition populations follow
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,7 @@ class ChurnService:
             threshold=scorer.threshold,
             features=scorer.features,
             explains=scorer.explains,
+            recipe=recipe_from_run(meta),
             **meta,
         )
         return scorer, info
@@ -189,6 +194,7 @@ class ChurnService:
             users: pd.DataFrame = con.sql(
                 f"""SELECT user_id, MAX(ts) AS last_ts, MIN(ts) AS first_ts,
                 BOOL_OR(page = '{CHURN_PAGE}') AS cancelled,
+                BOOL_OR(page = 'Submit Downgrade') AS downgraded,
                 ARG_MAX(level, ts) AS level, COUNT(*) AS events
                 FROM events GROUP BY user_id"""
             ).df()
@@ -205,7 +211,7 @@ class ChurnService:
         self.store.require()
         table, _ = build_snapshots(
             self.store,
-            definition=ChurnDefinition.from_run_params(info.params),
+            definition=info.recipe.definition,
             schedule=CutoffSchedule(explicit=(cutoff.date(),)),
             settings=self.settings,
             until=until,
@@ -291,17 +297,68 @@ class ChurnService:
             return self._predict_as_of(live, user_id, as_of)
         i = pop.position.get(user_id)
         if i is None:
-            raise self._missing(pop, user_id)
+            raise self._missing(live, user_id, pop.cutoff)
         row = _row(pop.frame, i)
         c = pop.contributions[i] if pop.contributions is not None else None
         item = self.explain_row(live, row, pop.probability[i], c)
         return {"user_id": user_id, "as_of": pop.cutoff, **item}
 
-    def _missing(self, pop: Population, user_id: str) -> ChurnwatchError:
-        if user_id in pop.users.index and bool(pop.users.loc[user_id, "cancelled"]):
-            when = str(pop.users.loc[user_id, "last_ts"])
-            return NotActiveError(f"user {user_id!r} cancelled (last event {when}): not scored")
-        return UnknownUserError(f"expected a user_id known to the event store. Got {user_id!r}.")
+    def _missing(self, live: Live, user_id: str, cutoff: datetime) -> ChurnwatchError:
+        """Why `user_id` is not among the users scored at `cutoff`, by the model's definition:
+        409 only when that definition says the user has churned."""
+        pop = live.population
+        state: dict[str, Any] | None
+        if pop is not None and cutoff == pop.cutoff:  # now: the population's own user table
+            known = user_id in pop.users.index
+            state = {str(k): v for k, v in pop.users.loc[user_id].items()} if known else None
+        else:
+            state = self._user_state(user_id, cutoff)
+        day = f"{cutoff:%Y-%m-%d}"
+        if state is None:
+            return UnknownUserError(
+                f"expected a user_id with events before the scoring cutoff {day}. Got "
+                f"{user_id!r}: no such events in the store."
+            )
+        d = live.info.recipe.definition
+        last = pd.Timestamp(state["last_ts"])
+        if d.kind == "cancellation" and state["cancelled"]:
+            return NotActiveError(f"user {user_id!r} cancelled before {day} (last event {last})"
+                                  ": churned under the model's definition, not scored")  # fmt: skip
+        if d.kind == "cancellation" and d.include_downgrade and state["downgraded"]:
+            return NotActiveError(f"user {user_id!r} downgraded before {day}, which the model's "
+                                  "definition counts as churn: not scored")  # fmt: skip
+        quiet = (pd.Timestamp(cutoff) - last).days
+        if d.kind == "inactivity" and quiet >= d.inactivity_days:
+            return NotActiveError(
+                f"user {user_id!r} has had no events for {quiet} days before {day} (last event "
+                f"{last}): churned by the model's definition ({d.inactivity_days} days of "
+                "inactivity), not scored"
+            )
+        return UnknownUserError(
+            f"user {user_id!r} is not in the population scored at {day}: registered or first "
+            "seen too late, or without a usable registration"
+        )
+
+    def _user_state(self, user_id: str, before: datetime) -> dict[str, Any] | None:
+        """One user's first and last event, and whether they cancelled or downgraded, from
+        the events before `before`; None when there are none."""
+        from churnwatch.ingest.pipeline import connect
+
+        con = connect(self.settings)
+        try:
+            self.store.register(con)
+            row = con.execute(
+                f"""SELECT MIN(ts), MAX(ts), BOOL_OR(page = '{CHURN_PAGE}'),
+                BOOL_OR(page = 'Submit Downgrade') FROM events
+                WHERE CAST(user_id AS VARCHAR) = ? AND ts < ?""",
+                [user_id, pd.Timestamp(before).to_pydatetime()],
+            ).fetchone()
+        finally:
+            con.close()
+        if row is None or row[0] is None:
+            return None
+        return {"first_ts": row[0], "last_ts": row[1], "cancelled": bool(row[2]),
+                "downgraded": bool(row[3])}  # fmt: skip
 
     def _predict_as_of(self, live: Live, user_id: str, as_of: datetime) -> dict[str, Any]:
         cutoff, until = cutoff_for(datetime.now(UTC), as_of)
@@ -311,14 +368,7 @@ class ChurnService:
         except InputError as exc:  # nothing before as_of
             raise InputError(f"no events before as_of {as_of.isoformat()}: {exc}") from exc
         if user_id not in frame.index:
-            assert live.population is not None
-            users = live.population.users
-            first = users["first_ts"].get(user_id)
-            if first is not None and first < pd.Timestamp(until):
-                raise NotActiveError(f"user {user_id!r} had cancelled by {as_of.isoformat()}")
-            raise UnknownUserError(
-                f"expected a user_id with events before {as_of.isoformat()}. Got {user_id!r}."
-            )
+            raise self._missing(live, user_id, cutoff)
         row = frame.loc[[user_id]]
         scores = live.scorer.score_frame(row)
         c = scores.contributions[0] if scores.contributions is not None else None
