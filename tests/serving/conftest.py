@@ -28,6 +28,13 @@ def client(served_data: Path) -> Iterator[TestClient]:
     mp = pytest.MonkeyPatch()
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
     settings = Settings(data_dir=served_data, api_key="s3cret", max_body_bytes=64 << 10)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+    headers = {"X-API-Key": "s3cret"}  # the key is configured: user data needs it
+    with TestClient(create_app(settings), raise_server_exceptions=False, headers=headers) as c:
         yield c
     mp.undo()
+
+
+@pytest.fixture()
+def anon(client: TestClient) -> TestClient:
+    """The same running app, asked without any key."""
+    return TestClient(client.app, raise_server_exceptions=False)

@@ -41,6 +41,10 @@ def test_feature_payload_with_missing_features_is_imputed(client: TestClient) ->
     r = client.post("/predict", json={"features": {"thumbs_down_7d": 9, "level": "free"}})
     assert r.status_code == 200, r.text
     assert "recency_days" in r.json()["imputed"] and "level" not in r.json()["imputed"]
+    # nothing known: the typical user, and every feature is said to be imputed
+    r = client.post("/predict", json={"features": {}})
+    served = client.get("/model").json()["features"]
+    assert r.status_code == 200 and sorted(r.json()["imputed"]) == sorted(served)
 
 
 @pytest.mark.parametrize(
@@ -49,7 +53,8 @@ def test_feature_payload_with_missing_features_is_imputed(client: TestClient) ->
         ({"features": {"thumbs_down_7d": "many"}}, 422, "'thumbs_down_7d' expected a finite"),
         ({"features": {"level": 3}}, 422, "level"),
         ({"features": {"not_a_feature": 1}}, 422, "not_a_feature"),
-        ({"features": {}}, 422, "at least one feature"),
+        ({"features": {"level": True}}, 422, "level"),  # strict: true is not a string
+        ({"user_id": None}, 422, "user_id"),  # absent is fine, null is not
         ({"user_id": "1", "features": {"level": "free"}}, 422, "exactly one"),
         ({"user_id": "no-such-user"}, 404, "no-such-user"),
         ({"user_id": 5}, 422, "user_id"),
@@ -70,7 +75,7 @@ def test_as_of_scores_the_past(client: TestClient) -> None:
     user = _a_user(client)
     now = client.post("/predict", json={"user_id": user}).json()
     past = client.post("/predict", json={"user_id": user, "as_of": "2000-01-01T00:00:00Z"})
-    assert past.status_code == 422 and "2000-01-01" in past.json()["message"]
+    assert past.status_code == 404 and "2000-01-01" in past.json()["message"]
     cut = now["as_of"][:10]
     earlier = client.post("/predict", json={"user_id": user, "as_of": f"{cut}T00:00:00Z"})
     assert earlier.status_code == 200, earlier.text
@@ -99,13 +104,65 @@ def test_batch_limit_and_body_limit(client: TestClient) -> None:
     assert r.status_code == 413
 
 
-def test_write_endpoints_need_the_key(client: TestClient) -> None:
+def test_write_endpoints_need_the_key(client: TestClient, anon: TestClient) -> None:
     event = {"ts": 1543622400000, "userId": "1", "page": "Home", "sessionId": 1}
-    assert client.post("/events", json={"events": [event]}).status_code == 401
+    assert anon.post("/events", json={"events": [event]}).status_code == 401
     wrong = client.post("/events", json={"events": [event]}, headers={"X-API-Key": "no"})
     assert wrong.status_code == 401
-    assert client.post("/admin/reload").status_code == 401
+    assert anon.post("/admin/reload").status_code == 401
     assert client.post("/admin/reload", headers=KEY).status_code == 200
+
+
+def test_user_data_needs_the_key(client: TestClient, anon: TestClient) -> None:
+    """With a key configured, every endpoint that shows users' risk, reasons or activity
+    answers 401 without it, the dashboard included; ops endpoints stay open."""
+    user = _a_user(client)
+    calls = [
+        ("POST", "/predict", {"user_id": user}),
+        ("POST", "/predict", {"features": {"recency_days": 3.0}}),
+        ("POST", "/predict/batch", {"user_ids": [user]}),
+        ("GET", "/users/at-risk", None),
+        ("GET", "/dashboard", None),
+        ("GET", "/dashboard/api/overview", None),
+        ("GET", "/dashboard/api/model", None),
+        ("GET", "/dashboard/api/monitoring", None),
+        ("GET", f"/dashboard/api/users/{user}", None),
+    ]
+    for method, path, body in calls:
+        r = anon.request(method, path, json=body)
+        assert r.status_code == 401, (path, r.text)
+        assert r.headers["www-authenticate"].startswith("Basic")  # a browser asks for it
+        assert "X-API-Key" in r.json()["message"]
+        assert client.request(method, path, json=body).status_code == 200, path
+    # a browser: HTTP basic auth with the key as password (any user name)
+    page = anon.get("/dashboard", auth=("anyone", "s3cret"))
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    assert anon.get("/dashboard", auth=("anyone", "guess")).status_code == 401
+    for path in ("/health", "/ready", "/metrics", "/openapi.json"):
+        assert anon.get(path).status_code == 200, path
+
+
+def test_405_says_what_is_allowed_and_a_bad_ref_keeps_the_model(client: TestClient) -> None:
+    r = client.delete("/predict")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    before = client.get("/model").json()["version"]
+    bad = client.post("/admin/reload", params={"ref": "not a reference"})
+    assert bad.status_code == 422 and "ref" in bad.json()["message"]
+    gone = client.post("/admin/reload", params={"ref": "models:/churnwatch/999"})
+    assert gone.status_code == 404 and "models:/churnwatch/999" in gone.json()["message"]
+    assert client.get("/model").json()["version"] == before  # still serving
+    assert client.post("/predict", json={"features": {"recency_days": 3.0}}).status_code == 200
+
+
+def test_the_schema_lists_the_served_models_features(client: TestClient) -> None:
+    docs = client.get("/openapi.json").json()
+    features = docs["components"]["schemas"]["Features"]
+    served = client.get("/model").json()["features"]
+    assert sorted(features["properties"]) == sorted(served)
+    assert features["additionalProperties"] is False
+    request = docs["components"]["schemas"]["PredictRequest"]
+    assert request["properties"]["features"] == {"$ref": "#/components/schemas/Features"}
+    assert len(request["oneOf"]) == 2  # user_id or features, never both
 
 
 def test_events_are_validated_and_rejected_rows_come_back(client: TestClient) -> None:

@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import APIKeyHeader, HTTPBasic, HTTPBasicCredentials
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from churnwatch import __version__
@@ -35,6 +36,7 @@ from churnwatch.serving.service import (
     ChurnService,
     NoModelError,
     NotActiveError,
+    UnknownModelError,
     UnknownUserError,
 )
 
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 
 STATUS: list[tuple[type[ChurnwatchError], int, str]] = [
     (UnknownUserError, 404, "unknown user"),
+    (UnknownModelError, 404, "unknown model"),
     (NotActiveError, 409, "user not active"),
     (NoModelError, 503, "no model"),
     (StoreError, 503, "no event store"),
@@ -49,13 +52,30 @@ STATUS: list[tuple[type[ChurnwatchError], int, str]] = [
     (ChurnwatchError, 422, "invalid input"),
 ]
 ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "Missing or wrong X-API-Key"},
-    404: {"model": Problem, "description": "Unknown user"},
+    401: {
+        "model": Problem,
+        "description": "A key is configured (CHURNWATCH_API_KEY) and the request did not carry "
+        "it: send X-API-Key, or HTTP basic auth with the key as password",
+    },
+    404: {"model": Problem, "description": "Unknown user or model"},
     409: {"model": Problem, "description": "The user has churned under the model's definition"},
     413: {"model": Problem, "description": "Body larger than CHURNWATCH_MAX_BODY_BYTES"},
     422: {"model": Problem, "description": "Invalid request: the message names the field"},
     503: {"model": Problem, "description": "No model or no event store loaded"},
 }
+# what a model reference looks like; anything else is refused by the schema (422)
+MODEL_REF = r"^(models:/[^/@\s]+(@[^/@\s]+|/[0-9]+)|runs:/[0-9a-f]{8,64}/\S+)$"
+
+
+# Two ways to give the key, declared as alternative security schemes: a header for programs,
+# HTTP basic auth (the key as password, any user name) for a browser on the dashboard.
+# Module level, so that the handlers' annotations can name them.
+API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="CHURNWATCH_API_KEY")
+BASIC = HTTPBasic(auto_error=False, realm="churnwatch", description="the key as password")
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {k: ERRORS[k] for k in codes}
 
 
 def problem(status: int, error: str, message: str, detail: Any = None) -> JSONResponse:
@@ -135,14 +155,24 @@ def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAP
         log.exception("unhandled error")
         return problem(500, "internal error", f"{type(exc).__name__}: {exc}")
 
-    async def require_key(
-        x_api_key: Annotated[str | None, Header(description="Needed when configured.")] = None,
+    def require_key(
+        x_api_key: Annotated[str | None, Depends(API_KEY)] = None,
+        credentials: Annotated[HTTPBasicCredentials | None, Depends(BASIC)] = None,
     ) -> None:
+        """With a key configured, user data and writes need it: as X-API-Key, or as the
+        password of HTTP basic auth (what a browser sends for the dashboard). Compared in
+        constant time."""
         if settings.api_key is None:
             return
-        expected = settings.api_key.get_secret_value()
-        if x_api_key is None or not secrets.compare_digest(x_api_key, expected):
-            raise HTTPException(401, "expected a valid X-API-Key header for this endpoint")
+        expected = settings.api_key.get_secret_value().encode()
+        given = [x_api_key, credentials.password if credentials else None]
+        if not any(g is not None and secrets.compare_digest(g.encode(), expected) for g in given):
+            raise HTTPException(
+                401,
+                "expected the API key: an X-API-Key header, or HTTP basic auth with the key as "
+                "password",
+                headers={"WWW-Authenticate": 'Basic realm="churnwatch"'},
+            )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -152,9 +182,14 @@ def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAP
             405: "method not allowed",
             413: "body too large",
         }
-        return problem(exc.status_code, names.get(exc.status_code, "error"), str(exc.detail))
+        if exc.status_code == 400:  # FastAPI's "error parsing the body": an invalid request
+            return problem(422, "invalid request", "body: expected a JSON document (UTF-8). Got "
+                           f"bytes that do not parse: {exc.detail}")  # fmt: skip
+        answer = problem(exc.status_code, names.get(exc.status_code, "error"), str(exc.detail))
+        answer.headers.update(getattr(exc, "headers", None) or {})  # Allow, WWW-Authenticate
+        return answer
 
-    WriteKey = Depends(require_key)
+    Key = Depends(require_key)
 
     @app.get("/health", tags=["ops"], summary="Alive")
     async def health() -> dict[str, str]:
@@ -197,7 +232,8 @@ def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAP
         tags=["predict"],
         response_model=Prediction,
         response_model_exclude_none=True,
-        responses={k: ERRORS[k] for k in (404, 409, 413, 503)},
+        dependencies=[Key],
+        responses=_errors(401, 404, 409, 413, 503),
     )
     async def predict(
         body: PredictRequest,
@@ -207,8 +243,10 @@ def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAP
 
         By user_id, the answer comes from the scores of the whole population, computed when
         the model or the store changes; by features, the model runs on the payload."""
-        if body.features is not None:
-            item = service.predict_features([body.features], explain=explain)[0]
+        if body.features is not None:  # SHAP off the event loop
+            items = await asyncio.to_thread(service.predict_features, [body.features],
+                                            explain=explain)  # fmt: skip
+            item = items[0]
         elif body.as_of is not None:
             assert body.user_id is not None
             item = await asyncio.to_thread(service.predict_user, body.user_id, body.as_of)
@@ -225,9 +263,10 @@ def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAP
         tags=["predict"],
         response_model=BatchResponse,
         response_model_exclude_none=True,
-        responses={k: ERRORS[k] for k in (413, 503)},
+        dependencies=[Key],
+        responses=_errors(401, 413, 503),
     )
-    async def predict_batch(body: BatchRequest) -> dict[str, Any]:
+    def predict_batch(body: BatchRequest) -> dict[str, Any]:  # sync: runs in the threadpool
         """Up to CHURNWATCH_BATCH_LIMIT users or rows; an unknown user is an item with an
         error, not a failed batch."""
         n = len(body.user_ids or body.rows or [])
@@ -250,9 +289,9 @@ def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAP
 
     @app.get(
         "/users/at-risk", tags=["predict"], response_model=AtRiskResponse,
-        response_model_exclude_none=True, responses={503: ERRORS[503]},
+        response_model_exclude_none=True, dependencies=[Key], responses=_errors(401, 503),
     )  # fmt: skip
-    async def at_risk(
+    def at_risk(  # sync: runs in the threadpool
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
         min_probability: Annotated[float, Query(ge=0, le=1)] = 0.0,
     ) -> dict[str, Any]:
@@ -263,8 +302,8 @@ def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAP
         "/events",
         tags=["data"],
         response_model=EventsResponse,
-        dependencies=[WriteKey],
-        responses={k: ERRORS[k] for k in (401, 413, 503)},
+        dependencies=[Key],
+        responses=_errors(401, 413, 503),
     )
     async def events(body: EventsRequest) -> dict[str, Any]:
         """Append events to the store with the same checks and quarantine as `ingest`, then
@@ -278,25 +317,64 @@ def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAP
     @app.post(
         "/admin/reload",
         tags=["ops"],
-        dependencies=[WriteKey],
-        responses={k: ERRORS[k] for k in (401, 503)},
+        dependencies=[Key],
+        responses=_errors(401, 404, 503),
     )
     async def reload(
-        ref: Annotated[str | None, Query(description="Default: the configured model.")] = None,
+        ref: Annotated[
+            str | None,
+            Query(
+                description="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/PATH; "
+                "default: the configured model.",
+                pattern=MODEL_REF,
+                max_length=500,
+            ),
+        ] = None,
     ) -> dict[str, Any]:
         """Load the champion again (a promotion, say) and swap it in atomically: requests in
-        flight finish on the old model, later ones get the new one."""
+        flight finish on the old model, later ones get the new one. A reference the registry
+        cannot load is a 404, and the current model keeps serving."""
         before = service.live.info.version if service.live else None
         info = await asyncio.to_thread(service.load, ref)
         return {"previous_version": before, "version": info.version, "ref": info.ref}
 
     from churnwatch.serving.dashboard import router as dashboard_router
 
-    app.include_router(dashboard_router(service))
+    app.include_router(dashboard_router(service, Key))
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def prometheus() -> Response:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
+    app.openapi = lambda: live_openapi(app, service)  # type: ignore[method-assign]
     return app
+
+
+def live_openapi(app: FastAPI, service: ChurnService) -> dict[str, Any]:
+    """The OpenAPI document, with the served model's features in the request schemas: their
+    names (no others) and types (numbers, or strings for categories; null or absent is
+    imputed). Rebuilt when another model is served."""
+    live = service.live
+    version = live.info.version if live is not None else None
+    if app.openapi_schema is not None and getattr(app.state, "openapi_for", None) == version:
+        return app.openapi_schema
+    app.openapi_schema = None
+    schema = FastAPI.openapi(app)
+    if live is not None:
+        features = live.check.model.model_json_schema()
+        features["description"] = "The served model's features (GET /model lists them)."
+        parts = schema["components"]["schemas"]
+        parts["Features"] = features
+        ref = {"$ref": "#/components/schemas/Features"}
+        parts["PredictRequest"]["properties"]["features"] = ref
+        parts["BatchRequest"]["properties"]["rows"]["items"] = ref
+    app.openapi_schema = schema
+    app.state.openapi_for = version
+    return schema

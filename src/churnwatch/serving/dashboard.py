@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from churnwatch.serving.service import ChurnService, UnknownUserError
+from churnwatch.serving.service import ChurnService
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +42,22 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def router(service: ChurnService) -> APIRouter:
-    r = APIRouter(tags=["dashboard"])
+PROBLEM = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "A key is configured and was not given", **PROBLEM},
+    503: {"description": "No model or no event store loaded", **PROBLEM},
+}
+
+
+def router(service: ChurnService, guard: Any) -> APIRouter:
+    """The page and its data API; `guard` (the API key check) protects all of it: it shows
+    every user's risk, reasons and activity. Handlers are sync: FastAPI runs them in its
+    threadpool, so their DuckDB and registry reads never block the event loop."""
+    r = APIRouter(tags=["dashboard"], dependencies=[guard], responses=RESPONSES)
     page = resources.files("churnwatch.serving").joinpath("static/dashboard.html")
 
     @r.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
-    async def dashboard() -> HTMLResponse:
+    def dashboard() -> HTMLResponse:
         return HTMLResponse(page.read_text(encoding="utf-8"))
 
     @r.get("/dashboard/static/plotly.min.js", include_in_schema=False)
@@ -56,7 +66,7 @@ def router(service: ChurnService) -> APIRouter:
                             headers={"Cache-Control": "max-age=86400"})  # fmt: skip
 
     @r.get("/dashboard/api/overview")
-    async def overview() -> dict[str, Any]:
+    def overview() -> dict[str, Any]:
         """Active users, expected churners in the horizon, risk distribution, and per week
         the churners predicted (sum of probabilities) against those realised."""
         live, pop = service.population()
@@ -82,7 +92,7 @@ def router(service: ChurnService) -> APIRouter:
         }
 
     @r.get("/dashboard/api/model")
-    async def model() -> dict[str, Any]:
+    def model() -> dict[str, Any]:
         """The champion, its test metrics, and the last retrain decision with its reason."""
         live = service.current()
         info = live.info
@@ -100,7 +110,7 @@ def router(service: ChurnService) -> APIRouter:
         }
 
     @r.get("/dashboard/api/monitoring")
-    async def monitoring() -> dict[str, Any]:
+    def monitoring() -> dict[str, Any]:
         """Drift per feature and realised performance from the latest monitor run; alerts."""
         from churnwatch.monitoring.alerts import read_alerts
 
@@ -118,13 +128,16 @@ def router(service: ChurnService) -> APIRouter:
             out["alerts"] = _records(alerts[["created_at", "kind", "severity", "key", "message"]])
         return out
 
-    @r.get("/dashboard/api/users/{user_id}")
-    async def user(user_id: str, events: int = Query(40, ge=1, le=500)) -> dict[str, Any]:
+    @r.get(
+        "/dashboard/api/users/{user_id}",
+        responses={
+            404: {"description": "Unknown user", **PROBLEM},
+            409: {"description": "The user has churned under the model's definition", **PROBLEM},
+        },
+    )
+    def user(user_id: str, events: int = Query(40, ge=1, le=500)) -> dict[str, Any]:
         """A user's current score and reasons, their scores over time and recent activity."""
-        try:
-            now = service.predict_user(user_id)
-        except UnknownUserError as exc:
-            raise HTTPException(404, str(exc)) from exc
+        now = service.predict_user(user_id)  # unknown: 404, churned: 409 (the app's handler)
         from churnwatch.monitoring.performance import read_predictions
 
         history = read_predictions(service.store)

@@ -5,10 +5,35 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
-FeatureValue = Annotated[float, Field(allow_inf_nan=False)] | str | None
+# Strict: what the schema says is what is accepted (no "1" for 1, no true for 1.0). The
+# features' names and types are the served model's: the live OpenAPI document lists them.
+FeatureValue = Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictInt | StrictStr | None
+FeatureRow = dict[Annotated[str, Field(max_length=200)], FeatureValue]
+UserId = Annotated[StrictStr, Field(min_length=1, max_length=200)]
 Band = Literal["low", "medium", "high"]
+
+
+def _schema(examples: list[dict[str, Any]], one_of: list[dict[str, Any]]) -> Any:
+    """json_schema_extra: the examples, and the "exactly one way" rule the validator enforces,
+    so that the schema rejects what the handler would."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        schema["examples"] = examples
+        schema["oneOf"] = one_of
+
+    return extra
+
 
 _FEATURES_EXAMPLE: dict[str, Any] = {
     "thumbs_down_7d": 9,
@@ -28,17 +53,25 @@ class PredictRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "examples": [
+        json_schema_extra=_schema(
+            [
                 {"user_id": "39"},
                 {"user_id": "39", "as_of": "2018-11-20T00:00:00Z"},
                 {"features": _FEATURES_EXAMPLE},
-            ]
-        },
+            ],
+            [
+                {"required": ["user_id"], "not": {"required": ["features"]}},
+                {
+                    "required": ["features"],
+                    "not": {"anyOf": [{"required": ["as_of"]}, {"required": ["user_id"]}]},
+                },
+            ],
+        ),
     )
-    user_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    as_of: AwareDatetime | None = None
-    features: dict[Annotated[str, Field(max_length=200)], FeatureValue] | None = None
+    # absent, not null: a field left out is None, an explicit null is refused
+    user_id: UserId = None  # type: ignore[assignment]
+    as_of: AwareDatetime = None  # type: ignore[assignment]
+    features: FeatureRow = None  # type: ignore[assignment]
 
     @model_validator(mode="after")
     def _one_way(self) -> PredictRequest:
@@ -49,33 +82,35 @@ class PredictRequest(BaseModel):
         return self
 
 
+BATCH_LIMIT = 1000  # the schema's bound; CHURNWATCH_BATCH_LIMIT may only lower it
+
+
 class BatchRequest(BaseModel):
     """Many users by id, or many feature rows; at most `CHURNWATCH_BATCH_LIMIT` (1000)."""
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "examples": [
+        json_schema_extra=_schema(
+            [
                 {"user_ids": ["39", "100010", "200002"]},
                 {"rows": [_FEATURES_EXAMPLE, {"recency_days": 20.0, "level": "paid"}]},
-            ]
-        },
+            ],
+            [{"required": ["user_ids"]}, {"required": ["rows"]}],
+        ),
     )
-    user_ids: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = None
-    rows: list[dict[Annotated[str, Field(max_length=200)], FeatureValue]] | None = None
+    user_ids: Annotated[list[UserId], Field(min_length=1, max_length=BATCH_LIMIT)] = None  # type: ignore[assignment]
+    rows: Annotated[list[FeatureRow], Field(min_length=1, max_length=BATCH_LIMIT)] = None  # type: ignore[assignment]
 
     @model_validator(mode="after")
     def _one_way(self) -> BatchRequest:
         if (self.user_ids is None) == (self.rows is None):
             raise ValueError("expected exactly one of user_ids or rows")
-        if not (self.user_ids or self.rows):
-            raise ValueError("expected at least one user or row")
         return self
 
 
 class Reason(BaseModel):
     feature: str
-    value: float | str | None
+    value: float | str | None = Field(None, description="Absent when the value was missing.")
     contribution: float = Field(description="SHAP value in the model's margin units.")
     direction: Literal["raises risk", "lowers risk"]
     text: str

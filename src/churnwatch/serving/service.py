@@ -41,6 +41,10 @@ class NoModelError(ChurnwatchError):
     """No model is loaded (none registered, or it failed to load)."""
 
 
+class UnknownModelError(NoModelError):
+    """A model reference the registry cannot load (no such alias, version, run or file)."""
+
+
 class UnknownUserError(ChurnwatchError):
     """The user is not in the event store."""
 
@@ -145,7 +149,7 @@ class ChurnService:
             meta = tracking.describe(ref)
             pyfunc = tracking.load(ref)
         except Exception as exc:  # MLflow raises many kinds: missing alias, file, DB
-            raise NoModelError(
+            raise UnknownModelError(
                 f"expected a registered model at {ref} (tracking URI "
                 f"{tracking.tracking_uri(self.settings)}). Got: {_first_line(exc)}. "
                 "Train one with `churnwatch train`."
@@ -365,8 +369,12 @@ class ChurnService:
         assert until is not None
         try:
             frame = self.features_at(cutoff, live.info, until=until)
-        except InputError as exc:  # nothing before as_of
-            raise InputError(f"no events before as_of {as_of.isoformat()}: {exc}") from exc
+        except InputError as exc:  # nothing at all before as_of: no user was known then
+            raise UnknownUserError(
+                f"expected a user_id with events before as_of {as_of.isoformat()} (complete "
+                f"days: before {cutoff:%Y-%m-%d}). Got {user_id!r}, and the store has no events "
+                f"before then: {exc}"
+            ) from exc
         if user_id not in frame.index:
             raise self._missing(live, user_id, cutoff)
         row = frame.loc[[user_id]]
@@ -421,14 +429,14 @@ class ChurnService:
                 path = Path(fh.name)
             try:
                 report = ingest([path], settings=self.settings, store_dir=self.store.root)
-            except NoValidRowsError as exc:
+            except NoValidRowsError as exc:  # a well-formed request whose events all failed
                 rejected = _quarantine_rows(exc.quarantine_file)
-                reasons = sorted({str(r["reason"]) for r in rejected})
-                raise InputError(
-                    f"expected at least one valid event. Got none of {len(events)}: rejected "
-                    f"as {', '.join(reasons) or 'unreadable'} (detail lists each)",
-                    detail=rejected[:100],
-                ) from exc
+                by_reason: dict[str, int] = {}
+                for r in rejected:
+                    by_reason[str(r["reason"])] = by_reason.get(str(r["reason"]), 0) + 1
+                return {"received": len(events), "stored": 0, "duplicates": 0, "guests": 0,
+                        "quarantined": len(events), "quarantined_by_reason": by_reason,
+                        "rejected": rejected, "scores_refreshed": False}  # fmt: skip
             finally:
                 path.unlink(missing_ok=True)
             quarantined = _quarantine_rows(report.quarantine_file)
@@ -522,5 +530,3 @@ class FeatureCheck:
             raise InputError(
                 f"{where}feature {name!r} expected {kind}. Got {first.get('input')!r}."
             ) from None
-        if all(v is None for v in row.values()):
-            raise InputError(f"{where}expected at least one feature with a value. Got none.")
