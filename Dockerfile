@@ -1,12 +1,17 @@
 # churnwatch API image: `docker compose up` builds it and starts the API, an MLflow tracking
-# server and (on demand) the retrain job. Installs exactly the pinned lock.
-FROM python:3.11-slim-bookworm
+# server and (on demand) the retrain job. Installs exactly the pinned lock, into a virtual
+# environment, so that any Debian bookworm base with Python 3.11 will do: the official
+# python image by default, or (`make image`, where Docker Hub is out of reach) a bookworm root
+# file system made locally with mmdebstrap.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    CHURNWATCH_DATA_DIR=/data
+    CHURNWATCH_DATA_DIR=/data \
+    PATH=/opt/venv/bin:$PATH
 
 # LightGBM and XGBoost need the OpenMP runtime
 # hadolint ignore=DL3008
@@ -18,6 +23,8 @@ RUN groupadd --system --gid 10001 churnwatch \
     && useradd --system --uid 10001 --gid churnwatch --create-home churnwatch \
     && mkdir /data \
     && chown 10001:10001 /data
+
+RUN python3 -m venv /opt/venv
 
 WORKDIR /app
 COPY requirements.txt ./

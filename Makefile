@@ -7,7 +7,10 @@ RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 DEMO_DIR ?= data/demo
 
-.PHONY: demo drift-demo test lint bench lock clean
+BASE_IMAGE ?= localhost/churnwatch-base:bookworm
+IMAGE ?= localhost/churnwatch:latest
+
+.PHONY: demo drift-demo test lint bench lock clean image
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +42,15 @@ demo: $(RUNTIME)
 ## alert, retrain; summary table and report in data/drift-demo (a few minutes)
 drift-demo: $(RUNTIME)
 	$(VENV)/bin/churnwatch demo --drift --out data/drift-demo
+
+## image: build the API image with podman. By default FROM a Debian bookworm base made here
+## with mmdebstrap (docker/base-image.sh; Docker Hub is out of reach); elsewhere
+## `make image BASE_IMAGE=python:3.11-slim-bookworm`. RUN steps use chroot isolation.
+image:
+	@if [ "$(BASE_IMAGE)" = "localhost/churnwatch-base:bookworm" ] && \
+		! podman image exists $(BASE_IMAGE); then docker/base-image.sh $(BASE_IMAGE); fi
+	podman build --format docker --isolation chroot --network host \
+		--build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) .
 
 ## test: the whole test suite
 test: $(DEV)
