@@ -83,3 +83,14 @@ def test_a_crash_mid_retrain_keeps_the_champion(
     with pytest.raises(RuntimeError, match="killed"):
         retrain(data_copy, n_boot=20)
     assert _aliases(data_copy) == before
+
+
+def test_retrain_refuses_a_missing_store_and_registers_nothing(data_copy: Settings) -> None:
+    from churnwatch.errors import StoreError
+
+    before = _aliases(data_copy)
+    versions = len(tracking.list_versions())
+    gone = Settings(data_dir=data_copy.data_dir, store_dir=data_copy.data_dir / "typo")
+    with pytest.raises(StoreError, match="no store"):
+        retrain(gone, n_boot=20)
+    assert _aliases(data_copy) == before and len(tracking.list_versions()) == versions
