@@ -25,8 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Literal
+
+import pandas as pd
 
 from churnwatch.errors import ConfigError
 
@@ -101,3 +103,17 @@ class CutoffSchedule:
 def day_number(d: date) -> int:
     """Days since 1970-01-01."""
     return (d - EPOCH).days
+
+
+def cutoff_for(last_event: datetime, as_of: datetime | None) -> tuple[datetime, datetime | None]:
+    """The cutoff (a midnight) and the event-time limit for scoring now or as of a time.
+
+    Both use complete days only, as training did (a part-day would shorten every window and
+    read as drift). Now: the midnight that starts the last event's day. As of T: the midnight
+    at or before T, with events from that midnight on ignored (T's own part-day included).
+    """
+    if as_of is None:
+        return pd.Timestamp(last_event).floor("D").to_pydatetime(), None
+    as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
+    cutoff = pd.Timestamp(as_of).floor("D").to_pydatetime()
+    return cutoff, cutoff

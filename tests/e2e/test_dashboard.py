@@ -33,7 +33,6 @@ def dashboard_server(
     pytest.importorskip("playwright", reason="needs playwright (a dev dependency)")
     from churnwatch.monitoring.monitor import monitor
     from churnwatch.monitoring.retrain import retrain
-    from churnwatch.serving.batch import last_event
 
     _, trained_settings = trained
     data = tmp_path_factory.mktemp("dash") / "data"
@@ -41,7 +40,7 @@ def dashboard_server(
     mp = pytest.MonkeyPatch()
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
     settings = Settings(data_dir=data, alert_probability=0.05)
-    end = last_event(EventStore(settings.store_path))
+    end = EventStore(settings.store_path).last_event()
     monitor(settings, as_of=end - timedelta(days=21))
     monitor(settings)
     retrain(settings, n_boot=20, margin=1.0)  # a decision to show; the champion stays

@@ -22,7 +22,6 @@ from churnwatch.monitoring.performance import (
     read_predictions,
 )
 from churnwatch.serving.app import create_app
-from churnwatch.serving.batch import last_event
 
 
 def test_cbpe_estimates_match_simulated_labels() -> None:
@@ -39,7 +38,7 @@ def test_monitor_judges_a_cohort_once_its_labels_mature(
     data_copy: Settings, tmp_path: Path
 ) -> None:
     store = EventStore(data_copy.store_path)
-    end = last_event(store)
+    end = store.last_event()
     early = monitor(data_copy, as_of=end - timedelta(days=21), out_dir=tmp_path / "early")
     assert early.cohorts and not any(c["matured"] for c in early.cohorts)
     assert Path(early.html).stat().st_size > 100_000  # Evidently's self-contained report

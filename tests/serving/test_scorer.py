@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from churnwatch.models.effects import fold_effects
+from churnwatch.models.scorer import Scorer
 from churnwatch.models.train import fit_calibrated
 from churnwatch.serving.reasons import describe, top_reasons
-from churnwatch.serving.scorer import Scorer
 from churnwatch.tracking import ChurnModel
 
 SERVED = ("rate_rule", "activity_logistic", "logistic", "random_forest", "xgboost", "lightgbm")

@@ -17,10 +17,9 @@ import pyarrow as pa
 import sqlglot
 
 from churnwatch.config import Settings
+from churnwatch.db import connect, literal, literal_list
 from churnwatch.errors import ConfigError, StoreError
-from churnwatch.ingest.pipeline import connect
 from churnwatch.ingest.store import EventStore
-from churnwatch.ingest.validate import literal, literal_list
 from churnwatch.labels import US_PER_DAY
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from churnwatch.config import Settings
+from churnwatch.db import connect, literal, literal_list
 from churnwatch.errors import InputError, NoValidRowsError
 from churnwatch.ingest.readers import (
     ColumnBatch,
@@ -35,8 +36,6 @@ from churnwatch.ingest.validate import (
     JSON_RAW_TEXT,
     column_fields_sql,
     json_fields_sql,
-    literal,
-    literal_list,
     validate_sql,
 )
 from churnwatch.schema import CHURN_PAGE, ColumnMapping
@@ -79,25 +78,6 @@ class IngestReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection set up the way churnwatch needs it (UTC, bounded memory)."""
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET preserve_insertion_order = false")
-    con.execute("SET enable_progress_bar = false")
-    con.execute(f"SET memory_limit = '{_size(settings.memory_limit)}'")
-    if settings.threads:
-        con.execute(f"SET threads = {int(settings.threads)}")
-    return con
-
-
-def _size(text: str) -> str:
-    cleaned = text.strip().upper().replace(" ", "")
-    if not cleaned[:-2].replace(".", "").isdigit() or cleaned[-2:] not in ("KB", "MB", "GB", "TB"):
-        raise InputError(f"memory_limit has to look like '4GB'. Got {text!r} instead.")
-    return cleaned
 
 
 Progress = Callable[[str, int, int], None]  # (file, bytes done now, file size)

@@ -23,14 +23,15 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 
+from churnwatch.db import literal_list
 from churnwatch.errors import StoreError
-from churnwatch.ingest.validate import literal_list
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,14 @@ class EventStore:
         entries = self.manifest().files.get(kind, [])
         keep = [e for e in entries if dates is None or date.fromisoformat(e["date"]) in dates]
         return [str(self.root / e["path"]) for e in keep]
+
+    def last_event(self) -> datetime:
+        """The time of the latest event ingested (from the manifest, without a scan)."""
+        stamps = [i.get("last_ts") for i in self.manifest().ingests if i.get("last_ts")]
+        if not stamps:
+            self.require()
+            raise StoreError(f"expected ingests with events in {self.root}. Got none.")
+        return max(pd.Timestamp(str(s)) for s in stamps).to_pydatetime()
 
     def require(self) -> None:
         """Raise a clear error when there is no store at `root`."""

@@ -25,22 +25,8 @@ Normalisation of the rows that pass:
 
 from __future__ import annotations
 
+from churnwatch.db import quote
 from churnwatch.schema import FIELDS, REQUIRED, TsUnit
-
-
-def quote(identifier: str) -> str:
-    """A SQL identifier, quoted so that any name is safe."""
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def literal(value: str) -> str:
-    """A SQL string literal (for the few places DuckDB cannot bind a parameter, e.g. views)."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def literal_list(values: list[str]) -> str:
-    """A SQL list of string literals."""
-    return "[" + ", ".join(literal(v) for v in values) + "]"
 
 
 def json_path(key: str) -> str:

@@ -24,7 +24,7 @@ import pandas as pd
 
 from churnwatch.config import Settings
 from churnwatch.ingest.store import EventStore
-from churnwatch.labels import CutoffSchedule
+from churnwatch.labels import CutoffSchedule, cutoff_for
 from churnwatch.monitoring.alerts import evaluate_rules, raise_alerts
 from churnwatch.monitoring.drift import detect_drift, monitored_features, save_report
 from churnwatch.monitoring.performance import cohort_metrics, log_predictions, read_predictions
@@ -88,8 +88,7 @@ def monitor(
     from churnwatch import tracking
     from churnwatch.features.build import build_snapshots
     from churnwatch.models.run import REFERENCE
-    from churnwatch.serving.batch import cutoff_for, last_event
-    from churnwatch.serving.scorer import Scorer
+    from churnwatch.models.scorer import Scorer
 
     store = store or EventStore(settings.store_path)
     store.require()
@@ -99,7 +98,7 @@ def monitor(
     scorer = Scorer(tracking.load(settings.model_ref).unwrap_python_model())
     recipe = recipe_from_run(meta)
     definition = recipe.definition
-    end = last_event(store)
+    end = store.last_event()
     last_day, until = cutoff_for(end, as_of)
     cutoff = _schedule_cutoff(store, last_day, recipe)
     clock = until or datetime.now(UTC)

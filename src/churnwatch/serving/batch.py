@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,10 @@ from churnwatch.config import Settings
 from churnwatch.errors import InputError
 from churnwatch.features.catalog import catalog
 from churnwatch.ingest.store import EventStore
-from churnwatch.labels import CutoffSchedule
+from churnwatch.labels import CutoffSchedule, cutoff_for
+from churnwatch.models.scorer import Scorer
 from churnwatch.recipe import from_run as recipe_from_run
 from churnwatch.serving.reasons import top_reasons
-from churnwatch.serving.scorer import Scorer
 
 log = logging.getLogger(__name__)
 N_REASONS = 3
@@ -51,29 +51,6 @@ class ScoreReport:
 def band(p: float, threshold: float) -> str:
     """high at or above the model's threshold, medium from half of it, else low."""
     return "high" if p >= threshold else "medium" if p >= threshold / 2 else "low"
-
-
-def cutoff_for(last_event: datetime, as_of: datetime | None) -> tuple[datetime, datetime | None]:
-    """The cutoff (a midnight) and the event-time limit for scoring now or as of a time.
-
-    Both use complete days only, as training did (a part-day would shorten every window and
-    read as drift). Now: the midnight that starts the last event's day. As of T: the midnight
-    at or before T, with events from that midnight on ignored (T's own part-day included).
-    """
-    if as_of is None:
-        return pd.Timestamp(last_event).floor("D").to_pydatetime(), None
-    as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
-    cutoff = pd.Timestamp(as_of).floor("D").to_pydatetime()
-    return cutoff, cutoff
-
-
-def last_event(store: EventStore) -> datetime:
-    manifest = store.manifest()
-    stamps = [i.get("last_ts") for i in manifest.ingests if i.get("last_ts")]
-    if not stamps:
-        store.require()
-        raise InputError(f"expected ingests with events in {store.root}. Got none.")
-    return max(pd.Timestamp(str(s)) for s in stamps).to_pydatetime()
 
 
 def explain_frame(scorer: Scorer, frame: pd.DataFrame) -> pd.DataFrame:
@@ -130,7 +107,7 @@ def score_store(
     tracking.setup(settings)
     meta = tracking.describe(ref)
     definition = recipe_from_run(meta).definition
-    cutoff, until = cutoff_for(last_event(store), as_of)
+    cutoff, until = cutoff_for(store.last_event(), as_of)
     schedule = CutoffSchedule(explicit=(cutoff.date(),))
     if out.suffix not in (".parquet", ".csv"):
         raise InputError(f"expected --out ending in .parquet or .csv. Got {out.name!r}.")

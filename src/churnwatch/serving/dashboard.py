@@ -18,6 +18,7 @@ import pandas as pd
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
+from churnwatch.db import connect
 from churnwatch.serving.service import ChurnService
 
 log = logging.getLogger(__name__)
@@ -153,8 +154,6 @@ def router(service: ChurnService, guard: Any) -> APIRouter:
 
 
 def _activity(service: ChurnService, user_id: str, n: int) -> list[dict[str, Any]]:
-    from churnwatch.ingest.pipeline import connect
-
     con = connect(service.settings)
     try:
         service.store.register(con)

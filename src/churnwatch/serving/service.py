@@ -22,16 +22,17 @@ import numpy as np
 import pandas as pd
 
 from churnwatch.config import Settings
+from churnwatch.db import connect
 from churnwatch.errors import ChurnwatchError, InputError, NoValidRowsError, StoreError
 from churnwatch.features.catalog import catalog
 from churnwatch.ingest.store import EventStore
-from churnwatch.labels import CutoffSchedule
+from churnwatch.labels import CutoffSchedule, cutoff_for
+from churnwatch.models.scorer import Scorer
 from churnwatch.recipe import Recipe
 from churnwatch.recipe import from_run as recipe_from_run
 from churnwatch.schema import CHURN_PAGE
-from churnwatch.serving.batch import band, cutoff_for
+from churnwatch.serving.batch import band
 from churnwatch.serving.reasons import top_reasons
-from churnwatch.serving.scorer import Scorer
 
 log = logging.getLogger(__name__)
 KINDS = {f.name: f.kind for f in catalog()}
@@ -190,8 +191,6 @@ class ChurnService:
         )
 
     def _users(self) -> pd.DataFrame:
-        from churnwatch.ingest.pipeline import connect
-
         con = connect(self.settings)
         try:
             self.store.register(con)
@@ -346,8 +345,6 @@ class ChurnService:
     def _user_state(self, user_id: str, before: datetime) -> dict[str, Any] | None:
         """One user's first and last event, and whether they cancelled or downgraded, from
         the events before `before`; None when there are none."""
-        from churnwatch.ingest.pipeline import connect
-
         con = connect(self.settings)
         try:
             self.store.register(con)

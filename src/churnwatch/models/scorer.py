@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from churnwatch.errors import ChurnwatchError
-from churnwatch.models.train import logit
+from churnwatch.models.calibration import logit
 
 log = logging.getLogger(__name__)
 _UNKNOWN = "\x00unknown category\x00"
