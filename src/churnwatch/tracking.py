@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,6 +113,28 @@ def log_model(
             aliases.append("champion")
     active = mlflow.active_run()
     return Registered(MODEL_NAME, version, active.info.run_id if active else "", tuple(aliases))
+
+
+@contextmanager
+def run(name: str) -> Iterator[str]:
+    """An MLflow run in the configured experiment; yields its id."""
+    with mlflow.start_run(run_name=name) as active:
+        yield active.info.run_id
+
+
+def local_copy(ref: str) -> str:
+    """A local folder holding the model at `ref` (to ship to Spark executors)."""
+    return str(mlflow.artifacts.download_artifacts(ref))
+
+
+def load_local(path: str) -> Any:
+    """A pyfunc model from a local folder made by `local_copy`."""
+    return mlflow.pyfunc.load_model(path)
+
+
+def spark_udf(spark: Any, path: str) -> Any:
+    """The model at a local folder as a Spark UDF returning doubles."""
+    return mlflow.pyfunc.spark_udf(spark, path, result_type="double", env_manager="local")
 
 
 def log_run(

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from churnwatch import tracking
 from churnwatch.config import Settings
 from churnwatch.ingest import EventStore, ingest
 from churnwatch.models.metrics import SCORE_METRICS
@@ -129,8 +130,6 @@ def run_training(
 ) -> RunSummary:
     """Ingest `data` (if any) into the store, train, and log everything to MLflow. A missing
     or empty store is an error: nothing is trained, registered or promoted."""
-    from churnwatch import tracking
-
     store = EventStore(store_dir or settings.store_path)
     say = progress or (lambda _m: None)
     if data:
@@ -143,10 +142,8 @@ def run_training(
     uri = tracking.setup(settings)
     fp = fingerprint(store, config)
     say("logging to MLflow")
-    import mlflow
-
     with (
-        mlflow.start_run(run_name=f"train-{result.chosen.name}") as run,
+        tracking.run(f"train-{result.chosen.name}") as run_id,
         tempfile.TemporaryDirectory() as tmp,
     ):
         metrics: dict[str, float] = {}
@@ -198,7 +195,6 @@ def run_training(
         )
         example = result.snapshots[result.snapshots["label"].notna()]
         registered = tracking.log_model(model, example)
-        run_id = run.info.run_id
     return RunSummary(
         result, uri, run_id, registered.version, registered.aliases, fp, at_risk(result), oracle
     )

@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from churnwatch import tracking
 from churnwatch.config import Settings
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import CutoffSchedule, cutoff_for
@@ -83,9 +84,6 @@ def monitor(
     store: EventStore | None = None,
     log_to_mlflow: bool = True,
 ) -> MonitorReport:
-    import mlflow
-
-    from churnwatch import tracking
     from churnwatch.features.build import build_snapshots
     from churnwatch.models.run import REFERENCE
     from churnwatch.models.scorer import Scorer
@@ -182,18 +180,19 @@ def monitor(
     summary = out_dir / "summary.json"
     summary.write_text(json.dumps(report.__dict__, indent=1, default=str))
     if log_to_mlflow:
-        with mlflow.start_run(run_name=f"monitor-{report.cutoff}") as run:
-            mlflow.set_tags({"churnwatch.kind": "monitor", "model_version": version})
-            metrics = {"drift_share": drift.share, "prediction_psi": drift.score_psi,
-                       "alerts": float(len(raised))}  # fmt: skip
-            for key in ("roc_auc", "pr_auc", "estimated_roc_auc"):
-                if key in latest:
-                    metrics[f"realised_{key}"] = float(latest[key])
-            mlflow.log_metrics(metrics)
-            for path in (html, summary, figure, out_dir / "cohorts.csv"):
-                if path is not None and path.exists():
-                    mlflow.log_artifact(str(path))
-            report.run_id = run.info.run_id
+        metrics = {"drift_share": drift.share, "prediction_psi": drift.score_psi,
+                   "alerts": float(len(raised))}  # fmt: skip
+        for key in ("roc_auc", "pr_auc", "estimated_roc_auc"):
+            if key in latest:
+                metrics[f"realised_{key}"] = float(latest[key])
+        with tracking.run(f"monitor-{report.cutoff}") as run_id:
+            tracking.log_run(
+                params={}, metrics=metrics,
+                tags={"churnwatch.kind": "monitor", "model_version": version},
+                artifacts=[p for p in (html, summary, figure, out_dir / "cohorts.csv")
+                           if p is not None and p.exists()],
+            )  # fmt: skip
+            report.run_id = run_id
         summary.write_text(json.dumps(report.__dict__, indent=1, default=str))
     return report
 

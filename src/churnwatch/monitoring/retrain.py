@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from churnwatch import tracking
 from churnwatch.config import Settings
 from churnwatch.errors import ConfigError
 from churnwatch.ingest.store import EventStore
@@ -67,9 +68,6 @@ def retrain(
     n_boot: int = 200,
     progress: Callable[[str], None] | None = None,
 ) -> Decision:
-    import mlflow
-
-    from churnwatch import tracking
     from churnwatch.models.run import run_training
 
     say = progress or (lambda _m: None)
@@ -116,24 +114,18 @@ def retrain(
         champion_metrics=measured["champion"],
         challenger_metrics=measured["challenger"],
     )
-    with mlflow.start_run(run_name=f"retrain-v{summary.model_version}") as run:
-        mlflow.set_tags(
-            {"churnwatch.kind": "retrain", "decision": "promoted" if promoted else "kept"}
-        )
-        mlflow.log_params({
-            "metric": metric, "margin": margin, "champion_version": champion["version"],
-            "challenger_version": summary.model_version, "window": decision.window,
-            "promoted": promoted, "reason": reason[:500],
-        })  # fmt: skip
-        mlflow.log_metrics(
-            {
-                f"{who}_{m}": v
-                for who, ms in measured.items()
-                for m, v in ms.items()
-                if np.isfinite(v)
-            }  # fmt: skip
-        )
-        decision.run_id = run.info.run_id
+    with tracking.run(f"retrain-v{summary.model_version}") as run_id:
+        tracking.log_run(
+            params={
+                "metric": metric, "margin": margin, "champion_version": champion["version"],
+                "challenger_version": summary.model_version, "window": decision.window,
+                "promoted": promoted, "reason": reason,
+            },
+            metrics={f"{who}_{m}": v for who, ms in measured.items() for m, v in ms.items()},
+            tags={"churnwatch.kind": "retrain", "decision": "promoted" if promoted else "kept"},
+            artifacts=[],
+        )  # fmt: skip
+        decision.run_id = run_id
     # the one place the registry changes
     if promoted:
         tracking.set_aliases({

@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from churnwatch import tracking
 from churnwatch.config import Settings
 from churnwatch.errors import InputError
 from churnwatch.features.catalog import catalog
@@ -96,7 +97,6 @@ def score_store(
     model_ref: str | None = None,
 ) -> ScoreReport:
     """Score every active user of `store` with `model_ref` (default the champion)."""
-    from churnwatch import tracking
     from churnwatch.features.build import build_snapshots, prepare
     from churnwatch.features.engines import SparkEngine, make_engine
 
@@ -149,29 +149,28 @@ def _write(df: pd.DataFrame, out: Path) -> None:
 
 
 def _score_spark(eng: Any, sql: str, ref: str, out: Path, cutoff: datetime) -> tuple[int, int]:
-    import mlflow
     from pyspark import SparkFiles
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
     spark = eng.spark
     kinds = {f.name: f.kind for f in catalog()}
-    local = mlflow.artifacts.download_artifacts(ref)
-    probe = Scorer(mlflow.pyfunc.load_model(local).unwrap_python_model())
+    local = tracking.local_copy(ref)
+    probe = Scorer(tracking.load_local(local).unwrap_python_model())
     features, threshold = probe.features, probe.threshold
     types = {"count": "bigint", "category": "string"}
     cols = [F.col("user_id").cast("string").alias("user_id")] + [
         F.col(f).cast(types.get(kinds.get(f, ""), "double")).alias(f) for f in features
     ]
     sdf = eng.frame(sql).select(*cols)
-    udf = mlflow.pyfunc.spark_udf(spark, local, result_type="double", env_manager="local")
+    udf = tracking.spark_udf(spark, local)
     sdf = sdf.withColumn("probability", udf(F.struct(*features)))
     spark.sparkContext.addFile(local, recursive=True)
     name = os.path.basename(local.rstrip("/"))
     cutoff_ts = pd.Timestamp(cutoff)
 
     def explain(batches: Any) -> Any:
-        scorer = Scorer(mlflow.pyfunc.load_model(SparkFiles.get(name)).unwrap_python_model())
+        scorer = Scorer(tracking.load_local(SparkFiles.get(name)).unwrap_python_model())
         for pdf in batches:
             frame = pdf.set_index("user_id")[features]
             part = explain_frame(scorer, frame)
