@@ -60,6 +60,7 @@ lint: $(DEV)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: $(DEV)
 	$(PY) -m bench --out bench/results

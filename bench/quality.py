@@ -29,8 +29,7 @@ from churnwatch.config import Settings
 from churnwatch.features import build_snapshots
 from churnwatch.ingest import EventStore, ingest
 from churnwatch.models.estimators import BASELINES
-from churnwatch.models.metrics import evaluate_scores
-from churnwatch.models.run import oracle_metrics
+from churnwatch.models.metrics import evaluate_scores, oracle_metrics
 from churnwatch.models.train import TrainConfig, fit_calibrated, train
 from churnwatch.simulate import SimConfig, simulate, truth_path
 

@@ -46,8 +46,8 @@ def prepare(out: Path, kind: str) -> tuple[Path, list[str]]:
     from churnwatch.config import Settings
     from churnwatch.features.build import build_snapshots
     from churnwatch.ingest.store import EventStore
-    from churnwatch.models.run import run_training
     from churnwatch.models.train import TrainConfig
+    from churnwatch.runs import run_training
     from churnwatch.simulate import SimConfig, simulate
 
     log = out / "serve_sim.jsonl.gz"

@@ -158,8 +158,8 @@ def train_models(log: str) -> dict[str, Any]:
     import os
 
     from churnwatch.config import Settings
-    from churnwatch.models.run import run_training
     from churnwatch.models.train import TrainConfig
+    from churnwatch.runs import run_training
 
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     with tempfile.TemporaryDirectory() as tmp:

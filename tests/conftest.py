@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from churnwatch.config import Settings
-from churnwatch.models.run import RunSummary, run_training
 from churnwatch.models.train import TrainConfig
+from churnwatch.runs import RunSummary, run_training
 from churnwatch.simulate import SimConfig, simulate, truth_path
 
 ROOT = Path(__file__).resolve().parents[1]

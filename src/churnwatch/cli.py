@@ -360,8 +360,8 @@ def train(
     """Backtest candidate churn models out of time, choose one, refit it on everything
     labelled; log to MLflow and register it."""
     from churnwatch.labels import ChurnDefinition, CutoffSchedule
-    from churnwatch.models.run import run_training
     from churnwatch.models.train import TrainConfig
+    from churnwatch.runs import run_training
 
     settings = Settings()
 
@@ -460,7 +460,7 @@ def evaluate(
 ) -> None:
     """Score any log with a registered model: metrics with intervals, plots and a report.
     Labels and cutoffs follow the model's recipe (its churn definition and schedule)."""
-    from churnwatch.models.evaluate import evaluate_model
+    from churnwatch.runs import evaluate as evaluate_model
 
     settings = Settings()
 

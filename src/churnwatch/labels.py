@@ -60,7 +60,7 @@ class ChurnDefinition:
     @classmethod
     def from_run_params(cls, params: Mapping[str, str]) -> ChurnDefinition:
         """The definition a model was trained with, from its MLflow run parameters (the
-        `data_*` fingerprint that `churnwatch.models.run` logs)."""
+        `data_*` fingerprint that `churnwatch.runs` logs)."""
         return cls(
             kind=params.get("data_definition", "cancellation"),  # type: ignore[arg-type]
             horizon_days=int(params.get("data_horizon_days", 14)),

@@ -2,9 +2,9 @@
 its scores the way they were meant.
 
 One typed object, logged once with the model's run (as `recipe.json` and as `recipe_*`
-parameters) and read back by one function, `from_run`. Serving, batch scoring, monitoring,
-retraining, evaluation and the dashboard build their populations and labels from it, never from
-their own defaults.
+parameters) and read back by one function, `tracking.read_recipe`. Serving, batch scoring,
+monitoring, retraining, evaluation and the dashboard build their populations and labels from
+it, never from their own defaults.
 """
 
 from __future__ import annotations
@@ -125,16 +125,3 @@ class Recipe:
             f"churn = {what} within {d.horizon_days} days; cutoffs every {self.every_days} days "
             f"after {self.min_history_days} days of history"
         )
-
-
-def from_run(meta: Mapping[str, Any]) -> Recipe:
-    """The recipe of a registered model or run: `meta` is `tracking.describe`'s answer. Reads
-    the run's `recipe.json`; a run logged before it existed gives its parameters."""
-    from churnwatch import tracking  # mlflow is imported only where a run is read
-
-    run_id = str(meta.get("run_id") or "")
-    params = meta.get("params") or {}
-    if run_id and tracking.has_artifact(run_id, ARTIFACT):
-        raw = json.loads(tracking.download(run_id, ARTIFACT).read_text())
-        return Recipe.from_dict(raw)
-    return Recipe.from_params(params)

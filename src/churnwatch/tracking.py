@@ -6,6 +6,7 @@ artifacts in `<data dir>/mlartifacts`. Nothing is configured at import time.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -23,6 +24,8 @@ from mlflow.pyfunc import PythonModel  # type: ignore[attr-defined]
 
 from churnwatch.config import Settings
 from churnwatch.errors import RegistryError
+from churnwatch.recipe import ARTIFACT as RECIPE
+from churnwatch.recipe import Recipe
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "churnwatch"
@@ -208,6 +211,15 @@ def _describe(ref: str) -> dict[str, Any]:
 def has_artifact(run_id: str, artifact: str) -> bool:
     """Whether the run logged a top-level artifact of that name."""
     return any(f.path == artifact for f in MlflowClient().list_artifacts(run_id))
+
+
+def read_recipe(meta: dict[str, Any]) -> Recipe:
+    """The recipe of a registered model or run (`meta` is `describe`'s answer): its
+    `recipe.json`, or, for a run logged before that file existed, its parameters."""
+    run_id = str(meta.get("run_id") or "")
+    if run_id and has_artifact(run_id, RECIPE):
+        return Recipe.from_dict(json.loads(download(run_id, RECIPE).read_text()))
+    return Recipe.from_params(meta.get("params") or {})
 
 
 def download(run_id: str, artifact: str) -> Path:

@@ -12,7 +12,7 @@ import pytest
 
 from churnwatch.config import Settings
 from churnwatch.features.catalog import WINDOWS, wname
-from churnwatch.models.run import RunSummary
+from churnwatch.runs import RunSummary
 
 
 def scorer(trained: tuple[RunSummary, Settings]) -> tuple[pd.DataFrame, object]:

@@ -17,9 +17,9 @@ from churnwatch.config import Settings
 from churnwatch.errors import InputError
 from churnwatch.features.catalog import feature_names
 from churnwatch.labels import ChurnDefinition, CutoffSchedule
-from churnwatch.models.run import RunSummary, run_training
 from churnwatch.models.train import TrainConfig
-from churnwatch.recipe import Recipe, feature_version, from_run
+from churnwatch.recipe import Recipe, feature_version
+from churnwatch.runs import RunSummary, run_training
 from churnwatch.simulate import SimConfig, simulate
 
 DEFINITION = ChurnDefinition(kind="inactivity", horizon_days=14, inactivity_days=21,
@@ -51,7 +51,7 @@ def _recipe(settings: Settings) -> Recipe:
     from churnwatch import tracking
 
     tracking.setup(settings)
-    return from_run(tracking.describe(settings.model_ref))
+    return tracking.read_recipe(tracking.describe(settings.model_ref))
 
 
 def test_the_recipe_is_logged_once_and_read_back(odd: Any, monkeypatch: Any) -> None:
@@ -112,7 +112,7 @@ def test_serving_scoring_and_monitoring_follow_the_recipe(
 def test_evaluate_uses_the_models_definition(odd: Any, monkeypatch: Any, tmp_path: Path) -> None:
     import json
 
-    from churnwatch.models.evaluate import evaluate_model
+    from churnwatch.runs import evaluate as evaluate_model
 
     _, settings, _ = odd
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -12,7 +12,7 @@ import pytest
 
 from churnwatch.config import Settings
 from churnwatch.models.estimators import MODELS, PATHS
-from churnwatch.models.run import RunSummary
+from churnwatch.runs import RunSummary
 from churnwatch.simulate import SimConfig, simulate
 
 
@@ -97,7 +97,7 @@ def test_cli_models_list(
 def test_evaluate_on_a_log_the_model_never_saw(
     trained: tuple[RunSummary, Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from churnwatch.models.evaluate import evaluate_model
+    from churnwatch.runs import evaluate as evaluate_model
 
     _, settings = trained
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

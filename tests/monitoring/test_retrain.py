@@ -68,9 +68,7 @@ def test_a_challenger_that_does_not_beat_the_champion_is_not_promoted(
     assert "previous" not in aliases
 
 
-@pytest.mark.parametrize(
-    "where", ["churnwatch.models.run.train", "churnwatch.monitoring.retrain.decide"]
-)
+@pytest.mark.parametrize("where", ["churnwatch.runs.train", "churnwatch.monitoring.retrain.decide"])
 def test_a_crash_mid_retrain_keeps_the_champion(
     data_copy: Settings, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:

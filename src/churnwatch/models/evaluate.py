@@ -20,9 +20,14 @@ from churnwatch.errors import InputError
 from churnwatch.features import build_snapshots
 from churnwatch.ingest import EventStore, ingest
 from churnwatch.models import report
-from churnwatch.models.metrics import SCORE_METRICS, evaluate_scores, threshold_metrics
+from churnwatch.models.metrics import (
+    SCORE_METRICS,
+    evaluate_scores,
+    oracle_metrics,
+    threshold_metrics,
+)
 from churnwatch.recipe import Recipe
-from churnwatch.recipe import from_run as recipe_from_run
+from churnwatch.simulate import truth_path
 
 log = logging.getLogger(__name__)
 
@@ -77,23 +82,21 @@ def shap_values(pipeline: Any, X: pd.DataFrame) -> tuple[np.ndarray, pd.DataFram
 
 
 def evaluate_model(
-    model_ref: str,
+    churn_model: Any,
+    recipe: Recipe,
     data: Sequence[str],
     *,
+    name: str,
     out_dir: Path,
     settings: Settings,
     horizon_days: int | None = None,
     every_days: int | None = None,
     n_boot: int = 300,
 ) -> Evaluation:
-    """Ingest `data` into a temporary store, score its labelled snapshots, report. Labels and
-    cutoffs follow the model's recipe; `horizon_days` and `every_days` override it."""
-    from churnwatch import tracking
-
-    tracking.setup(settings)
-    model = tracking.load(model_ref)
-    churn_model = model.unwrap_python_model()
-    recipe = recipe_from_run(tracking.describe(model_ref))
+    """Ingest `data` into a temporary store, score its labelled snapshots with `churn_model`
+    (a ChurnModel; `name` says which in the report), report. Labels and cutoffs follow the
+    model's `recipe`; `horizon_days` and `every_days` override it."""
+    model_ref = name
     overrides = {k: v for k, v in (("horizon", horizon_days), ("every", every_days)) if v}
     source = "the model's recipe" + (
         ", overridden: " + ", ".join(f"{k}={v}" for k, v in overrides.items()) if overrides else ""
@@ -119,7 +122,7 @@ def evaluate_model(
             f"{len(lab)} rows with labels {sorted(lab['label'].unique().tolist())}"
         )
     y = lab["label"].astype(int).to_numpy()
-    p = np.asarray(model.predict(lab), dtype=float)
+    p = np.asarray(churn_model.predict(None, lab), dtype=float)
     users = lab["user_id"].to_numpy()
     thr = float(churn_model.threshold)
     pooled = {
@@ -167,9 +170,6 @@ def evaluate_model(
             default=float,
         )  # fmt: skip
     )
-    from churnwatch.models.run import oracle_metrics
-    from churnwatch.simulate import truth_path
-
     truths = [truth_path(Path(d)) for d in data if truth_path(Path(d)).is_file()]
     horizon = recipe.definition.horizon_days
     oracle = oracle_metrics(lab, p, truths, horizon_days=horizon) if truths else {}

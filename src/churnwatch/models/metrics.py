@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -125,4 +127,29 @@ def evaluate_scores(
         vals = vals[~np.isnan(vals)]
         low, high = np.percentile(vals, [2.5, 97.5]) if len(vals) else (np.nan, np.nan)
         out[name] = Estimate(point[name], float(low), float(high))
+    return out
+
+
+def oracle_metrics(
+    rows: pd.DataFrame, scores: np.ndarray, truths: list[Path], *, horizon_days: int
+) -> dict[str, float]:
+    """ROC-AUC and PR-AUC of the simulator's true hazard on labelled snapshot `rows`, and the
+    ratio of the model's (`scores`, aligned with `rows`) to them. The oracle scores each
+    (user, cutoff) with 1 - (1 - h)^H, h the true daily hazard on the cutoff day (known from
+    the state at the cutoff), H the horizon. Empty when the truth does not cover the rows."""
+    truth = pd.concat([pd.read_parquet(t, columns=["user_id", "date", "hazard"]) for t in truths])
+    frame = rows[["user_id", "label"]].assign(
+        cutoff_date=rows["cutoff"].dt.date, model=np.asarray(scores)
+    )
+    merged = frame.merge(truth, left_on=["user_id", "cutoff_date"], right_on=["user_id", "date"])
+    if len(merged) < 0.9 * len(frame) or merged["label"].nunique() < 2:
+        return {}
+    y = merged["label"].astype(int).to_numpy()
+    oracle = 1 - (1 - merged["hazard"].to_numpy()) ** horizon_days
+    out: dict[str, float] = {}
+    for k in ("roc_auc", "pr_auc"):
+        out[f"oracle_{k}"] = SCORE_METRICS[k](y, oracle)
+        out[f"model_to_oracle_{k}"] = (
+            SCORE_METRICS[k](y, merged["model"].to_numpy()) / out[f"oracle_{k}"]
+        )
     return out

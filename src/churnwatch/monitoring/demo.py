@@ -89,10 +89,10 @@ def drift_demo(
     out: Path, cfg: DemoConfig | None = None, progress: Callable[[str], None] | None = None
 ) -> pd.DataFrame:
     from churnwatch.ingest.pipeline import ingest
-    from churnwatch.models.run import run_training
     from churnwatch.models.train import TrainConfig
     from churnwatch.monitoring.monitor import monitor
     from churnwatch.monitoring.retrain import retrain
+    from churnwatch.runs import run_training
     from churnwatch.simulate import SimConfig, simulate
 
     cfg = cfg or DemoConfig()

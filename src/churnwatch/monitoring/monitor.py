@@ -30,7 +30,6 @@ from churnwatch.monitoring.alerts import evaluate_rules, raise_alerts
 from churnwatch.monitoring.drift import detect_drift, monitored_features, save_report
 from churnwatch.monitoring.performance import cohort_metrics, log_predictions, read_predictions
 from churnwatch.recipe import Recipe
-from churnwatch.recipe import from_run as recipe_from_run
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +84,8 @@ def monitor(
     log_to_mlflow: bool = True,
 ) -> MonitorReport:
     from churnwatch.features.build import build_snapshots
-    from churnwatch.models.run import REFERENCE
     from churnwatch.models.scorer import Scorer
+    from churnwatch.runs import REFERENCE
 
     store = store or EventStore(settings.store_path)
     store.require()
@@ -94,7 +93,7 @@ def monitor(
     meta = tracking.describe(settings.model_ref)
     version = meta["version"] or meta["run_id"][:8]
     scorer = Scorer(tracking.load(settings.model_ref).unwrap_python_model())
-    recipe = recipe_from_run(meta)
+    recipe = tracking.read_recipe(meta)
     definition = recipe.definition
     end = store.last_event()
     last_day, until = cutoff_for(end, as_of)

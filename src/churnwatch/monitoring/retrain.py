@@ -22,7 +22,6 @@ from churnwatch.errors import ConfigError
 from churnwatch.ingest.store import EventStore
 from churnwatch.models.metrics import SCORE_METRICS
 from churnwatch.models.train import TrainConfig
-from churnwatch.recipe import from_run as recipe_from_run
 
 log = logging.getLogger(__name__)
 METRICS = ("pr_auc", "roc_auc", "lift_top10")
@@ -68,7 +67,7 @@ def retrain(
     n_boot: int = 200,
     progress: Callable[[str], None] | None = None,
 ) -> Decision:
-    from churnwatch.models.run import run_training
+    from churnwatch.runs import run_training
 
     say = progress or (lambda _m: None)
     metric = metric or settings.promote_metric
@@ -80,7 +79,7 @@ def retrain(
     champion_ref = f"models:/{tracking.MODEL_NAME}@champion"
     champion = tracking.describe(champion_ref)
     champion_model = tracking.load(champion_ref).unwrap_python_model()
-    recipe = recipe_from_run(champion)
+    recipe = tracking.read_recipe(champion)
     config = dataclasses.replace(TrainConfig.from_recipe(recipe, n_trials=n_trials), n_boot=n_boot)
     family = champion["params"].get("model")
     say(f"champion v{champion['version']} ({family}); training a challenger")

@@ -29,7 +29,6 @@ from churnwatch.features.catalog import catalog
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import CutoffSchedule, cutoff_for
 from churnwatch.models.scorer import Scorer
-from churnwatch.recipe import from_run as recipe_from_run
 from churnwatch.serving.reasons import top_reasons
 
 log = logging.getLogger(__name__)
@@ -106,7 +105,7 @@ def score_store(
     ref = model_ref or settings.model_ref
     tracking.setup(settings)
     meta = tracking.describe(ref)
-    definition = recipe_from_run(meta).definition
+    definition = tracking.read_recipe(meta).definition
     cutoff, until = cutoff_for(store.last_event(), as_of)
     schedule = CutoffSchedule(explicit=(cutoff.date(),))
     if out.suffix not in (".parquet", ".csv"):

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from churnwatch import tracking
 from churnwatch.config import Settings
 from churnwatch.db import connect
 from churnwatch.errors import ChurnwatchError, InputError, NoValidRowsError, StoreError
@@ -29,7 +30,6 @@ from churnwatch.ingest.store import EventStore
 from churnwatch.labels import CutoffSchedule, cutoff_for
 from churnwatch.models.scorer import Scorer
 from churnwatch.recipe import Recipe
-from churnwatch.recipe import from_run as recipe_from_run
 from churnwatch.schema import CHURN_PAGE
 from churnwatch.serving.batch import band
 from churnwatch.serving.reasons import top_reasons
@@ -135,16 +135,12 @@ class ChurnService:
 
     def champion_changed(self) -> bool:
         """Whether the configured reference now names another model version."""
-        from churnwatch import tracking
-
         tracking.setup(self.settings)
         meta = tracking.describe(self.settings.model_ref)
         live = self.live
         return live is None or (bool(meta["version"]) and meta["version"] != live.info.version)
 
     def _load_model(self, ref: str) -> tuple[Scorer, ModelInfo]:
-        from churnwatch import tracking
-
         tracking.setup(self.settings)
         try:
             meta = tracking.describe(ref)
@@ -163,7 +159,7 @@ class ChurnService:
             threshold=scorer.threshold,
             features=scorer.features,
             explains=scorer.explains,
-            recipe=recipe_from_run(meta),
+            recipe=tracking.read_recipe(meta),
             **meta,
         )
         return scorer, info

@@ -16,7 +16,8 @@ import pandas as pd
 from churnwatch import tracking
 from churnwatch.config import Settings
 from churnwatch.ingest import EventStore, ingest
-from churnwatch.models.metrics import SCORE_METRICS
+from churnwatch.models.evaluate import Evaluation, evaluate_model
+from churnwatch.models.metrics import oracle_metrics
 from churnwatch.models.train import TrainConfig, TrainResult, train
 from churnwatch.recipe import ARTIFACT as RECIPE
 from churnwatch.recipe import Recipe, feature_version
@@ -29,31 +30,6 @@ def oracle_scores(result: TrainResult, truths: list[Path]) -> dict[str, float]:
     return oracle_metrics(
         result.test_rows(), result.test_probability, truths, horizon_days=result.horizon_days
     )
-
-
-def oracle_metrics(
-    rows: pd.DataFrame, scores: np.ndarray, truths: list[Path], *, horizon_days: int
-) -> dict[str, float]:
-    """ROC-AUC and PR-AUC of the simulator's true hazard on labelled snapshot `rows`, and the
-    ratio of the model's (`scores`, aligned with `rows`) to them. The oracle scores each
-    (user, cutoff) with 1 - (1 - h)^H, h the true daily hazard on the cutoff day (known from
-    the state at the cutoff), H the horizon. Empty when the truth does not cover the rows."""
-    truth = pd.concat([pd.read_parquet(t, columns=["user_id", "date", "hazard"]) for t in truths])
-    frame = rows[["user_id", "label"]].assign(
-        cutoff_date=rows["cutoff"].dt.date, model=np.asarray(scores)
-    )
-    merged = frame.merge(truth, left_on=["user_id", "cutoff_date"], right_on=["user_id", "date"])
-    if len(merged) < 0.9 * len(frame) or merged["label"].nunique() < 2:
-        return {}
-    y = merged["label"].astype(int).to_numpy()
-    oracle = 1 - (1 - merged["hazard"].to_numpy()) ** horizon_days
-    out: dict[str, float] = {}
-    for k in ("roc_auc", "pr_auc"):
-        out[f"oracle_{k}"] = SCORE_METRICS[k](y, oracle)
-        out[f"model_to_oracle_{k}"] = (
-            SCORE_METRICS[k](y, merged["model"].to_numpy()) / out[f"oracle_{k}"]
-        )
-    return out
 
 
 @dataclass
@@ -279,3 +255,23 @@ def _metrics_table(result: TrainResult) -> list[dict[str, Any]]:
         }
         for c in result.candidates
     ]
+
+
+def evaluate(
+    ref: str,
+    data: Sequence[str],
+    *,
+    out_dir: Path,
+    settings: Settings,
+    horizon_days: int | None = None,
+    every_days: int | None = None,
+    n_boot: int = 300,
+) -> Evaluation:
+    """Evaluate the registered model `ref` on logs `data`, labelled by its recipe."""
+    tracking.setup(settings)
+    churn_model = tracking.load(ref).unwrap_python_model()
+    recipe = tracking.read_recipe(tracking.describe(ref))
+    return evaluate_model(
+        churn_model, recipe, data, name=ref, out_dir=out_dir, settings=settings,
+        horizon_days=horizon_days, every_days=every_days, n_boot=n_boot,
+    )  # fmt: skip
