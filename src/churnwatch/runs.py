@@ -142,6 +142,10 @@ def run_training(
         feats = Path(tmp) / "features.json"
         feats.write_text(json.dumps(result.features, indent=1))
         reference = write_reference(result, Path(tmp) / REFERENCE)
+        score_reference = Path(tmp) / SCORE_REFERENCE
+        at_risk(result)[["user_id", "cutoff", "probability"]].rename(
+            columns={"probability": "score"}
+        ).to_parquet(score_reference, index=False)
         recipe = recipe_of(result, config)
         recipe_file = recipe.write(Path(tmp) / RECIPE)
         tracking.log_run(
@@ -164,7 +168,7 @@ def run_training(
             },
             metrics=metrics,
             tags={"churnwatch.kind": "train"},
-            artifacts=[report, feats, reference, recipe_file, *figures],
+            artifacts=[report, feats, reference, score_reference, recipe_file, *figures],
         )
         model = tracking.ChurnModel(
             result.chosen.estimator, result.features, result.threshold, result.reason_features
@@ -177,6 +181,10 @@ def run_training(
 
 
 REFERENCE = "reference.parquet"
+# The served model's own scores on the latest cutoff of its training data (censored: never
+# learnt from): the reference for prediction drift. The backtest's scores come from models
+# fitted on less data, which spread their scores less, and would read as drift by themselves.
+SCORE_REFERENCE = "score_reference.parquet"
 
 
 def write_reference(result: TrainResult, path: Path, *, max_rows: int = 20_000) -> Path:

@@ -43,3 +43,25 @@ def test_drift_is_flagged_on_a_shifted_log_and_not_on_an_unshifted_one(tmp_path:
     assert any(c.startswith(("adverts", "errors")) for c in drifted), drifted
     assert not any(c.startswith(("adverts", "errors")) for c in
                    calm.columns[calm.columns["drifted"]]["column"])  # fmt: skip
+
+
+def test_prediction_drift_is_measured_against_the_served_models_own_scores() -> None:
+    """The backtest's fold models spread their scores less than the model refitted on
+    everything: against them, an unchanged population reads as prediction drift; against the
+    served model's own scores on unseen rows, it does not."""
+    rng = np.random.default_rng(0)
+    n = 1500
+    feats = ["events_per_day_7d", "thumbs_down_7d"]
+
+    def frame(score: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame({"events_per_day_7d": rng.gamma(2.0, 5.0, n),
+                             "thumbs_down_7d": rng.poisson(2.0, n), "score": score})  # fmt: skip
+
+    served = rng.beta(1.0, 20.0, n)  # the served model: spread out
+    backtest = frame(0.05 + 0.3 * (rng.beta(1.0, 20.0, n) - 0.05))  # the fold models: narrower
+    current = frame(rng.beta(1.0, 20.0, n))
+    naive = detect_drift(backtest, current, feats)
+    fair = detect_drift(backtest, current, feats, score_reference=frame(served))
+    assert naive.score_psi > 0.5 and fair.score_psi < 0.05
+    assert naive.share == fair.share == 0.0  # the features are compared the same way
+    assert set(fair.columns["column"]) == {*feats, "score"}

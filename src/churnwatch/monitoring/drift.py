@@ -99,18 +99,49 @@ class DriftResult:
 
 
 def detect_drift(
-    reference: pd.DataFrame, current: pd.DataFrame, features: list[str], *, min_psi: float = 0.1
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    features: list[str],
+    *,
+    min_psi: float = 0.1,
+    score_reference: pd.DataFrame | None = None,
 ) -> DriftResult:
-    """Evidently's data drift preset (default tests) and PSI on `features` and the score."""
+    """Evidently's data drift preset (default tests) and PSI on `features` and the score. The
+    score is compared with `score_reference` when given (the served model's own scores on
+    rows it did not learn from), else with the reference's."""
+    if score_reference is None:
+        table, evaluation = _column_drift(reference, current, [*features, SCORE], min_psi)
+    else:
+        table, evaluation = _column_drift(reference, current, features, min_psi)
+        score, _ = _column_drift(score_reference, current, [SCORE], min_psi)
+        table = pd.concat([table, score], ignore_index=True)
+    feats = table[table["column"] != SCORE]
+    score_row = table[table["column"] == SCORE]
+    return DriftResult(
+        columns=table.sort_values("psi", ascending=False).reset_index(drop=True),
+        share=float(feats["drifted"].mean()) if len(feats) else 0.0,
+        evidently_share=float(feats["test_failed"].mean()) if len(feats) else 0.0,
+        score_drifted=bool(score_row["drifted"].any()),
+        score_psi=float(score_row["psi"].iloc[0]) if len(score_row) else 0.0,
+        reference_rows=len(reference),
+        current_rows=len(current),
+        report=evaluation,
+    )
+
+
+def _column_drift(
+    reference: pd.DataFrame, current: pd.DataFrame, cols: list[str], min_psi: float
+) -> tuple[pd.DataFrame, Any]:
+    """One Evidently run over `cols`: per column, its test, statistic and PSI."""
     os.environ.setdefault("EVIDENTLY_DISABLE_TELEMETRY", "1")  # no calls home
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
     kinds = {f.name: f.kind for f in catalog()}
-    cats = [f for f in features if kinds.get(f) == "category"]
-    nums = [f for f in features if f not in cats]
-    cols = [*features, SCORE]
-    definition = DataDefinition(numerical_columns=[*nums, SCORE], categorical_columns=cats)
+    cats = [c for c in cols if kinds.get(c) == "category"]
+    definition = DataDefinition(
+        numerical_columns=[c for c in cols if c not in cats], categorical_columns=cats
+    )
     ref = reference[cols].reset_index(drop=True)
     cur = current[cols].reset_index(drop=True)
     report = Report([DataDriftPreset(columns=cols)], include_tests=True)
@@ -139,19 +170,7 @@ def detect_drift(
                 "psi": value,
             }
         )
-    table = pd.DataFrame(rows)
-    feats = table[table["column"] != SCORE]
-    score_row = table[table["column"] == SCORE]
-    return DriftResult(
-        columns=table.sort_values("psi", ascending=False).reset_index(drop=True),
-        share=float(feats["drifted"].mean()) if len(feats) else 0.0,
-        evidently_share=float(feats["test_failed"].mean()) if len(feats) else 0.0,
-        score_drifted=bool(score_row["drifted"].any()),
-        score_psi=float(score_row["psi"].iloc[0]) if len(score_row) else 0.0,
-        reference_rows=len(ref),
-        current_rows=len(cur),
-        report=evaluation,
-    )
+    return pd.DataFrame(rows), evaluation
 
 
 def save_report(result: DriftResult, path: Path) -> Path:

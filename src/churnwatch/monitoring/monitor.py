@@ -85,7 +85,7 @@ def monitor(
 ) -> MonitorReport:
     from churnwatch.features.build import build_snapshots
     from churnwatch.models.scorer import Scorer
-    from churnwatch.runs import REFERENCE
+    from churnwatch.runs import REFERENCE, SCORE_REFERENCE
 
     store = store or EventStore(settings.store_path)
     store.require()
@@ -120,9 +120,13 @@ def monitor(
 
     # 2. drift against the champion's reference
     reference = pd.read_parquet(tracking.download(meta["run_id"], REFERENCE))
+    score_reference = None  # runs logged before it existed: the backtest's scores
+    if tracking.has_artifact(meta["run_id"], SCORE_REFERENCE):
+        score_reference = pd.read_parquet(tracking.download(meta["run_id"], SCORE_REFERENCE))
     drift = detect_drift(
-        reference, current, monitored_features(scorer.features), min_psi=settings.drift_min_psi
-    )
+        reference, current, monitored_features(scorer.features), min_psi=settings.drift_min_psi,
+        score_reference=score_reference,
+    )  # fmt: skip
     html = save_report(drift, out_dir / "drift_report.html")
     drift.columns.to_csv(out_dir / "drift_columns.csv", index=False)
 
