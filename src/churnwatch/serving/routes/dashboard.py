@@ -1,0 +1,174 @@
+"""The dashboard: one page at /dashboard and the JSON it reads, served by the API itself.
+
+Plotly's JavaScript comes from the installed plotly package, so the page needs no CDN and no
+second server. Every number comes from the live service (scores, reasons), the event store
+(activity, logged scores, alerts), the latest `monitor` run and the MLflow registry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse, HTMLResponse, Response
+
+from churnwatch.db import connect
+from churnwatch.serving.deps import Key, Service
+from churnwatch.serving.http_errors import errors
+from churnwatch.serving.service import ChurnService
+
+log = logging.getLogger(__name__)
+
+
+def _plotly_js() -> Path:
+    import plotly
+
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    if not path.is_file():  # pragma: no cover - depends on the plotly build
+        raise FileNotFoundError(f"plotly.min.js not found in {path.parent}")
+    return path
+
+
+def _latest_monitoring(data_dir: Path) -> Path | None:
+    runs = sorted((data_dir / "monitoring").glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
+    return runs[-1].parent if runs else None
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = json.loads(df.to_json(orient="records", date_format="iso"))
+    return out
+
+
+# The page and its data API. The key check protects all of it: it shows every user's risk,
+# reasons and activity. Handlers are sync: FastAPI runs them in its threadpool, so their
+# DuckDB and registry reads never block the event loop.
+router = APIRouter(tags=["dashboard"], dependencies=[Key], responses=errors(401, 503))
+PAGE = resources.files("churnwatch.serving").joinpath("static/dashboard.html")
+
+
+@router.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
+def dashboard() -> HTMLResponse:
+    return HTMLResponse(PAGE.read_text(encoding="utf-8"))
+
+
+@router.get("/dashboard/static/plotly.min.js", include_in_schema=False)
+async def plotly_js() -> Response:
+    return FileResponse(_plotly_js(), media_type="application/javascript",
+                        headers={"Cache-Control": "max-age=86400"})  # fmt: skip
+
+
+@router.get("/dashboard/api/overview")
+def overview(service: Service) -> dict[str, Any]:
+    """Active users, expected churners in the horizon, risk distribution, and per week
+    the churners predicted (sum of probabilities) against those realised."""
+    live, pop = service.population()
+    p = pop.probability
+    counts, edges = np.histogram(p, bins=20, range=(0.0, max(float(p.max()), 1e-6)))
+    weekly: list[dict[str, Any]] = []
+    folder = _latest_monitoring(service.settings.data_dir)
+    if folder is not None and (folder / "cohorts.csv").is_file():
+        c = pd.read_csv(folder / "cohorts.csv")
+        c["predicted"] = c["mean_probability"] * c["users"]
+        keep = [k for k in ("cutoff", "model_version", "users", "predicted", "churners")
+                if k in c.columns]  # fmt: skip
+        weekly = _records(c[keep])
+    return {
+        "as_of": pop.cutoff.isoformat(),
+        "active_users": len(p),
+        "expected_churners": float(p.sum()),
+        "high_band": int((p >= live.info.threshold).sum()),
+        "threshold": live.info.threshold,
+        "horizon_days": live.info.recipe.definition.horizon_days,
+        "histogram": {"counts": counts.tolist(), "edges": edges.tolist()},
+        "weekly": weekly,
+    }
+
+
+@router.get("/dashboard/api/model")
+def model(service: Service) -> dict[str, Any]:
+    """The champion, its test metrics, and the last retrain decision with its reason."""
+    live = service.current()
+    info = live.info
+    metrics = {k: v for k, v in info.metrics.items()
+               if k.startswith("test_") and not k.endswith(("_low", "_high"))}  # fmt: skip
+    return {
+        "version": info.version,
+        "aliases": list(info.aliases),
+        "kind": info.params.get("model", info.kind),
+        "trained_at": info.trained_at,
+        "loaded_at": info.loaded_at,
+        "threshold": info.threshold,
+        "metrics": metrics,
+        "last_retrain": _last_retrain(service),
+    }
+
+
+@router.get("/dashboard/api/monitoring")
+def monitoring(service: Service) -> dict[str, Any]:
+    """Drift per feature and realised performance from the latest monitor run; alerts."""
+    from churnwatch.monitoring.alerts import read_alerts
+
+    out: dict[str, Any] = {"drift": [], "summary": None, "cohorts": [], "alerts": []}
+    folder = _latest_monitoring(service.settings.data_dir)
+    if folder is not None:
+        out["summary"] = json.loads((folder / "summary.json").read_text())
+        if (folder / "drift_columns.csv").is_file():
+            d = pd.read_csv(folder / "drift_columns.csv")
+            out["drift"] = _records(d.nlargest(20, "psi")[["column", "psi", "drifted"]])
+        if (folder / "cohorts.csv").is_file():
+            out["cohorts"] = _records(pd.read_csv(folder / "cohorts.csv"))
+    if service.store.exists():
+        alerts = read_alerts(service.store, limit=20)
+        out["alerts"] = _records(alerts[["created_at", "kind", "severity", "key", "message"]])
+    return out
+
+
+@router.get(
+    "/dashboard/api/users/{user_id}",
+    responses=errors(404, 409),
+)
+def user(
+    user_id: str, service: Service, events: Annotated[int, Query(ge=1, le=500)] = 40
+) -> dict[str, Any]:
+    """A user's current score and reasons, their scores over time and recent activity."""
+    now = service.predict_user(user_id)  # unknown: 404, churned: 409 (the app's handler)
+    from churnwatch.monitoring.performance import read_predictions
+
+    history = read_predictions(service.store)
+    history = history[history["user_id"] == user_id].sort_values("cutoff")
+    return {
+        "user_id": user_id,
+        "now": now,
+        "history": _records(history[["cutoff", "probability", "model_version"]]),
+        "activity": _activity(service, user_id, events),
+    }
+
+
+def _activity(service: ChurnService, user_id: str, n: int) -> list[dict[str, Any]]:
+    con = connect(service.settings)
+    try:
+        service.store.register(con)
+        df = con.execute(
+            "SELECT ts, page, level, session_id, song, artist FROM events WHERE user_id = ? "
+            "ORDER BY ts DESC LIMIT ?",
+            [user_id, n],
+        ).df()
+    finally:
+        con.close()
+    return _records(df)
+
+
+def _last_retrain(service: ChurnService) -> dict[str, Any] | None:
+    from churnwatch import tracking
+
+    try:
+        return tracking.last_run_of_kind("retrain")
+    except Exception as exc:  # the registry may be unreachable; the page still renders
+        log.warning("no retrain decision: %s", exc)
+        return None
