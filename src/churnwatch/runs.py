@@ -16,6 +16,7 @@ import pandas as pd
 from churnwatch import tracking
 from churnwatch.config import Settings
 from churnwatch.ingest import EventStore, ingest
+from churnwatch.models import report as rep
 from churnwatch.models.evaluate import Evaluation, evaluate_model
 from churnwatch.models.metrics import oracle_metrics
 from churnwatch.models.train import TrainConfig, TrainResult, train
@@ -201,7 +202,6 @@ def write_reference(result: TrainResult, path: Path, *, max_rows: int = 20_000) 
 
 def _test_figures(result: TrainResult, folder: Path, oracle: dict[str, float]) -> list[Path]:
     """Plots of the chosen model on the test cutoffs and an HTML report, for the MLflow run."""
-    from churnwatch.models import report as rep
 
     test = result.test_rows()
     y = test["label"].astype(int).to_numpy()

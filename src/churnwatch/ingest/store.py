@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -217,6 +218,4 @@ def _crash_point(name: str) -> None:
     """Testing hook: `_CHURNWATCH_CRASH_AT=<name>` kills the process here, as a power cut
     would. Used by the test that proves a crash mid-ingest leaves the store whole."""
     if os.environ.get("_CHURNWATCH_CRASH_AT") == name:
-        import signal
-
         os.kill(os.getpid(), signal.SIGKILL)

@@ -24,6 +24,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from churnwatch.errors import InputError
+from churnwatch.models.metrics import SCORE_METRICS
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,6 @@ class Backtest:
         return float(np.nanmean(self.fold_aucs(name, idx)))
 
     def per_fold(self, name: str) -> list[dict[str, Any]]:
-        from churnwatch.models.metrics import SCORE_METRICS
 
         out = []
         fold = self.rows["fold"].to_numpy()

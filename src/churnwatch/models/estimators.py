@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.impute import SimpleImputer
@@ -157,7 +157,6 @@ class LogitAverage(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.members = members
 
     def fit(self, X: pd.DataFrame, y: Any, sample_weight: Any = None) -> LogitAverage:
-        from sklearn.base import clone
 
         self.members_ = [
             clone(m).fit(X, y, model__sample_weight=sample_weight) for m in self.members
@@ -196,7 +195,6 @@ class MonotoneBooster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.booster = booster
 
     def fit(self, X: pd.DataFrame, y: Any, sample_weight: Any = None) -> MonotoneBooster:
-        from sklearn.base import clone
 
         constraints = [1 if _increasing(str(c)) else 0 for c in X.columns]
         est = clone(self.booster)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pandas as pd
 
 from churnwatch.config import Settings
@@ -119,7 +120,6 @@ class Webhook:
         self.url, self.timeout, self.retries, self.backoff = url, timeout, retries, backoff
 
     def send(self, alerts: list[Alert]) -> bool:
-        import httpx
 
         body = {"source": "churnwatch", "alerts": [asdict(a) for a in alerts]}
         for attempt in range(self.retries + 1):

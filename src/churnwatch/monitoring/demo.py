@@ -15,16 +15,27 @@ import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from churnwatch.config import Settings
 from churnwatch.errors import InputError
+from churnwatch.features.build import build_snapshots
+from churnwatch.ingest.pipeline import ingest
+from churnwatch.ingest.store import EventStore
+from churnwatch.labels import CutoffSchedule
+from churnwatch.models.train import TrainConfig
+from churnwatch.monitoring.monitor import monitor
+from churnwatch.monitoring.retrain import retrain
+from churnwatch.runs import run_training
+from churnwatch.simulate import SimConfig, simulate
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +72,6 @@ def _split(
 
 
 def pa_scalar(when: datetime, like: Any) -> Any:
-    import pyarrow as pa
 
     if pa.types.is_integer(like.type):  # Sparkify's epoch milliseconds
         return pa.scalar(int(when.timestamp() * 1000), type=like.type)
@@ -88,12 +98,6 @@ def _fresh(out: Path) -> None:
 def drift_demo(
     out: Path, cfg: DemoConfig | None = None, progress: Callable[[str], None] | None = None
 ) -> pd.DataFrame:
-    from churnwatch.ingest.pipeline import ingest
-    from churnwatch.models.train import TrainConfig
-    from churnwatch.monitoring.monitor import monitor
-    from churnwatch.monitoring.retrain import retrain
-    from churnwatch.runs import run_training
-    from churnwatch.simulate import SimConfig, simulate
 
     cfg = cfg or DemoConfig()
     say = progress or (lambda _m: None)
@@ -206,15 +210,6 @@ def drift_windows(
     log, with the app release from `drift_day` or without it (the same seed gives the same
     log until then); returns the reference window (snapshots of days 35 and 42) and the
     current one (day 70), with a random score column, as no model is needed."""
-    from datetime import date
-
-    import numpy as np
-
-    from churnwatch.features.build import build_snapshots
-    from churnwatch.ingest.pipeline import ingest
-    from churnwatch.ingest.store import EventStore
-    from churnwatch.labels import CutoffSchedule
-    from churnwatch.simulate import SimConfig, simulate
 
     cfg = SimConfig(users=users, days=days, seed=seed, drift_day=drift_day)
     log = root / f"log_{seed}_{drift_day}.parquet"

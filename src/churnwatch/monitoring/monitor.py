@@ -24,12 +24,15 @@ import pandas as pd
 
 from churnwatch import tracking
 from churnwatch.config import Settings
+from churnwatch.features.build import build_snapshots
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import CutoffSchedule, cutoff_for
+from churnwatch.models.scorer import Scorer
 from churnwatch.monitoring.alerts import evaluate_rules, raise_alerts
 from churnwatch.monitoring.drift import detect_drift, monitored_features, save_report
 from churnwatch.monitoring.performance import cohort_metrics, log_predictions, read_predictions
 from churnwatch.recipe import Recipe
+from churnwatch.runs import REFERENCE, SCORE_REFERENCE
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +86,6 @@ def monitor(
     store: EventStore | None = None,
     log_to_mlflow: bool = True,
 ) -> MonitorReport:
-    from churnwatch.features.build import build_snapshots
-    from churnwatch.models.scorer import Scorer
-    from churnwatch.runs import REFERENCE, SCORE_REFERENCE
 
     store = store or EventStore(settings.store_path)
     store.require()

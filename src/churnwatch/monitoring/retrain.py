@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 
@@ -22,6 +23,7 @@ from churnwatch.errors import ConfigError
 from churnwatch.ingest.store import EventStore
 from churnwatch.models.metrics import SCORE_METRICS
 from churnwatch.models.train import TrainConfig
+from churnwatch.runs import run_training
 
 log = logging.getLogger(__name__)
 METRICS = ("pr_auc", "roc_auc", "lift_top10")
@@ -67,7 +69,6 @@ def retrain(
     n_boot: int = 200,
     progress: Callable[[str], None] | None = None,
 ) -> Decision:
-    from churnwatch.runs import run_training
 
     say = progress or (lambda _m: None)
     metric = metric or settings.promote_metric
@@ -138,7 +139,6 @@ def retrain(
 
 def notify(url: str, api_key: str | None) -> dict[str, Any]:
     """Ask a running API to reload its champion (POST /admin/reload)."""
-    import httpx
 
     headers = {"X-API-Key": api_key} if api_key else {}
     r = httpx.post(url.rstrip("/") + "/admin/reload", headers=headers, timeout=300)

@@ -25,7 +25,9 @@ import pyarrow.parquet as pq
 from churnwatch import tracking
 from churnwatch.config import Settings
 from churnwatch.errors import InputError
+from churnwatch.features.build import build_snapshots, prepare
 from churnwatch.features.catalog import catalog
+from churnwatch.features.engines import SparkEngine, make_engine
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import CutoffSchedule, cutoff_for
 from churnwatch.models.scorer import Scorer
@@ -96,8 +98,6 @@ def score_store(
     model_ref: str | None = None,
 ) -> ScoreReport:
     """Score every active user of `store` with `model_ref` (default the champion)."""
-    from churnwatch.features.build import build_snapshots, prepare
-    from churnwatch.features.engines import SparkEngine, make_engine
 
     started = time.perf_counter()
     store = store or EventStore(settings.store_path)

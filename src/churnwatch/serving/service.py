@@ -20,12 +20,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ConfigDict, StrictFloat, StrictInt, StrictStr, ValidationError, create_model
 
 from churnwatch import tracking
 from churnwatch.config import Settings
 from churnwatch.db import connect
 from churnwatch.errors import ChurnwatchError, InputError, NoValidRowsError, StoreError
+from churnwatch.features.build import build_snapshots
 from churnwatch.features.catalog import catalog
+from churnwatch.ingest.pipeline import ingest
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import CutoffSchedule, cutoff_for
 from churnwatch.models.scorer import Scorer
@@ -205,7 +208,6 @@ class ChurnService:
         self, cutoff: datetime, info: ModelInfo, until: datetime | None = None
     ) -> pd.DataFrame:
         """Every active user's features at `cutoff` (a midnight), from events before `until`."""
-        from churnwatch.features.build import build_snapshots
 
         self.store.require()
         table, _ = build_snapshots(
@@ -409,7 +411,6 @@ class ChurnService:
     def append_events(self, events: list[Any]) -> dict[str, Any]:
         """Ingest raw events (Sparkify field names) exactly like `churnwatch ingest`, then
         rescore the population so scores reflect them."""
-        from churnwatch.ingest.pipeline import ingest
 
         incoming = self.settings.data_dir / "incoming"
         incoming.mkdir(parents=True, exist_ok=True)
@@ -492,7 +493,6 @@ class FeatureCheck:
     """
 
     def __init__(self, features: list[str]) -> None:
-        from pydantic import ConfigDict, StrictFloat, StrictInt, StrictStr, create_model
 
         number = StrictFloat | StrictInt | None
         fields: dict[str, Any] = {
@@ -504,7 +504,6 @@ class FeatureCheck:
         )
 
     def __call__(self, row: dict[str, Any], *, index: int | None = None) -> None:
-        from pydantic import ValidationError
 
         where = "" if index is None else f"rows[{index}]: "
         try:

@@ -18,7 +18,10 @@ import pandas as pd
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
+from churnwatch import tracking
 from churnwatch.db import connect
+from churnwatch.monitoring.alerts import read_alerts
+from churnwatch.monitoring.performance import read_predictions
 from churnwatch.serving.deps import Key, Service
 from churnwatch.serving.http_errors import errors
 from churnwatch.serving.service import ChurnService
@@ -112,7 +115,6 @@ def model(service: Service) -> dict[str, Any]:
 @router.get("/dashboard/api/monitoring")
 def monitoring(service: Service) -> dict[str, Any]:
     """Drift per feature and realised performance from the latest monitor run; alerts."""
-    from churnwatch.monitoring.alerts import read_alerts
 
     out: dict[str, Any] = {"drift": [], "summary": None, "cohorts": [], "alerts": []}
     folder = _latest_monitoring(service.settings.data_dir)
@@ -138,7 +140,6 @@ def user(
 ) -> dict[str, Any]:
     """A user's current score and reasons, their scores over time and recent activity."""
     now = service.predict_user(user_id)  # unknown: 404, churned: 409 (the app's handler)
-    from churnwatch.monitoring.performance import read_predictions
 
     history = read_predictions(service.store)
     history = history[history["user_id"] == user_id].sort_values("cutoff")
@@ -165,7 +166,6 @@ def _activity(service: ChurnService, user_id: str, n: int) -> list[dict[str, Any
 
 
 def _last_retrain(service: ChurnService) -> dict[str, Any] | None:
-    from churnwatch import tracking
 
     try:
         return tracking.last_run_of_kind("retrain")
