@@ -96,18 +96,69 @@ def evaluate_model(
     """Ingest `data` into a temporary store, score its labelled snapshots with `churn_model`
     (a ChurnModel; `name` says which in the report), report. Labels and cutoffs follow the
     model's `recipe`; `horizon_days` and `every_days` override it."""
-    model_ref = name
+    recipe, source = _overridden(recipe, horizon_days, every_days)
+    lab = _labelled(data, recipe, settings)
+    y = lab["label"].astype(int).to_numpy()
+    p = np.asarray(churn_model.predict(None, lab), dtype=float)
+    thr = float(churn_model.threshold)
+    scores = evaluate_scores(y, p, lab["user_id"].to_numpy(), threshold=thr, n_boot=n_boot)
+    pooled = {k: v.as_dict() for k, v in scores.items()}
+    per_cutoff = _per_cutoff(lab, y, p, thr)
+    text = classification_report(y, (p >= thr).astype(int), digits=3, zero_division=0)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images, importance = _figures(churn_model, lab, y, p, out_dir)
+    labels = f"{recipe.describe()} ({source})"
+    metrics_path = out_dir / "metrics.json"
+    metrics_path.write_text(json.dumps({
+        "model": name, "recipe": recipe.to_dict(), "labels": labels, "threshold": thr,
+        "pooled": pooled, "per_cutoff": per_cutoff,
+        "top_features": {} if importance is None else importance.head(20).to_dict(),
+    }, indent=1, default=float))  # fmt: skip
+    truths = [truth_path(Path(d)) for d in data if truth_path(Path(d)).is_file()]
+    horizon = recipe.definition.horizon_days
+    oracle = oracle_metrics(lab, p, truths, horizon_days=horizon) if truths else {}
+    facts = {
+        "data": ", ".join(map(str, data)),
+        "labels": labels,
+        "labelled snapshots": f"{len(lab):,} ({int(y.sum()):,} churned within the horizon)",
+        "threshold": f"{thr:.3f}",
+        **_oracle_line(oracle),
+        "how to read": "ROC-AUC and PR-AUC rank users; lift@10% is how many times more "
+        "churners the top decile holds than a random tenth; Brier and the calibration "
+        "plot say whether the probabilities can be read as probabilities.",
+    }
+    pooled_table = pd.DataFrame(
+        [
+            {"metric": k, "value": v["value"], "95% low": v["low"], "95% high": v["high"]}
+            for k, v in pooled.items()
+        ]  # fmt: skip
+    )
+    tables = {"pooled (95% bootstrap intervals over users)": pooled_table,
+              "per cutoff": pd.DataFrame(per_cutoff)}  # fmt: skip
+    report_path = report.html_report(
+        f"churnwatch evaluation of {name}", facts, tables, images, out_dir
+    )
+    return Evaluation(pooled, oracle, per_cutoff, text, thr, len(lab), int(y.sum()), metrics_path,
+                      report_path, images, recipe, source)  # fmt: skip
+
+
+def _overridden(
+    recipe: Recipe, horizon_days: int | None, every_days: int | None
+) -> tuple[Recipe, str]:
+    """The recipe with the horizon and period the user asked for, and how to say so."""
     overrides = {k: v for k, v in (("horizon", horizon_days), ("every", every_days)) if v}
     source = "the model's recipe" + (
         ", overridden: " + ", ".join(f"{k}={v}" for k, v in overrides.items()) if overrides else ""
     )
-    recipe = dataclasses.replace(
-        recipe,
-        definition=dataclasses.replace(
-            recipe.definition, horizon_days=horizon_days or recipe.definition.horizon_days
-        ),
-        every_days=every_days or recipe.every_days,
+    definition = dataclasses.replace(
+        recipe.definition, horizon_days=horizon_days or recipe.definition.horizon_days
     )
+    every = every_days or recipe.every_days
+    return dataclasses.replace(recipe, definition=definition, every_days=every), source
+
+
+def _labelled(data: Sequence[str], recipe: Recipe, settings: Settings) -> pd.DataFrame:
+    """The labelled snapshots of logs `data`, ingested into a temporary store."""
     with tempfile.TemporaryDirectory() as tmp:
         ingest(list(data), settings=settings, store_dir=Path(tmp) / "store")
         table, _ = build_snapshots(
@@ -115,30 +166,34 @@ def evaluate_model(
             schedule=recipe.schedule, settings=settings,
         )  # fmt: skip
     df = table.to_pandas()
-    lab = df[df["label"].notna()].reset_index(drop=True)
+    lab: pd.DataFrame = df[df["label"].notna()].reset_index(drop=True)
     if lab["label"].nunique() < 2:
         raise InputError(
             f"expected churners and non-churners among the labelled snapshots. Got "
             f"{len(lab)} rows with labels {sorted(lab['label'].unique().tolist())}"
         )
-    y = lab["label"].astype(int).to_numpy()
-    p = np.asarray(churn_model.predict(None, lab), dtype=float)
-    users = lab["user_id"].to_numpy()
-    thr = float(churn_model.threshold)
-    pooled = {
-        k: v.as_dict()
-        for k, v in evaluate_scores(y, p, users, threshold=thr, n_boot=n_boot).items()
-    }
-    per_cutoff = []
+    return lab
+
+
+def _per_cutoff(
+    lab: pd.DataFrame, y: np.ndarray, p: np.ndarray, thr: float
+) -> list[dict[str, Any]]:
+    out = []
     for cutoff, idx in lab.groupby("cutoff").indices.items():
         yy, pp = y[idx], p[idx]
-        row: dict[str, Any] = {"cutoff": str(pd.Timestamp(cutoff).date()), "rows": len(idx),
+        row: dict[str, Any] = {"cutoff": str(pd.Timestamp(str(cutoff)).date()), "rows": len(idx),
                                "positives": int(yy.sum())}  # fmt: skip
         row.update({k: fn(yy, pp) for k, fn in SCORE_METRICS.items()})
         row.update(threshold_metrics(yy, pp, thr))
-        per_cutoff.append(row)
-    text = classification_report(y, (p >= thr).astype(int), digits=3, zero_division=0)
-    out_dir.mkdir(parents=True, exist_ok=True)
+        out.append(row)
+    return out
+
+
+def _figures(
+    churn_model: Any, lab: pd.DataFrame, y: np.ndarray, p: np.ndarray, out_dir: Path
+) -> tuple[list[Path], pd.Series | None]:
+    """ROC, precision-recall, calibration and gains plots; SHAP importance and summary for
+    models SHAP explains."""
     images = [
         report.plot_roc(y, p, out_dir),
         report.plot_pr(y, p, out_dir),
@@ -146,68 +201,23 @@ def evaluate_model(
         report.plot_gains(y, p, out_dir),
     ]
     explained = shap_values(inner_pipeline(churn_model), lab)
-    importance = None
-    if explained is not None:
-        values, frame = explained
-        importance = pd.Series(np.abs(values).mean(axis=0), index=frame.columns).sort_values(
-            ascending=False
+    if explained is None:
+        return images, None
+    values, frame = explained
+    importance = pd.Series(np.abs(values).mean(axis=0), index=frame.columns)
+    importance = importance.sort_values(ascending=False)
+    images.append(report.plot_importance(importance, out_dir))
+    images.append(report.plot_shap_summary(values, frame, out_dir))
+    return images, importance
+
+
+def _oracle_line(oracle: dict[str, float]) -> dict[str, str]:
+    if not oracle:
+        return {}
+    return {
+        "oracle (simulated log, true hazard)": (
+            f"ROC-AUC {oracle['oracle_roc_auc']:.3f} (model/oracle "
+            f"{oracle['model_to_oracle_roc_auc']:.2f}), PR-AUC {oracle['oracle_pr_auc']:.3f} "
+            f"(model/oracle {oracle['model_to_oracle_pr_auc']:.2f})"
         )
-        images.append(report.plot_importance(importance, out_dir))
-        images.append(report.plot_shap_summary(values, frame, out_dir))
-    metrics_path = out_dir / "metrics.json"
-    metrics_path.write_text(
-        json.dumps(
-            {
-                "model": model_ref,
-                "recipe": recipe.to_dict(),
-                "labels": f"{recipe.describe()} ({source})",
-                "threshold": thr,
-                "pooled": pooled,
-                "per_cutoff": per_cutoff,
-                "top_features": {} if importance is None else importance.head(20).to_dict(),
-            },
-            indent=1,
-            default=float,
-        )  # fmt: skip
-    )
-    truths = [truth_path(Path(d)) for d in data if truth_path(Path(d)).is_file()]
-    horizon = recipe.definition.horizon_days
-    oracle = oracle_metrics(lab, p, truths, horizon_days=horizon) if truths else {}
-    pooled_table = pd.DataFrame(
-        [
-            {"metric": k, "value": v["value"], "95% low": v["low"], "95% high": v["high"]}
-            for k, v in pooled.items()
-        ]  # fmt: skip
-    )
-    report_path = report.html_report(
-        f"churnwatch evaluation of {model_ref}",
-        {
-            "data": ", ".join(map(str, data)),
-            "labels": f"{recipe.describe()} ({source})",
-            "labelled snapshots": f"{len(lab):,} ({int(y.sum()):,} churned within the horizon)",
-            "threshold": f"{thr:.3f}",
-            **(
-                {
-                    "oracle (simulated log, true hazard)": (
-                        f"ROC-AUC {oracle['oracle_roc_auc']:.3f} (model/oracle "
-                        f"{oracle['model_to_oracle_roc_auc']:.2f}), PR-AUC "
-                        f"{oracle['oracle_pr_auc']:.3f} (model/oracle "
-                        f"{oracle['model_to_oracle_pr_auc']:.2f})"
-                    )
-                }
-                if oracle
-                else {}
-            ),
-            "how to read": "ROC-AUC and PR-AUC rank users; lift@10% is how many times more "
-            "churners the top decile holds than a random tenth; Brier and the calibration "
-            "plot say whether the probabilities can be read as probabilities.",
-        },
-        {
-            "pooled (95% bootstrap intervals over users)": pooled_table,
-            "per cutoff": pd.DataFrame(per_cutoff),
-        },  # fmt: skip
-        images,
-        out_dir,
-    )
-    return Evaluation(pooled, oracle, per_cutoff, text, thr, len(lab), int(y.sum()), metrics_path,
-                      report_path, images, recipe, source)  # fmt: skip
+    }

@@ -29,7 +29,12 @@ from churnwatch.ingest.store import EventStore
 from churnwatch.labels import CutoffSchedule, cutoff_for
 from churnwatch.models.scorer import Scorer
 from churnwatch.monitoring.alerts import evaluate_rules, raise_alerts
-from churnwatch.monitoring.drift import detect_drift, monitored_features, save_report
+from churnwatch.monitoring.drift import (
+    DriftResult,
+    detect_drift,
+    monitored_features,
+    save_report,
+)
 from churnwatch.monitoring.performance import cohort_metrics, log_predictions, read_predictions
 from churnwatch.recipe import Recipe
 from churnwatch.runs import REFERENCE, SCORE_REFERENCE
@@ -86,7 +91,9 @@ def monitor(
     store: EventStore | None = None,
     log_to_mlflow: bool = True,
 ) -> MonitorReport:
-
+    """One monitoring pass as of now (or `as_of`): score the population and log the scores,
+    measure drift against the champion's reference, realised and estimated performance by
+    cohort, raise alerts, write the report (and log it to MLflow)."""
     store = store or EventStore(settings.store_path)
     store.require()
     tracking.setup(settings)
@@ -94,20 +101,64 @@ def monitor(
     version = meta["version"] or meta["run_id"][:8]
     scorer = Scorer(tracking.load(settings.model_ref).unwrap_python_model())
     recipe = tracking.read_recipe(meta)
-    definition = recipe.definition
     end = store.last_event()
     last_day, until = cutoff_for(end, as_of)
     cutoff = _schedule_cutoff(store, last_day, recipe)
     clock = until or datetime.now(UTC)
     out_dir = out_dir or settings.data_dir / "monitoring" / f"{cutoff:%Y-%m-%d}"
     out_dir.mkdir(parents=True, exist_ok=True)
+    logged = read_predictions(store)
 
     # 1. the current population, scored and logged
-    logged = read_predictions(store)
+    snaps, current = _score_population(settings, store, scorer, recipe, cutoff, until, logged)
+    scores = current[["user_id", "cutoff"]].assign(probability=current["score"].to_numpy())
+    log_predictions(store, scores, version)
+    # 2. drift against the champion's reference
+    drift = _drift(settings, meta, scorer, current)
+    html = save_report(drift, out_dir / "drift_report.html")
+    drift.columns.to_csv(out_dir / "drift_columns.csv", index=False)
+    # 3. cohorts: realised where matured, estimated everywhere
+    data_end = pd.Timestamp(min(end, until) if until else end)
+    cohorts = _cohorts(store, snaps, cutoff, data_end, recipe.definition.horizon_days)
+    cohorts.to_csv(out_dir / "cohorts.csv", index=False)
+    latest, reference_auc = _latest_realised(cohorts, meta)
+    since = pd.Timestamp(logged["logged_at"].max()) if len(logged) else None
+    q_rate = _quarantine_rate(store, since)
+    # 4. alerts and outputs
+    alerts = evaluate_rules(
+        settings, users=scores, drift_share=drift.share, realised_roc_auc=latest.get("roc_auc"),
+        reference_roc_auc=reference_auc, quarantine_rate=q_rate,
+        context={"cutoff": cutoff.date().isoformat(), "model_version": version},
+    )  # fmt: skip
+    raised = raise_alerts(alerts, settings, store, now=clock)
+    report = MonitorReport(
+        as_of=clock.isoformat(timespec="seconds"), cutoff=cutoff.date().isoformat(),
+        model_version=version, drift=drift.summary(),
+        cohorts=json.loads(cohorts.to_json(orient="records", date_format="iso")),
+        alerts=[{"kind": a.kind, "key": a.key, "message": a.message} for a in raised],
+        quarantine_rate=q_rate, out_dir=str(out_dir), html=str(html), latest_realised=latest,
+    )  # fmt: skip
+    figure = plot_cohorts(cohorts, out_dir / "performance.png")
+    _write(report, out_dir, [html, figure, out_dir / "cohorts.csv"], drift,
+           log_to_mlflow=log_to_mlflow)  # fmt: skip
+    return report
+
+
+def _score_population(
+    settings: Settings,
+    store: EventStore,
+    scorer: Scorer,
+    recipe: Recipe,
+    cutoff: datetime,
+    until: datetime | None,
+    logged: pd.DataFrame,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Snapshots at the cutoff and at every earlier cutoff that has logged scores (their
+    labels mature into cohort metrics), and the current population with its scores."""
     past = {pd.Timestamp(c).date() for c in pd.to_datetime(logged["cutoff"], utc=True)}
     dates = sorted({cutoff.date(), *(d for d in past if d < cutoff.date())})
     table, _ = build_snapshots(
-        store, definition=definition, schedule=CutoffSchedule(explicit=tuple(dates)),
+        store, definition=recipe.definition, schedule=CutoffSchedule(explicit=tuple(dates)),
         settings=settings, until=until,
     )  # fmt: skip
     snaps = table.to_pandas()
@@ -115,89 +166,84 @@ def monitor(
     current["score"] = scorer.score_frame(
         current.set_index("user_id")[scorer.features], explain=False
     ).probability
-    scores = current[["user_id", "cutoff"]].assign(probability=current["score"].to_numpy())
-    log_predictions(store, scores, version)
+    return snaps, current
 
-    # 2. drift against the champion's reference
+
+def _drift(
+    settings: Settings, meta: dict[str, Any], scorer: Scorer, current: pd.DataFrame
+) -> DriftResult:
+    """Features against the champion's reference; its score against its own scores on the
+    rows it never learnt from (runs logged before that existed: the backtest's scores)."""
     reference = pd.read_parquet(tracking.download(meta["run_id"], REFERENCE))
-    score_reference = None  # runs logged before it existed: the backtest's scores
+    score_reference = None
     if tracking.has_artifact(meta["run_id"], SCORE_REFERENCE):
         score_reference = pd.read_parquet(tracking.download(meta["run_id"], SCORE_REFERENCE))
-    drift = detect_drift(
+    return detect_drift(
         reference, current, monitored_features(scorer.features), min_psi=settings.drift_min_psi,
         score_reference=score_reference,
     )  # fmt: skip
-    html = save_report(drift, out_dir / "drift_report.html")
-    drift.columns.to_csv(out_dir / "drift_columns.csv", index=False)
 
-    # 3. cohorts: realised where matured, estimated everywhere
+
+def _cohorts(
+    store: EventStore,
+    snaps: pd.DataFrame,
+    cutoff: datetime,
+    data_end: pd.Timestamp,
+    horizon_days: int,
+) -> pd.DataFrame:
+    """Realised metrics of every logged cohort up to the cutoff whose horizon has passed,
+    estimated ones (CBPE) for every cohort."""
     predictions = read_predictions(store)
-    predictions = predictions[pd.to_datetime(predictions["cutoff"], utc=True)
-                              <= pd.Timestamp(cutoff)]  # fmt: skip
-    data_end = pd.Timestamp(min(end, until) if until else end)
-    cohorts = cohort_metrics(
-        predictions, snaps, data_end=data_end, horizon_days=definition.horizon_days
-    )
-    cohorts.to_csv(out_dir / "cohorts.csv", index=False)
-    matured = cohorts[cohorts["matured"]] if not cohorts.empty else cohorts
-    latest: dict[str, Any] = {}
-    reference_auc = None
-    if not matured.empty:
-        row = matured.sort_values("cutoff").iloc[-1]
-        latest = {str(k): (v.isoformat() if isinstance(v, pd.Timestamp) else v)
-                  for k, v in row.dropna().to_dict().items()}  # fmt: skip
-        scored_by = str(row["model_version"])
-        if scored_by.isdigit():  # a registered version: a registry failure is a failure
-            then = tracking.describe(f"models:/{tracking.MODEL_NAME}/{scored_by}")
-            reference_auc = then["metrics"].get("test_roc_auc")
-        elif meta["run_id"].startswith(scored_by):  # scored by this (unregistered) run
-            reference_auc = meta["metrics"].get("test_roc_auc")
-    since = pd.Timestamp(logged["logged_at"].max()) if len(logged) else None
-    q_rate = _quarantine_rate(store, since)
+    up_to = pd.to_datetime(predictions["cutoff"], utc=True) <= pd.Timestamp(cutoff)
+    return cohort_metrics(predictions[up_to], snaps, data_end=data_end, horizon_days=horizon_days)
 
-    # 4. alerts and outputs
-    context = {"cutoff": cutoff.date().isoformat(), "model_version": version}
-    alerts = evaluate_rules(
-        settings,
-        users=scores,
-        drift_share=drift.share,
-        realised_roc_auc=latest.get("roc_auc"),
-        reference_roc_auc=reference_auc,
-        quarantine_rate=q_rate,
-        context=context,
-    )
-    raised = raise_alerts(alerts, settings, store, now=clock)
-    figure = plot_cohorts(cohorts, out_dir / "performance.png")
-    report = MonitorReport(
-        as_of=clock.isoformat(timespec="seconds"),
-        cutoff=cutoff.date().isoformat(),
-        model_version=version,
-        drift=drift.summary(),
-        cohorts=json.loads(cohorts.to_json(orient="records", date_format="iso")),
-        alerts=[{"kind": a.kind, "key": a.key, "message": a.message} for a in raised],
-        quarantine_rate=q_rate,
-        out_dir=str(out_dir),
-        html=str(html),
-        latest_realised=latest,
-    )
+
+def _latest_realised(
+    cohorts: pd.DataFrame, meta: dict[str, Any]
+) -> tuple[dict[str, Any], float | None]:
+    """The latest matured cohort's realised metrics, and the test ROC-AUC of the model that
+    scored it (what its realised figure is compared with)."""
+    matured = cohorts[cohorts["matured"]] if not cohorts.empty else cohorts
+    if matured.empty:
+        return {}, None
+    row = matured.sort_values("cutoff").iloc[-1]
+    latest = {str(k): (v.isoformat() if isinstance(v, pd.Timestamp) else v)
+              for k, v in row.dropna().to_dict().items()}  # fmt: skip
+    scored_by = str(row["model_version"])
+    if scored_by.isdigit():  # a registered version: a registry failure is a failure
+        then = tracking.describe(f"models:/{tracking.MODEL_NAME}/{scored_by}")
+        return latest, then["metrics"].get("test_roc_auc")
+    if meta["run_id"].startswith(scored_by):  # scored by this (unregistered) run
+        return latest, meta["metrics"].get("test_roc_auc")
+    return latest, None
+
+
+def _write(
+    report: MonitorReport,
+    out_dir: Path,
+    files: list[Path | None],
+    drift: DriftResult,
+    *,
+    log_to_mlflow: bool,
+) -> None:
+    """summary.json, and the run in MLflow with the report's files."""
     summary = out_dir / "summary.json"
     summary.write_text(json.dumps(report.__dict__, indent=1, default=str))
-    if log_to_mlflow:
-        metrics = {"drift_share": drift.share, "prediction_psi": drift.score_psi,
-                   "alerts": float(len(raised))}  # fmt: skip
-        for key in ("roc_auc", "pr_auc", "estimated_roc_auc"):
-            if key in latest:
-                metrics[f"realised_{key}"] = float(latest[key])
-        with tracking.run(f"monitor-{report.cutoff}") as run_id:
-            tracking.log_run(
-                params={}, metrics=metrics,
-                tags={"churnwatch.kind": "monitor", "model_version": version},
-                artifacts=[p for p in (html, summary, figure, out_dir / "cohorts.csv")
-                           if p is not None and p.exists()],
-            )  # fmt: skip
-            report.run_id = run_id
-        summary.write_text(json.dumps(report.__dict__, indent=1, default=str))
-    return report
+    if not log_to_mlflow:
+        return
+    metrics = {"drift_share": drift.share, "prediction_psi": drift.score_psi,
+               "alerts": float(len(report.alerts))}  # fmt: skip
+    for key in ("roc_auc", "pr_auc", "estimated_roc_auc"):
+        if key in report.latest_realised:
+            metrics[f"realised_{key}"] = float(report.latest_realised[key])
+    with tracking.run(f"monitor-{report.cutoff}") as run_id:
+        tracking.log_run(
+            params={}, metrics=metrics,
+            tags={"churnwatch.kind": "monitor", "model_version": report.model_version},
+            artifacts=[p for p in (*files, summary) if p is not None and p.exists()],
+        )  # fmt: skip
+        report.run_id = run_id
+    summary.write_text(json.dumps(report.__dict__, indent=1, default=str))
 
 
 def plot_cohorts(cohorts: pd.DataFrame, path: Path) -> Path | None:
