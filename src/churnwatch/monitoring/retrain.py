@@ -69,7 +69,9 @@ def retrain(
     n_boot: int = 200,
     progress: Callable[[str], None] | None = None,
 ) -> Decision:
-
+    """Train a challenger with the champion's recipe on what the store holds (after
+    ingesting `data`), compare both out of time on the challenger's backtest cutoffs, and
+    promote the challenger only when it wins by `margin` on `metric`."""
     say = progress or (lambda _m: None)
     metric = metric or settings.promote_metric
     margin = settings.promote_margin if margin is None else margin
@@ -90,42 +92,23 @@ def retrain(
     rows = result.test_rows()
     y = rows["label"].to_numpy(dtype=int)
     window = ", ".join(str(f.cutoff) for f in result.backtest.folds)
-    scores = {  # the challenger's recipe out of time on every backtest cutoff
-        "champion": np.asarray(champion_model.predict(None, rows), dtype=float),
-        "challenger": result.test_probability,
-    }
-    measured = {
-        who: {m: float(SCORE_METRICS[m](y, p)) for m in (*METRICS, "brier")}
-        for who, p in scores.items()
-    }
+    # both scored out of time on every backtest cutoff
+    scores = {"champion": np.asarray(champion_model.predict(None, rows), dtype=float),
+              "challenger": result.test_probability}  # fmt: skip
+    measured = {who: {m: float(SCORE_METRICS[m](y, p)) for m in (*METRICS, "brier")}
+                for who, p in scores.items()}  # fmt: skip
     promoted, reason = decide(
         measured["champion"][metric], measured["challenger"][metric], metric=metric, margin=margin
     )
     decision = Decision(
-        promoted=promoted,
-        metric=metric,
-        margin=margin,
-        champion_version=champion["version"],
-        challenger_version=summary.model_version,
+        promoted=promoted, metric=metric, margin=margin,
+        champion_version=champion["version"], challenger_version=summary.model_version,
         champion_score=measured["champion"][metric],
         challenger_score=measured["challenger"][metric],
-        window=f"{window} ({len(rows)} users, {int(y.sum())} churners)",
-        reason=reason,
-        champion_metrics=measured["champion"],
-        challenger_metrics=measured["challenger"],
-    )
-    with tracking.run(f"retrain-v{summary.model_version}") as run_id:
-        tracking.log_run(
-            params={
-                "metric": metric, "margin": margin, "champion_version": champion["version"],
-                "challenger_version": summary.model_version, "window": decision.window,
-                "promoted": promoted, "reason": reason,
-            },
-            metrics={f"{who}_{m}": v for who, ms in measured.items() for m, v in ms.items()},
-            tags={"churnwatch.kind": "retrain", "decision": "promoted" if promoted else "kept"},
-            artifacts=[],
-        )  # fmt: skip
-        decision.run_id = run_id
+        window=f"{window} ({len(rows)} users, {int(y.sum())} churners)", reason=reason,
+        champion_metrics=measured["champion"], challenger_metrics=measured["challenger"],
+    )  # fmt: skip
+    decision.run_id = _log(decision, measured)
     # the one place the registry changes
     if promoted:
         tracking.set_aliases({
@@ -135,6 +118,24 @@ def retrain(
         tracking.set_aliases({"challenger": summary.model_version})
     say(reason)
     return decision
+
+
+def _log(decision: Decision, measured: dict[str, dict[str, float]]) -> str:
+    """The decision as an MLflow run; its id."""
+    with tracking.run(f"retrain-v{decision.challenger_version}") as run_id:
+        tracking.log_run(
+            params={
+                "metric": decision.metric, "margin": decision.margin,
+                "champion_version": decision.champion_version,
+                "challenger_version": decision.challenger_version, "window": decision.window,
+                "promoted": decision.promoted, "reason": decision.reason,
+            },
+            metrics={f"{who}_{m}": v for who, ms in measured.items() for m, v in ms.items()},
+            tags={"churnwatch.kind": "retrain",
+                  "decision": "promoted" if decision.promoted else "kept"},
+            artifacts=[],
+        )  # fmt: skip
+    return run_id
 
 
 def notify(url: str, api_key: str | None) -> dict[str, Any]:
