@@ -123,20 +123,7 @@ def run_training(
         tracking.run(f"train-{result.chosen.name}") as run_id,
         tempfile.TemporaryDirectory() as tmp,
     ):
-        metrics: dict[str, float] = {}
-        for cand in result.candidates:
-            metrics[f"{cand.key}_backtest_mean_roc_auc"] = cand.mean_roc_auc
-            for key, est in cand.test.items():
-                metrics[f"{cand.key}_test_{key}"] = est.value
-                metrics[f"{cand.key}_test_{key}_low"] = est.low
-                metrics[f"{cand.key}_test_{key}_high"] = est.high
-        for key, est in result.chosen.test.items():
-            metrics[f"test_{key}"] = est.value
-            metrics[f"test_{key}_low"] = est.low
-            metrics[f"test_{key}_high"] = est.high
-        metrics["base_rate_brier"] = result.base_rate_brier
-        metrics.update(oracle)
-        metrics["threshold"] = result.threshold
+        metrics = _run_metrics(result, oracle)
         report = Path(tmp) / "metrics.json"
         report.write_text(json.dumps(_metrics_table(result), indent=1))
         figures = _test_figures(result, Path(tmp), oracle)
@@ -150,23 +137,7 @@ def run_training(
         recipe = recipe_of(result, config)
         recipe_file = recipe.write(Path(tmp) / RECIPE)
         tracking.log_run(
-            params={
-                "model": result.chosen.name,
-                "calibration": result.chosen.calibration,
-                "tuning": result.chosen.tuning,
-                "n_trials": config.n_trials,
-                "train_every_days": config.train_every_days,
-                "every_days": config.schedule.every_days,
-                "min_history_days": config.schedule.min_history_days,
-                "inactivity_days": config.definition.inactivity_days,
-                "choice": result.choice.rule[:500],
-                **recipe.to_params(),
-                **{f"param_{k}": v for k, v in result.chosen.params.items()},
-                "threshold_rule": config.threshold_rule,
-                "split": result.describe(),
-                "seed": config.seed,
-                **{f"data_{k}": v for k, v in fp.items()},
-            },
+            params=_run_params(result, config, recipe, fp),
             metrics=metrics,
             tags={"churnwatch.kind": "train"},
             artifacts=[report, feats, reference, score_reference, recipe_file, *figures],
@@ -179,6 +150,47 @@ def run_training(
     return RunSummary(
         result, uri, run_id, registered.version, registered.aliases, fp, at_risk(result), oracle
     )
+
+
+def _run_metrics(result: TrainResult, oracle: dict[str, float]) -> dict[str, float]:
+    """Every candidate's backtest figures with their intervals, the chosen model's as
+    `test_*`, the base-rate Brier, the oracle's (simulated logs) and the threshold."""
+    metrics: dict[str, float] = {}
+    named = [(f"{c.key}_test_", c.test) for c in result.candidates]
+    for prefix, test in [*named, ("test_", result.chosen.test)]:
+        for key, est in test.items():
+            metrics[f"{prefix}{key}"] = est.value
+            metrics[f"{prefix}{key}_low"] = est.low
+            metrics[f"{prefix}{key}_high"] = est.high
+    for c in result.candidates:
+        metrics[f"{c.key}_backtest_mean_roc_auc"] = c.mean_roc_auc
+    metrics["base_rate_brier"] = result.base_rate_brier
+    metrics.update(oracle)
+    metrics["threshold"] = result.threshold
+    return metrics
+
+
+def _run_params(
+    result: TrainResult, config: TrainConfig, recipe: Recipe, fp: dict[str, Any]
+) -> dict[str, Any]:
+    """The run's parameters: the choice, the recipe, the chosen parameters, the data."""
+    return {
+        "model": result.chosen.name,
+        "calibration": result.chosen.calibration,
+        "tuning": result.chosen.tuning,
+        "n_trials": config.n_trials,
+        "train_every_days": config.train_every_days,
+        "every_days": config.schedule.every_days,
+        "min_history_days": config.schedule.min_history_days,
+        "inactivity_days": config.definition.inactivity_days,
+        "choice": result.choice.rule[:500],
+        **recipe.to_params(),
+        **{f"param_{k}": v for k, v in result.chosen.params.items()},
+        "threshold_rule": config.threshold_rule,
+        "split": result.describe(),
+        "seed": config.seed,
+        **{f"data_{k}": v for k, v in fp.items()},
+    }
 
 
 REFERENCE = "reference.parquet"
