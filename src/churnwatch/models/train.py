@@ -217,23 +217,8 @@ def train(
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
     say("building snapshots")
-    sched = config.schedule
-    dense = CutoffSchedule(
-        every_days=min(config.train_every_days, sched.every_days),
-        min_history_days=sched.min_history_days,
-        explicit=sched.explicit,
-    )
-    table, _ = build_snapshots(store, definition=config.definition, schedule=dense)
-    df = table.to_pandas()
-    df["cutoff_date"] = df["cutoff"].dt.date
-    data = _labelled(df)
-    if data.empty or data["label"].nunique() < 2:
-        raise InputError(
-            f"expected churners and non-churners among the labelled snapshots. Got {len(data)} "
-            "labelled rows: the log has too few churners, or is too short for the horizon"
-        )
-    weight = np.full(len(data), dense.every_days / sched.every_days, dtype=float)
-    evals = evaluation_cutoffs(sorted(data["cutoff_date"].unique()), sched)
+    df, data, weight = _training_rows(store, config)
+    evals = evaluation_cutoffs(sorted(data["cutoff_date"].unique()), config.schedule)
     folds = rolling_folds(data, evals, config.definition.horizon_days, last=config.backtest_folds)
     variants = _variants(config, data, folds, weight, say)
     fitters = {
@@ -247,16 +232,7 @@ def train(
     test_frame, prob, base, stable = _calibrated_backtest(data, weight, folds, pick, config)
     y_te = bt.y
     threshold = choose_threshold(y_te, prob, config.threshold_rule)
-    users = bt.rows["user_id"].to_numpy()
-    for v in variants:
-        chosen = v is pick
-        est = evaluate_scores(
-            y_te, prob if chosen else bt.scores[v.label], users, threshold=threshold,
-            ranking=bt.scores[v.label], n_boot=config.n_boot, seed=config.seed,
-        )  # fmt: skip
-        if not chosen:  # raw scores of class-weighted models are not probabilities
-            est = {k: val for k, val in est.items() if k in RANKING}
-        v.test, v.per_fold, v.mean_roc_auc = est, bt.per_fold(v.label), bt.mean_auc(v.label)
+    _report_candidates(variants, pick, bt, prob, threshold, config)
     say(f"refitting {pick.label} on every labelled cutoff")
     pick.estimator, pick.calibration = fit_calibrated(
         pick.name, pick.params, data, data["label"].to_numpy(), weight, seed=config.seed
@@ -277,6 +253,52 @@ def train(
         seconds=time.perf_counter() - started,
         reason_features=stable,
     )
+
+
+def _training_rows(
+    store: EventStore, config: TrainConfig
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Every snapshot at the dense training cutoffs, the labelled ones, and their weights (a
+    user counts once per evaluation period)."""
+    sched = config.schedule
+    dense = CutoffSchedule(
+        every_days=min(config.train_every_days, sched.every_days),
+        min_history_days=sched.min_history_days,
+        explicit=sched.explicit,
+    )
+    table, _ = build_snapshots(store, definition=config.definition, schedule=dense)
+    df = table.to_pandas()
+    df["cutoff_date"] = df["cutoff"].dt.date
+    data = _labelled(df)
+    if data.empty or data["label"].nunique() < 2:
+        raise InputError(
+            f"expected churners and non-churners among the labelled snapshots. Got {len(data)} "
+            "labelled rows: the log has too few churners, or is too short for the horizon"
+        )
+    weight = np.full(len(data), dense.every_days / sched.every_days, dtype=float)
+    return df, data, weight
+
+
+def _report_candidates(
+    variants: list[Candidate],
+    pick: Candidate,
+    bt: Backtest,
+    prob: np.ndarray,
+    threshold: float,
+    config: TrainConfig,
+) -> None:
+    """Each candidate's pooled backtest figures with intervals (the chosen one's from its
+    calibrated probabilities), per fold, and its mean fold ROC-AUC."""
+    users = bt.rows["user_id"].to_numpy()
+    for v in variants:
+        chosen = v is pick
+        est = evaluate_scores(
+            bt.y, prob if chosen else bt.scores[v.label], users, threshold=threshold,
+            ranking=bt.scores[v.label], n_boot=config.n_boot, seed=config.seed,
+        )  # fmt: skip
+        if not chosen:  # raw scores of class-weighted models are not probabilities
+            est = {k: val for k, val in est.items() if k in RANKING}
+        v.test, v.per_fold, v.mean_roc_auc = est, bt.per_fold(v.label), bt.mean_auc(v.label)
 
 
 def _variants(

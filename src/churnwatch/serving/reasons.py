@@ -121,8 +121,21 @@ def describe(name: str, value: Any, row: Mapping[str, Any]) -> str:
                  "state": f"located in {value}"}  # fmt: skip
         return words.get(name, f"{_DESCRIPTIONS.get(name, name)}: {value}")
     v = float(value)
+    numbers = _numbers(v)
+    if name in numbers:
+        return numbers[name]
+    if name.startswith("trend_"):
+        what = name.removeprefix("trend_").replace("_", " ")
+        change = (math.exp(v) - 1) * 100  # log ratio of (rate + 1)
+        direction = "up" if change >= 0 else "down"
+        return f"{what} {direction} {abs(change):.0f}% in the last 7 days against the 21 before"
+    return f"{_DESCRIPTIONS.get(name, name)}: {_fmt(v)}"
+
+
+def _numbers(v: float) -> dict[str, str]:
+    """The phrase for each single-number feature, for value `v`."""
     n = _fmt(v)
-    numbers = {
+    return {
         "recency_days": f"last active {n} days ago",
         "tenure_days": f"a subscriber for {n} days",
         "is_paid": "on the paid level" if v == 1 else "on the free level",
@@ -138,14 +151,6 @@ def describe(name: str, value: Any, row: Mapping[str, Any]) -> str:
             " than the 21 before"
         ),
     }
-    if name in numbers:
-        return numbers[name]
-    if name.startswith("trend_"):
-        what = name.removeprefix("trend_").replace("_", " ")
-        change = (math.exp(v) - 1) * 100  # log ratio of (rate + 1)
-        direction = "up" if change >= 0 else "down"
-        return f"{what} {direction} {abs(change):.0f}% in the last 7 days against the 21 before"
-    return f"{_DESCRIPTIONS.get(name, name)}: {n}"
 
 
 def top_reasons(
