@@ -22,6 +22,7 @@ Class weights: `class_weight='balanced'` for the linear models and forests, `sca
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -231,77 +232,55 @@ def _logistic(columns: tuple[str, ...], C: float) -> Pipeline:
     return Pipeline([("pre", _preprocess(scale=True, columns=columns)), ("model", lr)])
 
 
+def _rate_rule(pos_weight: float, seed: int) -> Pipeline:
+    pre = _preprocess(scale=False, columns=RULE_FEATURES, impute="zero")
+    return Pipeline([("pre", pre), ("model", RateRule())])
+
+
+def _seed_rf(pos_weight: float, seed: int) -> Pipeline:
+    rf = RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=2)
+    return Pipeline([("pre", _preprocess(scale=False, columns=SEED_COUNTS)), ("model", rf)])
+
+
+def _ensemble(pos_weight: float, seed: int) -> Pipeline:
+    members = tuple(make_model(m, pos_weight=pos_weight, seed=seed)
+                    for m in ("activity_logistic", "lightgbm"))  # fmt: skip
+    return Pipeline([("model", LogitAverage(members))])
+
+
+def _mlp(pos_weight: float, seed: int) -> Pipeline:
+    columns = (*EXPOSURE_RATES, "recency_days", "is_paid")
+    net = MLPClassifier(hidden_layer_sizes=(8,), alpha=1.0, max_iter=2000, early_stopping=False,
+                        random_state=seed)  # fmt: skip
+    return Pipeline([("pre", _preprocess(scale=True, columns=columns)), ("model", net)])
+
+
+def _random_forest(pos_weight: float, seed: int) -> Pipeline:
+    rf = RandomForestClassifier(n_estimators=400, min_samples_leaf=5, max_features="sqrt",
+                                class_weight="balanced", random_state=seed, n_jobs=2)  # fmt: skip
+    return Pipeline([("pre", _preprocess(scale=False)), ("model", rf)])
+
+
+# Every candidate's builder: (weight of the positive class, seed) -> an unfitted pipeline.
+BUILDERS: dict[str, Callable[[float, int], Pipeline]] = {
+    "rate_rule": _rate_rule,
+    "seed_logistic": lambda w, s: _logistic(SEED_RATES, 1.0),
+    "seed_rf": _seed_rf,
+    "activity_logistic": lambda w, s: _logistic(ACTIVITY, 0.01),
+    "logistic": lambda w, s: _logistic((*EXPOSURE_RATES, "recency_days", "is_paid"), 0.01),
+    "lightgbm": lambda w, s: _boosted(_lightgbm(w, s), TRANSFER),
+    "ensemble": _ensemble,
+    "mlp": _mlp,
+    "random_forest": _random_forest,
+    "xgboost": lambda w, s: _boosted(_xgboost(w, s)),
+}
+
+
 def make_model(name: str, *, pos_weight: float, seed: int = 0, **params: Any) -> Pipeline:
     """A fresh, unfitted pipeline for model `name`; `params` override the defaults."""
-    builders = {
-        "rate_rule": lambda: Pipeline(
-            [
-                ("pre", _preprocess(scale=False, columns=RULE_FEATURES, impute="zero")),
-                ("model", RateRule()),
-            ]
-        ),  # fmt: skip
-        "seed_logistic": lambda: _logistic(SEED_RATES, 1.0),
-        "seed_rf": lambda: Pipeline(
-            [
-                ("pre", _preprocess(scale=False, columns=SEED_COUNTS)),
-                ("model", RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=2)),
-            ]
-        ),  # fmt: skip
-        "activity_logistic": lambda: _logistic(ACTIVITY, 0.01),
-        "logistic": lambda: _logistic((*EXPOSURE_RATES, "recency_days", "is_paid"), 0.01),
-        "lightgbm": lambda: _boosted(_lightgbm(pos_weight, seed), TRANSFER),
-        "ensemble": lambda: Pipeline(
-            [
-                (
-                    "model",
-                    LogitAverage(
-                        (
-                            make_model("activity_logistic", pos_weight=pos_weight, seed=seed),
-                            make_model("lightgbm", pos_weight=pos_weight, seed=seed),
-                        )
-                    ),
-                )
-            ]
-        ),  # fmt: skip
-        "mlp": lambda: Pipeline(
-            [
-                (
-                    "pre",
-                    _preprocess(scale=True, columns=(*EXPOSURE_RATES, "recency_days", "is_paid")),
-                ),
-                (
-                    "model",
-                    MLPClassifier(
-                        hidden_layer_sizes=(8,),
-                        alpha=1.0,
-                        max_iter=2000,
-                        early_stopping=False,
-                        random_state=seed,
-                    ),
-                ),
-            ]
-        ),  # fmt: skip
-        "random_forest": lambda: Pipeline(
-            [
-                ("pre", _preprocess(scale=False)),
-                (
-                    "model",
-                    RandomForestClassifier(
-                        n_estimators=400,
-                        min_samples_leaf=5,
-                        max_features="sqrt",
-                        class_weight="balanced",
-                        random_state=seed,
-                        n_jobs=2,
-                    ),
-                ),
-            ]
-        ),  # fmt: skip
-        "xgboost": lambda: _boosted(_xgboost(pos_weight, seed)),
-    }
-    if name not in builders:
+    if name not in BUILDERS:
         raise ConfigError(f"model has to be one of {', '.join(ALL_MODELS)}. Got {name!r} instead.")
-    pipe = builders[name]()
+    pipe = BUILDERS[name](pos_weight, seed)
     if params:
         model = pipe.named_steps["model"]
         target = getattr(model, "booster", model)
