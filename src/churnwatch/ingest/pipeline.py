@@ -268,43 +268,9 @@ def _finish(
     """Count, write the quarantine, deduplicate against the store, and commit."""
     if stage.problems:
         con.register("problems_tbl", pa.Table.from_pylist(stage.problems, schema=_PROBLEM_SCHEMA))
-    problems_sql = (
-        "UNION ALL SELECT source_file, line, reason, detail, raw FROM problems_tbl"
-        if stage.problems
-        else ""
-    )
-    if stage.started:
-        for valid, guest, reason, n in con.execute(
-            """SELECT reason IS NULL AND user_id <> '', reason IS NULL AND user_id = '', reason,
-                      count(*) FROM checked GROUP BY ALL"""
-        ).fetchall():
-            if valid:
-                report.valid += n
-            elif guest:
-                report.guests += n
-            else:
-                report.quarantined_by_reason[reason] = n
-    for p in stage.problems:
-        if p["line"] is not None:
-            reasons = report.quarantined_by_reason
-            reasons[p["reason"]] = reasons.get(p["reason"], 0) + 1
-    report.quarantined_by_reason = dict(sorted(report.quarantined_by_reason.items()))
-    report.quarantined = sum(report.quarantined_by_reason.values())
+    _count(con, stage, report)
     if report.quarantined or report.file_problems:
-        qdir = store.root / "quarantine"
-        qdir.mkdir(parents=True, exist_ok=True)
-        qpath = qdir / f"{report.run_id}.jsonl"
-        rows = (
-            "SELECT source_file, line, reason, detail, raw_text::VARCHAR AS raw FROM checked "
-            "WHERE reason IS NOT NULL"
-            if stage.started
-            else "SELECT * FROM problems_tbl WHERE false"
-        )
-        con.execute(
-            f"COPY ({rows} {problems_sql} ORDER BY source_file, line NULLS FIRST) "
-            f"TO {literal(str(qpath))} (FORMAT json)"
-        )
-        report.quarantine_file = str(qpath)
+        report.quarantine_file = _write_quarantine(con, store, stage, report)
     if report.valid == 0:
         error = NoValidRowsError(
             f"expected at least one valid event in {len(report.files)} file(s). Got none: "
@@ -332,6 +298,53 @@ def _finish(
             report.guests_stored = new_rows
         new_files[kind] = sorted((txn.staging / kind).rglob("*.parquet"))
     txn.commit(new_files, report.to_dict(), con=con)
+
+
+def _count(con: duckdb.DuckDBPyConnection, stage: _Stager, report: IngestReport) -> None:
+    """Valid, guest and quarantined rows by reason, from the checked lines and the problems
+    found while reading (a problem without a line is a file problem, counted apart)."""
+    if stage.started:
+        for valid, guest, reason, n in con.execute(
+            """SELECT reason IS NULL AND user_id <> '', reason IS NULL AND user_id = '', reason,
+                      count(*) FROM checked GROUP BY ALL"""
+        ).fetchall():
+            if valid:
+                report.valid += n
+            elif guest:
+                report.guests += n
+            else:
+                report.quarantined_by_reason[reason] = n
+    for p in stage.problems:
+        if p["line"] is not None:
+            reasons = report.quarantined_by_reason
+            reasons[p["reason"]] = reasons.get(p["reason"], 0) + 1
+    report.quarantined_by_reason = dict(sorted(report.quarantined_by_reason.items()))
+    report.quarantined = sum(report.quarantined_by_reason.values())
+
+
+def _write_quarantine(
+    con: duckdb.DuckDBPyConnection, store: EventStore, stage: _Stager, report: IngestReport
+) -> str:
+    """Every rejected line, with its reason, to the store's quarantine folder; the path."""
+    qdir = store.root / "quarantine"
+    qdir.mkdir(parents=True, exist_ok=True)
+    qpath = qdir / f"{report.run_id}.jsonl"
+    rows = (
+        "SELECT source_file, line, reason, detail, raw_text::VARCHAR AS raw FROM checked "
+        "WHERE reason IS NOT NULL"
+        if stage.started
+        else "SELECT * FROM problems_tbl WHERE false"
+    )
+    problems_sql = (
+        "UNION ALL SELECT source_file, line, reason, detail, raw FROM problems_tbl"
+        if stage.problems
+        else ""
+    )
+    con.execute(
+        f"COPY ({rows} {problems_sql} ORDER BY source_file, line NULLS FIRST) "
+        f"TO {literal(str(qpath))} (FORMAT json)"
+    )
+    return str(qpath)
 
 
 _PROBLEM_SCHEMA = pa.schema(
