@@ -50,6 +50,22 @@ InactivityDays = Annotated[
 IncludeDowngrade = Annotated[
     bool, typer.Option("--include-downgrade", help="Count Submit Downgrade as churn too.")
 ]
+# train's own
+DEFAULT_MODELS = ",".join(MODELS)
+Models = Annotated[
+    str,
+    typer.Option(
+        help="Comma-separated candidates, simplest first; 'list' prints every candidate. "
+        "Default: " + ",".join(MODELS) + "."
+    ),
+]
+ThresholdRule = Annotated[str, typer.Option(help="Threshold rule: f1, capacity:0.05 or cost:5.")]
+Trials = Annotated[
+    int, typer.Option(min=0, help="Optuna trials per learnt model (0: the defaults).")
+]
+TrainEvery = Annotated[
+    int, typer.Option(min=1, help="Days between training cutoffs (denser than --every).")
+]
 
 
 @app.callback()
@@ -262,6 +278,11 @@ def snapshots(
 
     with console.status(f"building snapshots on {engine} ..."):
         _, report = _run(work)
+    _print_snapshots(report)
+
+
+def _print_snapshots(report: Any) -> None:
+    """Snapshots, churners and censored rows per cutoff, and where the table went."""
     table = Table(title=f"snapshots ({report.engine})", title_justify="left")
     for col in ("cutoff", "snapshots", "positives", "censored"):
         table.add_column(col, justify="right")
@@ -338,23 +359,11 @@ def train(
     definition: DefinitionKind = "cancellation",
     inactivity_days: InactivityDays = 30,
     include_downgrade: IncludeDowngrade = False,
-    models: Annotated[
-        str,
-        typer.Option(
-            help="Comma-separated candidates, simplest first; 'list' prints every candidate. "
-            "Default: " + ",".join(MODELS) + "."
-        ),
-    ] = ",".join(MODELS),
-    threshold: Annotated[
-        str, typer.Option(help="Threshold rule: f1, capacity:0.05 or cost:5.")
-    ] = "f1",
+    models: Models = DEFAULT_MODELS,
+    threshold: ThresholdRule = "f1",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    trials: Annotated[
-        int, typer.Option(min=0, help="Optuna trials per learnt model (0: the defaults).")
-    ] = 0,
-    train_every: Annotated[
-        int, typer.Option(min=1, help="Days between training cutoffs (denser than --every).")
-    ] = 1,
+    trials: Trials = 0,
+    train_every: TrainEvery = 1,
     folds: Annotated[int, typer.Option(min=1, help="Backtest folds (the last k).")] = 6,
 ) -> None:
     """Backtest candidate churn models out of time, choose one, refit it on everything
@@ -391,7 +400,11 @@ def train(
                 progress=lambda msg: status.update(f"training: {msg} ..."),
             )  # fmt: skip
 
-    summary = _run(work)
+    _print_training(_run(work))
+
+
+def _print_training(summary: Any) -> None:
+    """The backtest table, the choice, the reasons' features and the users most at risk."""
     result = summary.result
     table = Table(
         title=f"models, out of time: {result.describe()}", title_justify="left",

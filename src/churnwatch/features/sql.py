@@ -190,12 +190,10 @@ def _derived() -> list[str]:
     return [f"{exprs[f.name]} AS {f.name}" for f in catalog()]
 
 
-def snapshots_sql(definition: ChurnDefinition) -> str:
-    """One row per (user, cutoff) of the population, with every feature and the label.
-
-    Needs tables `daily` (from daily_sql) and `churn_days` (from churn_days_sql).
-    """
-    sums = ",\n      ".join(_window_sums())
+def _churn_parts(definition: ChurnDefinition) -> tuple[str, str, str, str, str]:
+    """The parts of the snapshot SQL that depend on the churn definition: who is in the
+    population at a cutoff, what counts as a hit within the horizon, how far ahead the label
+    looks, the inactivity churn points (CTEs) and the table the hits come from."""
     if definition.kind == "cancellation":
         population = "(g.cancel_day IS NULL OR g.cancel_day >= a.cutoff_day)"
         hit = """MAX(CASE WHEN ch.label_events > 0 AND ch.day >= p.cutoff_day
@@ -218,6 +216,16 @@ def snapshots_sql(definition: ChurnDefinition) -> str:
                        >= prm.inactivity_days * {US_PER_DAY} THEN 1 ELSE 0 END AS churn_point
       FROM gaps g CROSS JOIN params prm)"""
     churn_source = "points" if definition.kind == "inactivity" else "churn_days"
+    return population, hit, lookahead, points, churn_source
+
+
+def snapshots_sql(definition: ChurnDefinition) -> str:
+    """One row per (user, cutoff) of the population, with every feature and the label.
+
+    Needs tables `daily` (from daily_sql) and `churn_days` (from churn_days_sql).
+    """
+    sums = ",\n      ".join(_window_sums())
+    population, hit, lookahead, points, churn_source = _churn_parts(definition)
     return f"""
     WITH agg AS (
       SELECT c.cutoff_day, d.user_id,
