@@ -98,7 +98,6 @@ class Backtest:
         return float(np.nanmean(self.fold_aucs(name, idx)))
 
     def per_fold(self, name: str) -> list[dict[str, Any]]:
-
         out = []
         fold = self.rows["fold"].to_numpy()
         for f, spec in enumerate(self.folds):

@@ -158,7 +158,6 @@ class LogitAverage(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.members = members
 
     def fit(self, X: pd.DataFrame, y: Any, sample_weight: Any = None) -> LogitAverage:
-
         self.members_ = [
             clone(m).fit(X, y, model__sample_weight=sample_weight) for m in self.members
         ]
@@ -196,7 +195,6 @@ class MonotoneBooster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.booster = booster
 
     def fit(self, X: pd.DataFrame, y: Any, sample_weight: Any = None) -> MonotoneBooster:
-
         constraints = [1 if _increasing(str(c)) else 0 for c in X.columns]
         est = clone(self.booster)
         key = "monotone_constraints"

@@ -120,7 +120,6 @@ class Webhook:
         self.url, self.timeout, self.retries, self.backoff = url, timeout, retries, backoff
 
     def send(self, alerts: list[Alert]) -> bool:
-
         body = {"source": "churnwatch", "alerts": [asdict(a) for a in alerts]}
         for attempt in range(self.retries + 1):
             try:

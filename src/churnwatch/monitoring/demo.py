@@ -72,7 +72,6 @@ def _split(
 
 
 def pa_scalar(when: datetime, like: Any) -> Any:
-
     if pa.types.is_integer(like.type):  # Sparkify's epoch milliseconds
         return pa.scalar(int(when.timestamp() * 1000), type=like.type)
     return pa.scalar(when, type=pa.timestamp("ms", tz="UTC"))
@@ -98,7 +97,6 @@ def _fresh(out: Path) -> None:
 def drift_demo(
     out: Path, cfg: DemoConfig | None = None, progress: Callable[[str], None] | None = None
 ) -> pd.DataFrame:
-
     cfg = cfg or DemoConfig()
     say = progress or (lambda _m: None)
     _fresh(out)

@@ -166,7 +166,6 @@ def _activity(service: ChurnService, user_id: str, n: int) -> list[dict[str, Any
 
 
 def _last_retrain(service: ChurnService) -> dict[str, Any] | None:
-
     try:
         return tracking.last_run_of_kind("retrain")
     except Exception as exc:  # the registry may be unreachable; the page still renders
