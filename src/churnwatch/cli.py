@@ -25,6 +25,7 @@ from rich.table import Table
 
 from churnwatch.config import Settings
 from churnwatch.errors import ChurnwatchError, ConfigError
+from churnwatch.labels import ChurnDefinition, CutoffSchedule
 from churnwatch.models.estimators import BASELINES, MODELS
 
 app = typer.Typer(
@@ -50,6 +51,20 @@ InactivityDays = Annotated[
 IncludeDowngrade = Annotated[
     bool, typer.Option("--include-downgrade", help="Count Submit Downgrade as churn too.")
 ]
+
+
+def _definition(
+    kind: str, horizon: int, inactivity_days: int, include_downgrade: bool
+) -> ChurnDefinition:
+    """The churn definition the snapshot options spell (checked by ChurnDefinition)."""
+    return ChurnDefinition(
+        kind=kind,  # type: ignore[arg-type]  # checked by ChurnDefinition
+        horizon_days=horizon,
+        inactivity_days=inactivity_days,
+        include_downgrade=include_downgrade,
+    )
+
+
 # train's own
 DEFAULT_MODELS = ",".join(MODELS)
 Models = Annotated[
@@ -247,7 +262,6 @@ def snapshots(
     from churnwatch.features import build_snapshots
     from churnwatch.features.engines import make_engine
     from churnwatch.ingest import EventStore
-    from churnwatch.labels import ChurnDefinition, CutoffSchedule
 
     settings = Settings()
 
@@ -264,12 +278,7 @@ def snapshots(
         )
         return build_snapshots(
             EventStore(store or settings.store_path),
-            definition=ChurnDefinition(
-                kind=definition,  # type: ignore[arg-type]  # checked by ChurnDefinition
-                horizon_days=horizon,
-                inactivity_days=inactivity_days,
-                include_downgrade=include_downgrade,
-            ),
+            definition=_definition(definition, horizon, inactivity_days, include_downgrade),
             schedule=CutoffSchedule(every_days=every, min_history_days=min_history, explicit=dates),
             engine=eng,
             settings=settings,
@@ -368,7 +377,6 @@ def train(
 ) -> None:
     """Backtest candidate churn models out of time, choose one, refit it on everything
     labelled; log to MLflow and register it."""
-    from churnwatch.labels import ChurnDefinition, CutoffSchedule
     from churnwatch.models.train import TrainConfig
     from churnwatch.runs import run_training
 
@@ -380,12 +388,7 @@ def train(
 
     def work() -> Any:
         config = TrainConfig(
-            definition=ChurnDefinition(
-                kind=definition,  # type: ignore[arg-type]  # checked by ChurnDefinition
-                horizon_days=horizon,
-                inactivity_days=inactivity_days,
-                include_downgrade=include_downgrade,
-            ),
+            definition=_definition(definition, horizon, inactivity_days, include_downgrade),
             schedule=CutoffSchedule(every_days=every, min_history_days=min_history),
             train_every_days=train_every,
             models=tuple(m.strip() for m in models.split(",") if m.strip()),
@@ -473,13 +476,13 @@ def evaluate(
 ) -> None:
     """Score any log with a registered model: metrics with intervals, plots and a report.
     Labels and cutoffs follow the model's recipe (its churn definition and schedule)."""
-    from churnwatch.runs import evaluate as evaluate_model
+    from churnwatch.runs import evaluate_registered
 
     settings = Settings()
 
     def work() -> Any:
         with console.status("evaluating ..."):
-            return evaluate_model(
+            return evaluate_registered(
                 model, data, out_dir=out_dir, settings=settings,
                 horizon_days=horizon, every_days=every,
             )  # fmt: skip

@@ -119,6 +119,7 @@ def run_training(
     uri = tracking.setup(settings)
     fp = fingerprint(store, config)
     say("logging to MLflow")
+    ranked = at_risk(result)  # the served model on the latest cutoff: also the score reference
     with (
         tracking.run(f"train-{result.chosen.name}") as run_id,
         tempfile.TemporaryDirectory() as tmp,
@@ -131,7 +132,7 @@ def run_training(
         feats.write_text(json.dumps(result.features, indent=1))
         reference = write_reference(result, Path(tmp) / REFERENCE)
         score_reference = Path(tmp) / SCORE_REFERENCE
-        at_risk(result)[["user_id", "cutoff", "probability"]].rename(
+        ranked[["user_id", "cutoff", "probability"]].rename(
             columns={"probability": "score"}
         ).to_parquet(score_reference, index=False)
         recipe = recipe_of(result, config)
@@ -148,7 +149,7 @@ def run_training(
         example = result.snapshots[result.snapshots["label"].notna()]
         registered = tracking.log_model(model, example)
     return RunSummary(
-        result, uri, run_id, registered.version, registered.aliases, fp, at_risk(result), oracle
+        result, uri, run_id, registered.version, registered.aliases, fp, ranked, oracle
     )
 
 
@@ -277,7 +278,7 @@ def _metrics_table(result: TrainResult) -> list[dict[str, Any]]:
     ]
 
 
-def evaluate(
+def evaluate_registered(
     ref: str,
     data: Sequence[str],
     *,

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,6 +23,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_ready(
+    url: str, seconds: float, *, interval: float = 1.0, check: Callable[[], None] = lambda: None
+) -> bool:
+    """Poll `url`/ready until it answers 200 (True) or `seconds` pass (False); `check` runs
+    between polls, to fail early when the server has died."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/ready", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        check()
+        time.sleep(interval)
+    return False
+
+
 @contextmanager
 def running_server(data: Path, **env_extra: str) -> Iterator[str]:
     """The API on a free port with CHURNWATCH_DATA_DIR=data; yields its URL once /ready."""
@@ -33,17 +50,12 @@ def running_server(data: Path, **env_extra: str) -> Iterator[str]:
     log = (data / "server.log").open("w")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+
+    def alive() -> None:
+        assert proc.poll() is None, (data / "server.log").read_text()
+
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, (data / "server.log").read_text()
-            time.sleep(0.3)
-        else:
+        if not wait_ready(url, 120, interval=0.3, check=alive):
             pytest.fail("server not ready in 120 s: " + (data / "server.log").read_text())
         yield url
     finally:

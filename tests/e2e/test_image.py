@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.server import ROOT, free_port
+from tests.e2e.server import ROOT, free_port, wait_ready
 
 IMAGE = "localhost/churnwatch:test"
 # Why plain `podman run` fails on these machines (Firecracker VMs), and what gets past it:
@@ -83,15 +82,7 @@ def test_the_image_is_built_and_serves(image: str, trained: Any, tmp_path: Path)
     assert started.returncode == 0, started.stderr
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        else:
+        if not wait_ready(url, 180):
             pytest.fail("container not ready in 180 s: " + _podman(*options, "logs", name).stdout)
         assert httpx.get(url + "/health").json() == {"status": "alive"}
         users = httpx.get(url + "/users/at-risk", params={"limit": 1}).json()["users"]

@@ -112,19 +112,19 @@ def test_serving_scoring_and_monitoring_follow_the_recipe(
 def test_evaluate_uses_the_models_definition(odd: Any, monkeypatch: Any, tmp_path: Path) -> None:
     import json
 
-    from churnwatch.runs import evaluate as evaluate_model
+    from churnwatch.runs import evaluate_registered
 
     _, settings, _ = odd
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     other = tmp_path / "other.jsonl.gz"
     simulate(SimConfig(users=200, days=70, seed=77), other)
-    ev = evaluate_model(settings.model_ref, [str(other)], out_dir=tmp_path / "ev",
+    ev = evaluate_registered(settings.model_ref, [str(other)], out_dir=tmp_path / "ev",
                         settings=settings, n_boot=20)  # fmt: skip
     written = json.loads(ev.metrics_path.read_text())
     assert ChurnDefinition(**written["recipe"]["definition"]) == DEFINITION
     assert "inactivity of 21 days" in written["labels"] and "overridden" not in written["labels"]
     # a flag overrides the recipe, and the output says so
-    ev2 = evaluate_model(settings.model_ref, [str(other)], out_dir=tmp_path / "ev2",
+    ev2 = evaluate_registered(settings.model_ref, [str(other)], out_dir=tmp_path / "ev2",
                          settings=settings, horizon_days=7, n_boot=20)  # fmt: skip
     assert ev2.recipe.definition.horizon_days == 7 and "overridden: horizon=7" in ev2.recipe_source
     assert ev2.recipe.definition.inactivity_days == 21

@@ -97,13 +97,13 @@ def test_cli_models_list(
 def test_evaluate_on_a_log_the_model_never_saw(
     trained: tuple[RunSummary, Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from churnwatch.runs import evaluate as evaluate_model
+    from churnwatch.runs import evaluate_registered
 
     _, settings = trained
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     unseen = tmp_path / "unseen.jsonl.gz"
     simulate(SimConfig(users=300, days=50, seed=99), unseen)
-    ev = evaluate_model(
+    ev = evaluate_registered(
         "models:/churnwatch@champion", [str(unseen)], out_dir=tmp_path / "eval",
         settings=settings, n_boot=50,
     )  # fmt: skip
