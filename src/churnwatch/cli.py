@@ -27,6 +27,7 @@ from churnwatch.config import Settings
 from churnwatch.errors import ChurnwatchError, ConfigError
 from churnwatch.labels import ChurnDefinition, CutoffSchedule
 from churnwatch.models.estimators import BASELINES, MODELS
+from churnwatch.schema import CHURN_PAGE
 
 app = typer.Typer(
     name="churnwatch",
@@ -183,7 +184,7 @@ def _ingest_table(report: Any) -> Table:
         ("users", f"{report.users:,}"),
         ("sessions", f"{report.sessions:,}"),
         ("date range (UTC)", f"{(report.first_ts or '')[:16]} .. {(report.last_ts or '')[:16]}"),
-        ("Cancellation Confirmation events", f"{report.churn_events:,}"),
+        (f"{CHURN_PAGE} events", f"{report.churn_events:,}"),
         ("store", report.store),
         ("quarantine file", report.quarantine_file or "-"),
         ("time", f"{report.seconds:.1f} s"),

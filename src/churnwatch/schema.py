@@ -42,7 +42,10 @@ FIELDS: dict[str, tuple[str, str]] = {
 REQUIRED: tuple[str, ...] = ("user_id", "ts", "page")
 SPARKIFY_NAMES: dict[str, str] = {name: source for name, (_, source) in FIELDS.items()}
 
-CHURN_PAGE = "Cancellation Confirmation"
+# The pages that carry the churn act in a Sparkify-schema log.
+CHURN_PAGE = "Cancellation Confirmation"  # the cancellation itself: the churn label
+CANCEL_PAGE = "Cancel"  # the step before it
+DOWNGRADE_PAGE = "Submit Downgrade"  # churn too with `include_downgrade`
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,11 @@ from typer.testing import CliRunner
 from churnwatch.cli import app
 from churnwatch.config import Settings
 from churnwatch.features.catalog import NEVER_FEATURES, catalog, markdown
+from churnwatch.features.sql import snapshots_sql
 from churnwatch.ingest import ingest
+from churnwatch.labels import ChurnDefinition
+from churnwatch.monitoring.drift import monitored_features
+from churnwatch.serving.reasons import describe
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,6 +27,24 @@ def test_catalog_names_are_unique_and_never_name_the_churn_act() -> None:
     assert sum(f.seed for f in catalog()) == 7
     assert not any("cancel" in n or "auth" in n for n in names)
     assert "Cancellation Confirmation" in NEVER_FEATURES
+
+
+def test_every_catalog_entry_carries_its_sql_phrase_and_drift_flag() -> None:
+    """The catalog is the one definition: the snapshot SQL selects each entry's expression,
+    reasons read each entry's phrase and drift watches exactly the flagged entries."""
+    sql = snapshots_sql(ChurnDefinition())
+    for f in catalog():
+        assert f.sql and f"{f.sql} AS {f.name}" in sql
+        assert f.phrase is not None, f.name
+        value = "x" if f.kind == "category" else 3.0
+        text = describe(f.name, value, {})
+        assert text and not text.startswith(f.description), (f.name, text)
+    names = [f.name for f in catalog()]
+    watched = monitored_features(names)
+    assert watched == [f.name for f in catalog() if f.drift]
+    # all-history totals and tenure grow with time: never watched; windowed rates are
+    assert not any(n.endswith("_all") or n.startswith("observed_days") for n in watched)
+    assert "tenure_days" not in watched and "thumbs_down_per_day_7d" in watched
 
 
 def test_cli_snapshots_and_features(small_sim: Path, tmp_path: Path) -> None:

@@ -130,16 +130,14 @@ def prepare(
 
 def _finish(table: pa.Table) -> pa.Table:
     """Add the cutoff as a UTC timestamp and fix the column types, the same on any engine."""
-    names = [f.name for f in catalog()]
-    kinds = {f.name: f.kind for f in catalog()}
     cols: dict[str, pa.Array | pa.ChunkedArray] = {
         "user_id": table["user_id"].cast(pa.string()),
         "cutoff": pc.multiply(table["cutoff_day"].cast(pa.int64()), US_PER_DAY).cast(
             pa.timestamp("us", tz="UTC")
         ),
     }
-    for name in names:
-        kind = kinds[name]
+    for f in catalog():
+        name, kind = f.name, f.kind
         target = (
             pa.string() if kind == "category" else pa.int64() if kind == "count" else pa.float64()
         )

@@ -15,21 +15,12 @@ never pasted into it: they come from `params` and `cutoffs`.
 
 from __future__ import annotations
 
-from churnwatch.features.catalog import (
-    CHURN_PAGES,
-    EXPOSURE_COUNTS,
-    PAGES,
-    WINDOWS,
-    catalog,
-    wname,
-)
+from churnwatch.db import literal
+from churnwatch.features.catalog import CHURN_PAGES, PAGES, WINDOWS, catalog, wname
 from churnwatch.labels import US_PER_DAY, ChurnDefinition
+from churnwatch.schema import CHURN_PAGE, DOWNGRADE_PAGE
 
-_CHURN = ", ".join(f"'{p}'" for p in CHURN_PAGES)
-
-
-def _d(expr: str) -> str:
-    return f"CAST({expr} AS DOUBLE)"
+_CHURN = ", ".join(literal(p) for p in CHURN_PAGES)
 
 
 def daily_sql() -> str:
@@ -38,7 +29,7 @@ def daily_sql() -> str:
     Churn pages are left out: they are the churn act, never a feature.
     """
     pages = ",\n      ".join(
-        f"SUM(CASE WHEN page = '{page}' THEN 1 ELSE 0 END) AS {slug}"
+        f"SUM(CASE WHEN page = {literal(page)} THEN 1 ELSE 0 END) AS {slug}"
         for slug, page in PAGES.items()
     )
     return f"""
@@ -77,13 +68,11 @@ def daily_sql() -> str:
 
 def churn_days_sql(definition: ChurnDefinition) -> str:
     """Per user and day: cancellations, label events, first and last event (all pages)."""
-    label_pages = ["Cancellation Confirmation"]
-    if definition.include_downgrade:
-        label_pages.append("Submit Downgrade")
-    labels = ", ".join(f"'{p}'" for p in label_pages)
+    label_pages = [CHURN_PAGE, DOWNGRADE_PAGE] if definition.include_downgrade else [CHURN_PAGE]
+    labels = ", ".join(literal(p) for p in label_pages)
     return f"""
     SELECT user_id, day,
-      SUM(CASE WHEN page = 'Cancellation Confirmation' THEN 1 ELSE 0 END) AS cancels,
+      SUM(CASE WHEN page = {literal(CHURN_PAGE)} THEN 1 ELSE 0 END) AS cancels,
       SUM(CASE WHEN page IN ({labels}) THEN 1 ELSE 0 END) AS label_events,
       MIN(ts_us) AS first_us,
       MAX(ts_us) AS last_us
@@ -107,87 +96,7 @@ def _window_sums() -> list[str]:
 
 def _derived() -> list[str]:
     """Every catalog feature, in catalog order, from the aggregated columns of `agg`."""
-    exprs: dict[str, str] = {}
-    for w in WINDOWS:
-        wn = wname(w)
-        obs = f"LEAST({w}, cutoff_day - first_day)" if w else "(cutoff_day - first_day)"
-        exprs[f"observed_days_{wn}"] = obs
-        for slug in PAGES:
-            exprs[f"{slug}_{wn}"] = f"{slug}_{wn}"
-            exprs[f"{slug}_per_day_{wn}"] = f"{_d(f'{slug}_{wn}')} / {obs}"
-        exprs.update(
-            {
-                f"events_{wn}": f"events_{wn}",
-                f"events_per_day_{wn}": f"{_d(f'events_{wn}')} / {obs}",
-                f"listen_hours_{wn}": f"{_d(f'listen_s_{wn}')} / 3600",
-                f"listen_hours_per_day_{wn}": f"{_d(f'listen_s_{wn}')} / 3600 / {obs}",
-                f"sessions_{wn}": f"sessions_{wn}",
-                f"sessions_per_day_{wn}": f"{_d(f'sessions_{wn}')} / {obs}",
-                f"mean_session_minutes_{wn}": (
-                    f"{_d(f'session_us_{wn}')} / 60000000 / NULLIF(sessions_{wn}, 0)"
-                ),
-                f"songs_per_session_{wn}": f"{_d(f'songs_{wn}')} / NULLIF(sessions_{wn}, 0)",
-                f"active_days_{wn}": f"active_days_{wn}",
-                f"active_share_{wn}": f"{_d(f'active_days_{wn}')} / {obs}",
-                f"thumbs_down_share_{wn}": (
-                    f"{_d(f'thumbs_down_{wn} + 1')} / "
-                    f"{_d(f'thumbs_down_{wn} + thumbs_up_{wn} + 2')}"
-                ),
-                f"adverts_per_song_{wn}": f"{_d(f'adverts_{wn}')} / {_d(f'songs_{wn} + 1')}",
-            }
-        )
-    obs_all = "(cutoff_day - first_day)"
-
-    def trend(col: str) -> str:
-        last = f"{_d(f'{col}_7d')} / LEAST(7, {obs_all})"
-        before = f"{_d(f'{col}_28d - {col}_7d')} / (LEAST(28, {obs_all}) - 7)"
-        return f"CASE WHEN {obs_all} > 7 THEN LN(({last} + 1) / ({before} + 1)) ELSE 0 END"
-
-    td_last = f"{_d('thumbs_down_7d')} / LEAST(7, {obs_all})"
-    td_before = f"{_d('thumbs_down_28d - thumbs_down_7d')} / (LEAST(28, {obs_all}) - 7)"
-    cutoff_us = f"cutoff_day * {US_PER_DAY}"
-    agent = "agent"
-    exprs.update(
-        {
-            "distinct_artists": "distinct_artists",
-            "artists_per_day_all": f"{_d('distinct_artists')} / {obs_all}",
-            "mean_song_length": f"{_d('listen_s_all')} / NULLIF(songs_all, 0)",
-            "tenure_days": f"{_d(f'{cutoff_us} - COALESCE(reg_us, first_us)')} / {US_PER_DAY}",
-            "recency_days": f"{_d(f'{cutoff_us} - last_us')} / {US_PER_DAY}",
-            "is_male": "CASE WHEN gender_known = 'M' THEN 1 ELSE 0 END",
-            "is_paid": "CASE WHEN level = 'paid' THEN 1 ELSE 0 END",
-            "level_changes_all": "upgrades_all + downgrades_all",
-            "days_since_level_change": "cutoff_day - last_change_day",
-            "trend_events": trend("events"),
-            "trend_songs": trend("songs"),
-            "trend_thumbs_down": f"CASE WHEN {obs_all} > 7 THEN {td_last} - {td_before} ELSE 0 END",
-            "gender": "COALESCE(gender_known, 'unknown')",
-            "level": "COALESCE(level, 'unknown')",
-            "os_family": f"""CASE WHEN {agent} IS NULL THEN 'unknown'
-                WHEN {agent} LIKE '%iPhone%' THEN 'iphone' WHEN {agent} LIKE '%iPad%' THEN 'ipad'
-                WHEN {agent} LIKE '%Android%' THEN 'android'
-                WHEN {agent} LIKE '%Windows%' THEN 'windows'
-                WHEN {agent} LIKE '%Mac OS X%' OR {agent} LIKE '%Macintosh%' THEN 'mac'
-                WHEN {agent} LIKE '%Linux%' THEN 'linux' ELSE 'other' END""",
-            "browser_family": f"""CASE WHEN {agent} IS NULL THEN 'unknown'
-                WHEN {agent} LIKE '%Firefox%' THEN 'firefox' WHEN {agent} LIKE '%Edge%' THEN 'edge'
-                WHEN {agent} LIKE '%Chrome%' THEN 'chrome'
-                WHEN {agent} LIKE '%Trident%' OR {agent} LIKE '%MSIE%' THEN 'ie'
-                WHEN {agent} LIKE '%Safari%' THEN 'safari' ELSE 'other' END""",
-            "state": (
-                "COALESCE(NULLIF(REGEXP_EXTRACT(location, ', ([A-Z][A-Z])', 1), ''), 'unknown')"
-            ),
-        }
-    )
-    # exposure starts at registration or the log's first day, whichever is later, and never
-    # after the user's first event
-    reg_day = f"CAST(FLOOR({_d('reg_us')} / {US_PER_DAY}) AS BIGINT)"
-    start = f"LEAST(first_day, GREATEST(data_start_day, COALESCE({reg_day}, first_day)))"
-    exposure = f"(cutoff_day - {start})"
-    exprs["exposure_days"] = exposure
-    for col in EXPOSURE_COUNTS:
-        exprs[f"{col}_per_exposure_day"] = f"{_d(f'{col}_all')} / {exposure}"
-    return [f"{exprs[f.name]} AS {f.name}" for f in catalog()]
+    return [f"{f.sql} AS {f.name}" for f in catalog()]
 
 
 def _churn_parts(definition: ChurnDefinition) -> tuple[str, str, str, str, str]:

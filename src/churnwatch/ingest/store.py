@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "_manifest.json"
 STAGING = "_staging"
-KINDS = ("events", "guests")
+FILE_KINDS = ("events", "guests")
 FORMAT_VERSION = 1
 
 
@@ -47,7 +47,9 @@ class Manifest:
     """The committed state of a store."""
 
     version: int = 0
-    files: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    files: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: {k: [] for k in FILE_KINDS}
+    )
     ingests: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -157,8 +159,8 @@ class EventStore:
     def _sweep(self) -> None:
         """Remove what a crashed writer left: staging folders and files no manifest lists."""
         shutil.rmtree(self.root / STAGING, ignore_errors=True)
-        live = {e["path"] for k in KINDS for e in self.manifest().files.get(k, [])}
-        for kind in KINDS:
+        live = {e["path"] for k in FILE_KINDS for e in self.manifest().files.get(k, [])}
+        for kind in FILE_KINDS:
             base = self.root / kind
             if not base.is_dir():
                 continue

@@ -26,7 +26,7 @@ from churnwatch.ingest.store import EventStore
 
 log = logging.getLogger(__name__)
 ALERTS = Path("alerts")
-KINDS = ("user_risk", "drift", "performance_drop", "quarantine_rate")
+ALERT_KINDS = ("user_risk", "drift", "performance_drop", "quarantine_rate")
 
 
 @dataclass

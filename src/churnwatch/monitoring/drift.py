@@ -21,24 +21,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnwatch.features.catalog import catalog
+from churnwatch.features.catalog import by_name, kinds
 
 SCORE = "score"
-_CUMULATIVE = ("tenure_days", "distinct_artists", "level_changes_all", "days_since_level_change")
 
 
 def monitored_features(features: list[str]) -> list[str]:
-    """The model's features whose distribution should be stable on a healthy service."""
-    kinds = {f.name: f for f in catalog()}
-    out = []
-    for name in features:
-        f = kinds.get(name)
-        if f is None or f.window == "all" or name in _CUMULATIVE:
-            continue
-        if name.startswith("observed_days") or name == "is_male":
-            continue
-        out.append(name)
-    return out
+    """The model's features whose distribution should be stable on a healthy service (the
+    catalog's `drift` flag: all-history totals and tenure grow with time by design)."""
+    known = by_name()
+    return [name for name in features if name in known and known[name].drift]
 
 
 def psi(reference: pd.Series, current: pd.Series, *, bins: int = 10) -> float:
@@ -137,8 +129,8 @@ def _column_drift(
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    kinds = {f.name: f.kind for f in catalog()}
-    cats = [c for c in cols if kinds.get(c) == "category"]
+    kind = kinds()
+    cats = [c for c in cols if kind.get(c) == "category"]
     definition = DataDefinition(
         numerical_columns=[c for c in cols if c not in cats], categorical_columns=cats
     )

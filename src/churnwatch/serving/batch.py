@@ -26,7 +26,7 @@ from churnwatch import tracking
 from churnwatch.config import Settings
 from churnwatch.errors import InputError
 from churnwatch.features.build import build_snapshots, prepare
-from churnwatch.features.catalog import catalog
+from churnwatch.features.catalog import kinds
 from churnwatch.features.engines import SparkEngine, make_engine
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import CutoffSchedule, cutoff_for
@@ -153,13 +153,13 @@ def _score_spark(eng: Any, sql: str, ref: str, out: Path, cutoff: datetime) -> t
     from pyspark.sql import types as T
 
     spark = eng.spark
-    kinds = {f.name: f.kind for f in catalog()}
+    kind = kinds()
     local = tracking.local_copy(ref)
     probe = Scorer(tracking.load_local(local).unwrap_python_model())
     features, threshold = probe.features, probe.threshold
     types = {"count": "bigint", "category": "string"}
     cols = [F.col("user_id").cast("string").alias("user_id")] + [
-        F.col(f).cast(types.get(kinds.get(f, ""), "double")).alias(f) for f in features
+        F.col(f).cast(types.get(kind.get(f, ""), "double")).alias(f) for f in features
     ]
     sdf = eng.frame(sql).select(*cols)
     udf = tracking.spark_udf(spark, local)

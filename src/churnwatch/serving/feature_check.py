@@ -7,9 +7,7 @@ from typing import Any
 from pydantic import ConfigDict, StrictFloat, StrictInt, StrictStr, ValidationError, create_model
 
 from churnwatch.errors import InputError
-from churnwatch.features.catalog import catalog
-
-KINDS = {f.name: f.kind for f in catalog()}
+from churnwatch.features.catalog import kinds
 
 
 class FeatureCheck:
@@ -22,7 +20,7 @@ class FeatureCheck:
     def __init__(self, features: list[str]) -> None:
         number = StrictFloat | StrictInt | None
         fields: dict[str, Any] = {
-            f: ((StrictStr | None) if KINDS.get(f) == "category" else number, None)
+            f: ((StrictStr | None) if kinds().get(f) == "category" else number, None)
             for f in features
         }
         self.model = create_model(

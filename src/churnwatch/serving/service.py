@@ -26,19 +26,17 @@ from churnwatch.config import Settings
 from churnwatch.db import connect
 from churnwatch.errors import ChurnwatchError, InputError, NoValidRowsError, StoreError
 from churnwatch.features.build import build_snapshots
-from churnwatch.features.catalog import catalog
 from churnwatch.ingest.pipeline import ingest
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import CutoffSchedule, cutoff_for
 from churnwatch.models.scorer import Scorer
 from churnwatch.recipe import Recipe
-from churnwatch.schema import CHURN_PAGE
+from churnwatch.schema import CHURN_PAGE, DOWNGRADE_PAGE
 from churnwatch.serving.batch import band
 from churnwatch.serving.feature_check import FeatureCheck
 from churnwatch.serving.reasons import top_reasons
 
 log = logging.getLogger(__name__)
-KINDS = {f.name: f.kind for f in catalog()}
 
 
 class NoModelError(ChurnwatchError):
@@ -196,7 +194,7 @@ class ChurnService:
             users: pd.DataFrame = con.sql(
                 f"""SELECT user_id, MAX(ts) AS last_ts, MIN(ts) AS first_ts,
                 BOOL_OR(page = '{CHURN_PAGE}') AS cancelled,
-                BOOL_OR(page = 'Submit Downgrade') AS downgraded,
+                BOOL_OR(page = '{DOWNGRADE_PAGE}') AS downgraded,
                 ARG_MAX(level, ts) AS level, COUNT(*) AS events
                 FROM events GROUP BY user_id"""
             ).df()
@@ -348,7 +346,7 @@ class ChurnService:
             self.store.register(con)
             row = con.execute(
                 f"""SELECT MIN(ts), MAX(ts), BOOL_OR(page = '{CHURN_PAGE}'),
-                BOOL_OR(page = 'Submit Downgrade') FROM events
+                BOOL_OR(page = '{DOWNGRADE_PAGE}') FROM events
                 WHERE CAST(user_id AS VARCHAR) = ? AND ts < ?""",
                 [user_id, pd.Timestamp(before).to_pydatetime()],
             ).fetchone()
