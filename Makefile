@@ -41,7 +41,7 @@ demo: $(RUNTIME)
 ## drift-demo: a simulated app release shifts adverts and errors; monitor week by week,
 ## alert, retrain; summary table and report in data/drift-demo (a few minutes)
 drift-demo: $(RUNTIME)
-	$(VENV)/bin/churnwatch demo --drift --out data/drift-demo
+	$(VENV)/bin/churnwatch demo --out data/drift-demo
 
 ## image: build the API image with podman. By default FROM a Debian bookworm base made here
 ## with mmdebstrap (docker/base-image.sh; Docker Hub is out of reach); elsewhere

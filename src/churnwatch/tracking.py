@@ -267,6 +267,8 @@ def list_versions() -> list[dict[str, Any]]:
         versions = client.search_model_versions(f"name='{MODEL_NAME}'")
     except mlflow.exceptions.MlflowException:
         return []
+    if not versions:  # nothing registered yet: the registered model may not exist either
+        return []
     by_version: dict[str, list[str]] = {}
     for alias, version in client.get_registered_model(MODEL_NAME).aliases.items():
         by_version.setdefault(str(version), []).append(alias)

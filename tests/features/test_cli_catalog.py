@@ -62,6 +62,9 @@ def test_cli_snapshots_and_features(small_sim: Path, tmp_path: Path) -> None:
 
     result = runner.invoke(app, ["features", "--list"])
     assert result.exit_code == 0 and "distinct_artists *" in result.output
+    result = runner.invoke(app, ["features"])
+    assert result.exit_code == 0 and "225 features by family and window" in result.output
+    assert "distinct_artists" not in result.output and "exposure" in result.output
 
     result = runner.invoke(app, ["snapshots", "--store", str(tmp_path / "none"), "--out", str(out)])
     assert result.exit_code == 1 and "run `churnwatch ingest` first" in result.output

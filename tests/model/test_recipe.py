@@ -170,8 +170,9 @@ def test_the_drift_demo_never_deletes_a_folder_it_did_not_make(tmp_path: Path) -
     with pytest.raises(InputError, match="new or empty folder"):
         _fresh(mine)
     assert (mine / "thesis.tex").read_text() == "years of work"
-    result = CliRunner().invoke(app, ["demo", "--drift", "--out", str(mine)])
+    result = CliRunner().invoke(app, ["demo", "--out", str(mine)])
     assert result.exit_code == 1 and (mine / "thesis.tex").exists()
+    assert "new or empty folder" in result.output
     made = tmp_path / "made"
     _fresh(made)
     (made / "old.txt").write_text("from the last demo")

@@ -36,3 +36,19 @@ def test_the_contract_would_catch_an_import_that_points_up(tmp_path: Path) -> No
     run = _run("--config", str(config))
     assert run.returncode != 0
     assert re.search(r"churnwatch\.serving\S* -> churnwatch\.models", run.stdout), run.stdout
+
+
+def test_a_command_loads_only_its_own_module() -> None:
+    """`churnwatch ingest` must not pay for MLflow, FastAPI or the model libraries: the root
+    command imports a command's module only when that command runs."""
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from churnwatch.cli import app\n"
+        "r = CliRunner().invoke(app, ['ingest', '--help'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print(sorted(m for m in ('mlflow', 'fastapi', 'lightgbm', 'churnwatch.cli.modelling',"
+        " 'churnwatch.cli.data') if m in sys.modules))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "['churnwatch.cli.data']", run.stdout + run.stderr

@@ -208,15 +208,21 @@ _REG_DAY = f"CAST(FLOOR({_d('reg_us')} / {US_PER_DAY}) AS BIGINT)"
 _EXPOSURE_DAYS = (
     f"(cutoff_day - LEAST(first_day, GREATEST(data_start_day, COALESCE({_REG_DAY}, first_day))))"
 )
+
+
+def _exposure_rate(slug: str) -> Feature:
+    noun = _NOUNS[slug]
+    return Feature(
+        f"{slug}_per_exposure_day", f"{slug.replace('_', ' ')} per exposure day (all history)",
+        "all", "rate", "exposure", f"{_d(f'{slug}_all')} / {_EXPOSURE_DAYS}",
+        ph.numeric(lambda v, n: f"{n} {noun} a day since they could first be seen"), drift=False,
+    )  # fmt: skip
+
+
 _EXPOSURE: list[Feature] = [
     Feature("exposure_days", "days since registration or the start of the log, whichever is later, to the cutoff", "all", "count", "exposure",
             _EXPOSURE_DAYS, ph.numeric(lambda v, n: f"seen for {n} days"), drift=False),
-    *(
-        Feature(f"{c}_per_exposure_day", f"{c.replace('_', ' ')} per exposure day (all history)", "all", "rate", "exposure",
-                f"{_d(f'{c}_all')} / {_EXPOSURE_DAYS}",
-                ph.numeric(lambda v, n, noun=_NOUNS[c]: f"{n} {noun} a day since they could first be seen"), drift=False)
-        for c in EXPOSURE_COUNTS
-    ),
+    *(_exposure_rate(slug) for slug in EXPOSURE_COUNTS),
 ]  # fmt: skip
 
 SEED_FEATURES = ("songs_all", *(f.name for f in _OTHER if f.seed))

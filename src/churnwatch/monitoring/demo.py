@@ -1,7 +1,7 @@
 """The drift demo: a service whose app release doubles adverts for free users and triples
 errors, watched week by week, retrained when alerts fire.
 
-`churnwatch demo --drift` (or `make drift-demo`): simulate a log with a drift day, ingest its
+`churnwatch demo` (or `make drift-demo`): simulate a log with a drift day, ingest its
 first weeks, train a champion, then each week ingest the new week, run `monitor` as of its
 end, and when a drift or performance alert is raised run `retrain` (promotion only if the
 challenger is better). Writes a summary table (Markdown) and an HTML report with the plots and
@@ -91,7 +91,7 @@ def _fresh(out: Path) -> None:
             )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("made by `churnwatch demo --drift`; it may delete this folder\n")
+    (out / MARKER).write_text("made by `churnwatch demo`; it may delete this folder\n")
 
 
 def drift_demo(

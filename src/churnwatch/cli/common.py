@@ -1,0 +1,171 @@
+"""What every command shares: the consoles, library errors as exit codes, one table builder,
+one time parser, one engine factory and the options that spell a churn definition."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from churnwatch.config import Settings
+from churnwatch.errors import ChurnwatchError, ConfigError
+from churnwatch.features.engines import Engine, make_engine
+from churnwatch.labels import ChurnDefinition
+
+console = Console(stderr=True)  # progress, warnings and errors
+out = Console()  # results
+T = TypeVar("T")
+
+# The churn definition and cutoff schedule, spelled the same way by every command that takes
+# them (snapshots, train, evaluate).
+Horizon = Annotated[int, typer.Option(min=1, help="Days ahead the label looks.")]
+Every = Annotated[int, typer.Option(min=1, help="Days between cutoffs.")]
+MinHistory = Annotated[int, typer.Option(min=0, help="Days of data before the first cutoff.")]
+DefinitionKind = Annotated[str, typer.Option(help="cancellation (default) or inactivity.")]
+InactivityDays = Annotated[
+    int, typer.Option(min=1, help="Days without events that make an inactivity churn.")
+]
+IncludeDowngrade = Annotated[
+    bool, typer.Option("--include-downgrade", help="Count Submit Downgrade as churn too.")
+]
+Store = Annotated[Path | None, typer.Option(help="Event store (default ./data/store).")]
+EngineName = Annotated[str, typer.Option(help="duckdb (default) or spark.")]
+SparkMaster = Annotated[str | None, typer.Option(help="Spark master URL (default local[*]).")]
+AsOf = Annotated[str | None, typer.Option(help="As of this time (ISO 8601); default: now.")]
+
+
+def definition(
+    kind: str, horizon: int, inactivity_days: int, include_downgrade: bool
+) -> ChurnDefinition:
+    """The churn definition the snapshot options spell (checked by ChurnDefinition)."""
+    return ChurnDefinition(
+        kind=kind,  # type: ignore[arg-type]  # checked by ChurnDefinition
+        horizon_days=horizon,
+        inactivity_days=inactivity_days,
+        include_downgrade=include_downgrade,
+    )
+
+
+def run(fn: Callable[[], T]) -> T:
+    """Run library code; turn a ChurnwatchError into a clear message and exit code 1."""
+    try:
+        return fn()
+    except ChurnwatchError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(code=1) from None
+
+
+def table(
+    title: str,
+    rows: Iterable[Sequence[Any]],
+    columns: Sequence[str] = (),
+    *,
+    numbers_from: int | None = None,
+    caption: str | None = None,
+) -> Table:
+    """A results table. With `columns`: a header, and columns from `numbers_from` on aligned
+    right. Without: a key/value table with bold keys. Cells are printed with str()."""
+    t = Table(title=title, title_justify="left", show_header=bool(columns), caption=caption,
+              caption_justify="left")  # fmt: skip
+    if columns:
+        for i, col in enumerate(columns):
+            right = numbers_from is not None and i >= numbers_from
+            t.add_column(col, justify="right" if right else "left")
+    else:
+        t.add_column(style="bold")
+        t.add_column(justify="right")
+    for row in rows:
+        t.add_row(*(str(v) for v in row))
+    return t
+
+
+def parse_time(text: str | None, option: str = "--as-of") -> datetime | None:
+    """An ISO 8601 time from an option; None when the option was not given."""
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{option} expected an ISO 8601 time. Got {text!r} instead.") from None
+
+
+def parse_dates(texts: Sequence[str], option: str) -> tuple[date, ...]:
+    """Dates YYYY-MM-DD from a repeatable option."""
+    try:
+        return tuple(date.fromisoformat(t) for t in texts)
+    except ValueError:
+        bad = next(t for t in texts if not _is_date(t))
+        raise ConfigError(f"{option} expected a date YYYY-MM-DD. Got {bad!r} instead.") from None
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def pair(text: str) -> tuple[str, str]:
+    """key=value."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"expected key=value. Got {text!r} instead.")
+    return key.strip(), value.strip()
+
+
+@contextmanager
+def engine(
+    name: str, settings: Settings, *, master: str | None = None, conf: Sequence[str] = ()
+) -> Iterator[Engine]:
+    """The feature engine a command asked for, closed when the command is done."""
+    spark = {"master": master, "conf": dict(pair(kv) for kv in conf)} if name == "spark" else {}
+    eng = make_engine(name, settings, **spark)
+    try:
+        yield eng
+    finally:
+        eng.close()
+
+
+@contextmanager
+def bytes_progress(description: str) -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar over input bytes, one task per file."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    tasks: dict[str, Any] = {}
+    with Progress(*columns, console=console, transient=False) as bar:
+
+        def advance(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(f"{description} {Path(name).name}", total=total)
+            bar.advance(tasks[name], done)
+
+        yield advance
+
+
+def ci(est: Any) -> str:
+    """An estimate with its interval: 0.743 [0.692, 0.784]."""
+    return f"{est.value:.3f} [{est.low:.3f}, {est.high:.3f}]"
+
+
+def api_key(settings: Settings) -> str | None:
+    return settings.api_key.get_secret_value() if settings.api_key else None

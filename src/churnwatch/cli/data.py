@@ -1,0 +1,190 @@
+"""Data commands: ingest, simulate, snapshots, features."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from churnwatch.cli import common as c
+from churnwatch.config import Settings
+from churnwatch.features.build import SnapshotReport, build_snapshots
+from churnwatch.features.catalog import catalog, markdown
+from churnwatch.ingest.pipeline import IngestReport
+from churnwatch.ingest.pipeline import ingest as run_ingest
+from churnwatch.ingest.store import EventStore
+from churnwatch.labels import CutoffSchedule
+from churnwatch.schema import CHURN_PAGE, ColumnMapping
+from churnwatch.simulate import SimConfig, SimResult, summary
+from churnwatch.simulate import simulate as run_simulate
+
+app = typer.Typer()
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[str], typer.Argument(help="Files, directories or globs to read.")],
+    store: c.Store = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail (exit 1) if any row is quarantined.")
+    ] = False,
+    map_: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="field=column, e.g. --map user_id=customer (repeatable)."),
+    ] = None,
+    mapping_file: Annotated[
+        Path | None, typer.Option(help="TOML/JSON file mapping canonical fields to columns.")
+    ] = None,
+    ts_unit: Annotated[
+        str | None, typer.Option(help="Unit of numeric timestamps: ms (default), s, us, iso.")
+    ] = None,
+) -> None:
+    """Validate logs and append them to the event store; bad rows go to the quarantine."""
+    settings = Settings()
+
+    def work() -> IngestReport:
+        mapping = ColumnMapping.from_options(map_ or [], file=mapping_file, ts_unit=ts_unit)
+        with c.bytes_progress("reading") as advance:
+            return run_ingest(
+                paths, settings=settings, store_dir=store, mapping=mapping, strict=strict,
+                progress=advance,
+            )  # fmt: skip
+
+    report = c.run(work)
+    c.out.print(c.table(f"ingest {report.run_id}", _ingest_rows(report)))
+    for problem in report.file_problems:
+        c.console.print(f"[yellow]warning:[/] {problem['detail']}")
+
+
+def _ingest_rows(r: IngestReport) -> list[tuple[str, str]]:
+    return [
+        ("files", f"{len(r.files):,}"),
+        ("lines read", f"{r.lines_read:,}"),
+        ("valid user events", f"{r.valid:,}"),
+        ("  stored (new)", f"{r.stored:,}"),
+        ("  already stored / repeated", f"{r.duplicates:,}"),
+        ("guest / logged-out events", f"{r.guests:,} ({r.guests_stored:,} new)"),
+        ("quarantined", f"{r.quarantined:,} ({r.quarantine_rate:.2%})"),
+        *((f"  {reason}", f"{n:,}") for reason, n in r.quarantined_by_reason.items()),
+        ("users", f"{r.users:,}"),
+        ("sessions", f"{r.sessions:,}"),
+        ("date range (UTC)", f"{(r.first_ts or '')[:16]} .. {(r.last_ts or '')[:16]}"),
+        (f"{CHURN_PAGE} events", f"{r.churn_events:,}"),
+        ("store", r.store),
+        ("quarantine file", r.quarantine_file or "-"),
+        ("time", f"{r.seconds:.1f} s"),
+    ]
+
+
+@app.command()
+def simulate(
+    out_path: Annotated[
+        Path, typer.Option("--out", help="Output: .jsonl.gz, .jsonl or .parquet.")
+    ] = Path("data/simulated/sparkify_sim.jsonl.gz"),
+    users: Annotated[int, typer.Option(min=1, help="Users at the start.")] = 500,
+    days: Annotated[int, typer.Option(min=1, help="Days to simulate.")] = 60,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 0,
+    drift_day: Annotated[
+        int | None, typer.Option(help="From this day, adverts double and errors triple.")
+    ] = None,
+) -> None:
+    """Write a synthetic Sparkify-schema log with a known churn hazard (and its ground truth)."""
+    cfg = c.run(lambda: SimConfig(users=users, days=days, seed=seed, drift_day=drift_day))
+    columns = (TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("days"), TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=c.console) as bar:
+        task = bar.add_task("days", total=days)
+        result = c.run(lambda: run_simulate(cfg, out_path, progress=lambda n: bar.advance(task, n)))
+    c.out.print(c.table("simulate", _simulate_rows(result)))
+
+
+def _simulate_rows(result: SimResult) -> list[tuple[str, str]]:
+    s = summary(result)
+    return [
+        ("events", f"{s['events']:,}"),
+        ("guest events", f"{result.guest_events:,}"),
+        ("users", f"{s['users']:,}"),
+        ("churned", f"{s['churned']:,} ({s['churn_rate']:.1%})"),
+        ("NextSong share", f"{s['next_song_share']:.1%}"),
+        ("log", str(result.out)),
+        ("ground truth", str(result.truth)),
+        ("time", f"{s['seconds']:.1f} s ({s['events'] / max(s['seconds'], 1e-9):,.0f} events/s)"),
+    ]
+
+
+@app.command()
+def snapshots(
+    out_path: Annotated[
+        Path, typer.Option("--out", help="Snapshot table to write (Parquet).")
+    ] = Path("data/snapshots.parquet"),
+    store: c.Store = None,
+    engine: c.EngineName = "duckdb",
+    horizon: c.Horizon = 14,
+    every: c.Every = 7,
+    min_history: c.MinHistory = 14,
+    definition: c.DefinitionKind = "cancellation",
+    inactivity_days: c.InactivityDays = 30,
+    include_downgrade: c.IncludeDowngrade = False,
+    cutoff: Annotated[
+        list[str] | None, typer.Option(help="Explicit cutoff date YYYY-MM-DD (repeatable).")
+    ] = None,
+    spark_master: c.SparkMaster = None,
+    spark_conf: Annotated[
+        list[str] | None, typer.Option(help="Spark setting key=value (repeatable).")
+    ] = None,
+) -> None:
+    """Build the snapshot table: one row per (user, cutoff), features and label (or null)."""
+    settings = Settings()
+
+    def work() -> SnapshotReport:
+        dates = c.parse_dates(cutoff or [], "--cutoff")
+        schedule = CutoffSchedule(every_days=every, min_history_days=min_history, explicit=dates)
+        with c.engine(engine, settings, master=spark_master, conf=spark_conf or ()) as eng:
+            _, report = build_snapshots(
+                EventStore(store or settings.store_path),
+                definition=c.definition(definition, horizon, inactivity_days, include_downgrade),
+                schedule=schedule, engine=eng, settings=settings, out=out_path,
+            )  # fmt: skip
+        return report
+
+    with c.console.status(f"building snapshots on {engine} ..."):
+        report = c.run(work)
+    rows = [(r["cutoff"], f"{r['snapshots']:,}", f"{r['positives']:,}", f"{r['censored']:,}")
+            for r in report.per_cutoff]  # fmt: skip
+    rows.append(("total", f"{report.rows:,}", f"{report.positives:,}", f"{report.censored:,}"))
+    header = ("cutoff", "snapshots", "positives", "censored")
+    c.out.print(c.table(f"snapshots ({report.engine})", rows, header, numbers_from=0))
+    c.out.print(
+        f"{report.features} features, {report.rows:,} rows -> {report.out}  "
+        f"({report.seconds:.1f} s on {report.engine})"
+    )
+
+
+@app.command()
+def features(
+    list_: Annotated[bool, typer.Option("--list", help="List every feature.")] = False,
+    as_markdown: Annotated[
+        bool, typer.Option("--markdown", help="Every feature as Markdown (docs/features.md).")
+    ] = False,
+) -> None:
+    """The feature catalog: how many features of each family and window.
+
+    --list shows each feature's name, window, type, drift watch and description."""
+    feats = catalog()
+    if as_markdown:
+        print(markdown(), end="")
+    elif list_:
+        rows: list[tuple[str, ...]] = [(f.name + (" *" if f.seed else ""), f.window, f.kind,
+                 "yes" if f.drift else "no", f.description) for f in feats]  # fmt: skip
+        header = ("name", "window", "type", "drift", "description")
+        c.out.print(c.table(f"{len(feats)} features (* = seed feature)", rows, header))
+    else:
+        counts = Counter((f.family, f.window) for f in feats)
+        windows = list(dict.fromkeys(f.window for f in feats))
+        families = list(dict.fromkeys(f.family for f in feats))
+        rows = [(fam, *(str(counts[fam, w] or "") for w in windows)) for fam in families]
+        title = f"{len(feats)} features by family and window (--list for each one)"
+        c.out.print(c.table(title, rows, ("family", *windows), numbers_from=1))

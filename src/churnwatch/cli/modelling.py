@@ -1,0 +1,177 @@
+"""Modelling commands: train (backtest, choose, refit, register) and evaluate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from churnwatch.cli import common as c
+from churnwatch.config import Settings
+from churnwatch.labels import CutoffSchedule
+from churnwatch.models import estimators
+from churnwatch.models.evaluate import Evaluation
+from churnwatch.models.train import TrainConfig
+from churnwatch.runs import RunSummary, evaluate_registered, run_training
+
+app = typer.Typer()
+DEFAULT_MODELS = ",".join(estimators.MODELS)
+
+Models = Annotated[
+    str,
+    typer.Option(
+        help="Comma-separated candidates, simplest first; 'list' prints every candidate. "
+        "Default: " + DEFAULT_MODELS + "."
+    ),
+]
+ThresholdRule = Annotated[str, typer.Option(help="Threshold rule: f1, capacity:0.05 or cost:5.")]
+Trials = Annotated[
+    int, typer.Option(min=0, help="Optuna trials per learnt model (0: the defaults).")
+]
+TrainEvery = Annotated[
+    int, typer.Option(min=1, help="Days between training cutoffs (denser than --every).")
+]
+
+
+@app.command()
+def train(
+    data: Annotated[
+        list[str] | None, typer.Option(help="Raw logs to ingest first (files, dirs, globs).")
+    ] = None,
+    store: c.Store = None,
+    horizon: c.Horizon = 14,
+    every: c.Every = 7,
+    min_history: c.MinHistory = 14,
+    definition: c.DefinitionKind = "cancellation",
+    inactivity_days: c.InactivityDays = 30,
+    include_downgrade: c.IncludeDowngrade = False,
+    models: Models = DEFAULT_MODELS,
+    threshold: ThresholdRule = "f1",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    trials: Trials = 0,
+    train_every: TrainEvery = 1,
+    folds: Annotated[int, typer.Option(min=1, help="Backtest folds (the last k).")] = 6,
+) -> None:
+    """Backtest candidate models out of time, choose one, refit it on all labelled data.
+
+    The run, its metrics and the model are logged to MLflow and the model is registered."""
+    if models.strip() == "list":
+        c.out.print(_models_table())
+        return
+    settings = Settings()
+
+    def work() -> RunSummary:
+        config = TrainConfig(
+            definition=c.definition(definition, horizon, inactivity_days, include_downgrade),
+            schedule=CutoffSchedule(every_days=every, min_history_days=min_history),
+            train_every_days=train_every,
+            models=tuple(m.strip() for m in models.split(",") if m.strip()),
+            threshold_rule=threshold,
+            seed=seed,
+            n_trials=trials,
+            backtest_folds=folds,
+        )
+        with c.console.status("training ...") as status:
+            return run_training(
+                settings=settings, config=config, data=data or [], store_dir=store,
+                progress=lambda msg: status.update(f"training: {msg} ..."),
+            )  # fmt: skip
+
+    _print_training(c.run(work))
+
+
+def _models_table() -> Table:
+    """Every candidate `train --models` accepts, simplest first."""
+    doc = estimators.__doc__ or ""
+    rows = []
+    for name in estimators.ALL_MODELS:
+        line = next((ln for ln in doc.splitlines() if ln.startswith(f"- `{name}`")), "")
+        what = line.partition(": ")[2]
+        if name in estimators.PATHS:
+            key, values = estimators.PATHS[name]
+            what += f" ({key} chosen on the backtest among {', '.join(map(str, values))})"
+        kind = "baseline" if name in estimators.BASELINES else "learnt"
+        rows.append((name, kind, "yes" if name in estimators.MODELS else "no", what))
+    header = ("model", "kind", "default", "what")
+    return c.table("candidate models, simplest first", rows, header)
+
+
+def _print_training(summary: RunSummary) -> None:
+    """The backtest table, the choice, the reasons' features and the users most at risk."""
+    result = summary.result
+    rows: list[tuple[str, ...]] = []
+    for cand in result.candidates:
+        t = cand.test
+        label = cand.label + (" (chosen)" if cand is result.chosen else "")
+        label += " [baseline]" if cand.name in estimators.BASELINES else ""
+        rows.append((label, f"{cand.mean_roc_auc:.3f}", c.ci(t["roc_auc"]), c.ci(t["pr_auc"]),
+                     c.ci(t["lift_top10"]), c.ci(t["brier"]) if "brier" in t else "-"))  # fmt: skip
+    header = ("model", "mean fold ROC-AUC", "ROC-AUC", "PR-AUC", "lift@10%", "Brier")
+    caption = ("pooled over the folds, 95% intervals over users; Brier for the chosen model "
+               "(calibrated in every fold)")  # fmt: skip
+    title = f"models, out of time: {result.describe()}"
+    c.out.print(c.table(title, rows, header, numbers_from=1, caption=caption))
+    c.out.print(result.choice.rule)
+    if summary.oracle:
+        o = summary.oracle
+        c.out.print(
+            f"simulated log, true hazard as oracle on the test cutoffs: ROC-AUC "
+            f"{o['oracle_roc_auc']:.3f} (model/oracle {o['model_to_oracle_roc_auc']:.2f}), "
+            f"PR-AUC {o['oracle_pr_auc']:.3f} (model/oracle {o['model_to_oracle_pr_auc']:.2f})"
+        )
+    c.out.print(f"{result.chosen.label}: {result.chosen.tuning}")
+    stable = result.reason_features
+    c.out.print(
+        f"reasons are drawn from the {len(stable)} feature(s) whose effect kept its sign in every "
+        f"backtest fold: {', '.join(stable[:12])}{' ...' if len(stable) > 12 else ''}"
+    )
+    risk = summary.at_risk.head(10)
+    title = f"ten users most at risk at the latest cutoff ({risk['cutoff'].iloc[0]:%Y-%m-%d})"
+    rows = [(str(r.user_id), f"{r.probability:.1%}") for r in risk.itertuples()]
+    c.out.print(c.table(title, rows, ("user", "P(churn in the next horizon)"), numbers_from=1))
+    c.out.print(
+        f"base-rate Brier {result.base_rate_brier:.4f}; threshold {result.threshold:.3f}; "
+        f"registered churnwatch v{summary.model_version} {list(summary.aliases) or ''}; "
+        f"run {summary.run_id}; tracking {summary.tracking_uri}"
+    )
+
+
+@app.command()
+def evaluate(
+    data: Annotated[list[str], typer.Option(help="Logs to evaluate on (files, dirs, globs).")],
+    model: Annotated[
+        str,
+        typer.Option(help="models:/churnwatch@champion, models:/churnwatch/3 or runs:/ID/model"),
+    ] = "models:/churnwatch@champion",
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for metrics, plots, report.")] = (
+        Path("data/evaluation")
+    ),
+    horizon: Annotated[
+        int | None, typer.Option(min=1, help="Override the model's horizon (days).")
+    ] = None,
+    every: Annotated[
+        int | None, typer.Option(min=1, help="Override the model's days between cutoffs.")
+    ] = None,
+) -> None:
+    """Score any log with a registered model: metrics with intervals, plots and a report.
+
+    Labels and cutoffs follow the model's recipe (its churn definition and schedule)."""
+    settings = Settings()
+
+    def work() -> Evaluation:
+        with c.console.status("evaluating ..."):
+            return evaluate_registered(
+                model, data, out_dir=out_dir, settings=settings,
+                horizon_days=horizon, every_days=every,
+            )  # fmt: skip
+
+    ev = c.run(work)
+    c.out.print(f"labels: {ev.recipe.describe()} ({ev.recipe_source})")
+    rows = [(name, f"{v['value']:.3f}", f"[{v['low']:.3f}, {v['high']:.3f}]")
+            for name, v in ev.pooled.items()]  # fmt: skip
+    title = f"{model}: {ev.rows:,} labelled snapshots, {ev.positives:,} churned"
+    c.out.print(c.table(title, rows, ("metric", "value", "95% interval"), numbers_from=1))
+    c.out.print(ev.classification_report)
+    c.out.print(f"metrics: {ev.metrics_path}\nreport:  {ev.report_path}")

@@ -1,0 +1,160 @@
+"""Operations commands: retrain, monitor, the drift demo, alerts and the model registry."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from churnwatch import tracking
+from churnwatch.cli import common as c
+from churnwatch.config import Settings
+from churnwatch.ingest.store import EventStore
+from churnwatch.monitoring.alerts import read_alerts
+from churnwatch.monitoring.demo import DemoConfig, drift_demo, markdown
+from churnwatch.monitoring.monitor import MonitorReport
+from churnwatch.monitoring.monitor import monitor as run_monitor
+from churnwatch.monitoring.retrain import decision_table, notify
+from churnwatch.monitoring.retrain import retrain as run_retrain
+
+app = typer.Typer()
+alerts = typer.Typer(help="Alerts raised by monitoring.", no_args_is_help=True)
+models = typer.Typer(help="The model registry.", no_args_is_help=True)
+
+
+@app.command()
+def retrain(
+    data: Annotated[
+        list[str] | None, typer.Option(help="New logs to ingest first (files, dirs, globs).")
+    ] = None,
+    metric: Annotated[
+        str | None, typer.Option(help="pr_auc (default), roc_auc or lift_top10.")
+    ] = None,
+    margin: Annotated[
+        float | None, typer.Option(help="How much better the challenger must be (default 0).")
+    ] = None,
+    trials: Annotated[
+        int, typer.Option(min=0, help="Re-tune with this many Optuna trials (0: the defaults).")
+    ] = 0,
+    reload_url: Annotated[
+        str | None, typer.Option(help="A running API to reload after a promotion.")
+    ] = None,
+) -> None:
+    """Ingest new data and train a challenger; promote it only if it beats the champion.
+
+    The challenger uses the champion's recipe; both are scored on the latest labelled window."""
+    settings = Settings()
+    decision = c.run(
+        lambda: run_retrain(
+            settings,
+            data=data or [],
+            metric=metric,
+            margin=margin,
+            n_trials=trials,
+            progress=lambda m: c.console.log(m),
+        )  # fmt: skip
+    )
+    frame = decision_table(decision)
+    rows = [[f"{v:.4f}" if isinstance(v, float) else v for v in row]
+            for row in frame.itertuples(index=False)]  # fmt: skip
+    c.out.print(c.table(f"retrain on {decision.window}", rows, list(frame.columns)))
+    c.out.print(("PROMOTED " if decision.promoted else "NOT PROMOTED ") + decision.reason)
+    if decision.promoted and reload_url:
+        answer = c.run(lambda: notify(reload_url, c.api_key(settings)))
+        c.out.print(f"reloaded {reload_url}: {answer}")
+
+
+@app.command()
+def monitor(
+    as_of: c.AsOf = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for the reports.")] = None,
+    every: Annotated[
+        float, typer.Option(min=0, help="Run again every this many seconds (0: once).")
+    ] = 0.0,
+) -> None:
+    """Drift, realised performance of matured cohorts and alerts, against the champion.
+
+    Writes an Evidently HTML report and a JSON summary, and logs them to MLflow."""
+    settings = Settings()
+    when = c.run(lambda: c.parse_time(as_of))
+    while True:
+        with c.console.status("monitoring"):
+            report = c.run(lambda: run_monitor(settings, as_of=when, out_dir=out_dir))
+        _print_monitoring(report)
+        if not every:
+            break
+        time.sleep(every)
+
+
+def _print_monitoring(report: MonitorReport) -> None:
+    d = report.drift
+    c.out.print(
+        f"cutoff {report.cutoff}, model v{report.model_version}: "
+        f"{d['share_drifted']:.0%} of {d['features_monitored']} features drifted, "
+        f"prediction PSI {d['prediction_psi']:.3f}"
+    )
+    if report.latest_realised:
+        r = report.latest_realised
+        c.out.print(
+            f"latest matured cohort {str(r.get('cutoff'))[:10]} (v{r.get('model_version')}): "
+            f"ROC-AUC {r.get('roc_auc', float('nan')):.3f}, "
+            f"PR-AUC {r.get('pr_auc', float('nan')):.3f}"
+        )
+    for a in report.alerts:
+        c.out.print(f"ALERT {a['kind']}: {a['message']}")
+    c.out.print(f"report: {report.html}")
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for everything.")] = Path(
+        "data/drift-demo"
+    ),
+    users: Annotated[int, typer.Option(min=50, help="Simulated users.")] = 600,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """The drift scenario end to end: monitoring, alerts and retraining, week by week.
+
+    A simulated log whose app release doubles adverts for free users and triples errors."""
+    table = c.run(lambda: drift_demo(out_dir, DemoConfig(users=users, seed=seed),
+                                     progress=lambda m: c.console.log(m)))  # fmt: skip
+    c.out.print(markdown(table))
+    c.out.print(f"report: {out_dir / 'report.html'}")
+
+
+@alerts.command("list")
+def alerts_list(
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
+    kind: Annotated[str | None, typer.Option(help="Only this kind.")] = None,
+) -> None:
+    """Recent alerts from the store's alerts table."""
+    settings = Settings()
+    df = read_alerts(EventStore(settings.store_path))
+    if kind:
+        df = df[df["kind"] == kind]
+    if df.empty:
+        c.console.print("no alerts")
+        raise typer.Exit(code=0)
+    rows = df.head(limit)[["created_at", "kind", "severity", "key", "message"]].itertuples(
+        index=False
+    )
+    header = ("created_at", "kind", "severity", "key", "message")
+    c.out.print(c.table("churnwatch alerts", rows, header))
+
+
+@models.command("list")
+def models_list() -> None:
+    """Registered versions of the model, their aliases and key test metrics."""
+    tracking.setup(Settings())
+    versions = tracking.list_versions()
+    if not versions:
+        c.console.print("no registered model yet: run `churnwatch train` first")
+        raise typer.Exit(code=0)
+    metrics = ("test_roc_auc", "test_pr_auc", "test_brier")
+    rows = [(r["version"], ",".join(r["aliases"]), r["model"],
+             *(f"{r[k]:.3f}" if r[k] is not None else "-" for k in metrics), r["run_id"][:8])
+            for r in versions]  # fmt: skip
+    header = ("version", "aliases", "model", "test ROC-AUC", "test PR-AUC", "test Brier", "run")
+    c.out.print(c.table("churnwatch models", rows, header))
