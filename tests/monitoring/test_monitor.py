@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from churnwatch import tracking
 from churnwatch.config import Settings
 from churnwatch.ingest.store import EventStore
-from churnwatch.monitoring.monitor import monitor
+from churnwatch.monitoring.monitor import monitor, results
 from churnwatch.monitoring.performance import (
     expected_pr_auc,
     expected_roc_auc,
@@ -45,7 +45,7 @@ def test_monitor_judges_a_cohort_once_its_labels_mature(
     summary = json.loads((tmp_path / "early" / "summary.json").read_text())
     assert 0 <= summary["drift"]["share_drifted"] <= 1 and summary["run_id"]
 
-    now = monitor(data_copy, out_dir=tmp_path / "now")
+    now = monitor(data_copy)  # the default folder, where readers look
     logged = read_predictions(store)
     assert logged["cutoff"].nunique() == 2 and set(logged["model_version"]) == {now.model_version}
     matured = [c for c in now.cohorts if c["matured"]]
@@ -55,6 +55,15 @@ def test_monitor_judges_a_cohort_once_its_labels_mature(
     run = MlflowClient().get_run(now.run_id)
     assert run.data.tags["churnwatch.kind"] == "monitor" and "drift_share" in run.data.metrics
     assert "realised_roc_auc" in run.data.metrics
+
+    # readers (the dashboard) get the latest run's results through one function
+    user = str(logged["user_id"].iloc[0])
+    found = results(data_copy, store, user_id=user)
+    assert found.summary is not None and found.summary["cutoff"] == now.cutoff
+    assert set(found.drift["column"]) >= {"recency_days"} and "psi" in found.drift
+    assert len(found.cohorts) == len(now.cohorts)
+    assert list(found.scores["cutoff"]) == sorted(found.scores["cutoff"])
+    assert len(found.scores) == 2 and set(found.scores["user_id"]) == {user}
 
 
 def test_the_api_picks_up_a_promotion_by_polling(data_copy: Settings) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 import sqlglot
 
+from churnwatch import optional
 from churnwatch.config import Settings
 from churnwatch.db import connect, literal, literal_list
 from churnwatch.errors import ConfigError, StoreError
@@ -89,13 +90,7 @@ class SparkEngine:
     name = "spark"
 
     def __init__(self, master: str | None = None, conf: dict[str, str] | None = None) -> None:
-        try:
-            from pyspark.sql import SparkSession
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ConfigError(
-                "--engine spark needs pyspark: pip install 'churnwatch[spark]' (and Java 17)"
-            ) from exc
-        builder = SparkSession.builder.appName("churnwatch")
+        builder = optional.pyspark().SparkSession.builder.appName("churnwatch")
         # under spark-submit (which starts the JVM and sets PYSPARK_GATEWAY_PORT) the master
         # comes from spark-submit; otherwise an explicit master, or a local session
         master = master or os.environ.get("CHURNWATCH_SPARK_MASTER")

@@ -37,6 +37,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
+from churnwatch import optional
 from churnwatch.errors import ConfigError
 from churnwatch.features.catalog import EXPOSURE_COUNTS, catalog
 
@@ -303,9 +304,7 @@ SEED_COUNTS = ("songs_all", "distinct_artists", "mean_song_length", "tenure_days
 
 
 def _lightgbm(pos_weight: float, seed: int) -> Any:
-    from lightgbm import LGBMClassifier
-
-    return LGBMClassifier(
+    return optional.lightgbm().LGBMClassifier(
         n_estimators=200,
         learning_rate=0.03,
         num_leaves=4,
@@ -322,9 +321,7 @@ def _lightgbm(pos_weight: float, seed: int) -> Any:
 
 
 def _xgboost(pos_weight: float, seed: int) -> Any:
-    from xgboost import XGBClassifier
-
-    return XGBClassifier(
+    return optional.xgboost().XGBClassifier(
         n_estimators=300,
         max_depth=3,
         learning_rate=0.05,

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import classification_report
 
+from churnwatch import optional
 from churnwatch.config import Settings
 from churnwatch.errors import InputError
 from churnwatch.features import build_snapshots
@@ -58,8 +59,7 @@ def shap_values(pipeline: Any, X: pd.DataFrame) -> tuple[np.ndarray, pd.DataFram
     """SHAP values of the pipeline's model on its transformed input, in the model's output
     units (log-odds for boosted trees and logistic regression, probability for the random
     forest), for tree and linear models; None for others."""
-    import shap
-
+    shap = optional.shap()
     steps = getattr(pipeline, "steps", None)
     if not steps or len(steps) < 2:
         return None

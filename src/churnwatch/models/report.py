@@ -8,14 +8,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import precision_recall_curve, roc_curve
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.calibration import calibration_curve  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+from churnwatch import optional
+from churnwatch.plotting import plt
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +80,7 @@ def plot_importance(importance: pd.Series, out: Path, *, top: int = 15) -> Path:
 
 def plot_shap_summary(values: np.ndarray, frame: pd.DataFrame, out: Path) -> Path:
     """SHAP beeswarm: each dot a user, how far (and which way) a feature moved their score."""
-    import shap
-
+    shap = optional.shap()
     shap.summary_plot(values, frame, max_display=15, show=False, plot_size=(7, 6))
     fig = plt.gcf()
     fig.suptitle("SHAP summary")

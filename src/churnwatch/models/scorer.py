@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from churnwatch import optional
 from churnwatch.errors import ChurnwatchError
 from churnwatch.models.calibration import logit
 
@@ -226,9 +227,9 @@ class Scorer:
             native = model.get_booster()
             native.set_param({"nthread": 1})  # a few rows at a time: threads cost more
         elif kind == "RandomForestClassifier":
-            import shap
-
-            native = shap.TreeExplainer(model)  # its C++ predict is ~1000x faster per row
+            native = optional.shap().TreeExplainer(
+                model
+            )  # its C++ predict is ~1000x faster per row
         elif kind in ("LogisticRegression", "RateRule"):  # linear: coef_ and intercept_
             native = model
         else:
@@ -276,9 +277,7 @@ class Scorer:
             if self.kind == "LGBMClassifier":
                 full = np.asarray(native.predict(xt, pred_contrib=True, num_threads=1), float)
             elif self.kind == "XGBClassifier":
-                import xgboost as xgb
-
-                dm = xgb.DMatrix(xt, feature_names=native.feature_names)
+                dm = optional.xgboost().DMatrix(xt, feature_names=native.feature_names)
                 full = np.asarray(native.predict(dm, pred_contribs=True), dtype=float)
             else:  # logistic: contribution = coefficient x value, reference point x = 0
                 coef = native.coef_[0]

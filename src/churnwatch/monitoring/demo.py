@@ -34,6 +34,7 @@ from churnwatch.labels import CutoffSchedule
 from churnwatch.models.train import TrainConfig
 from churnwatch.monitoring.monitor import monitor
 from churnwatch.monitoring.retrain import retrain
+from churnwatch.plotting import plt
 from churnwatch.runs import run_training
 from churnwatch.simulate import SimConfig, simulate
 
@@ -162,11 +163,6 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 def write_report(out: Path, table: pd.DataFrame, drift_html: str | None, cfg: DemoConfig) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     (out / "summary.md").write_text(markdown(table))
     table.to_csv(out / "summary.csv", index=False)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))

@@ -28,7 +28,7 @@ from churnwatch.features.build import build_snapshots
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import CutoffSchedule, cutoff_for
 from churnwatch.models.scorer import Scorer
-from churnwatch.monitoring.alerts import evaluate_rules, raise_alerts
+from churnwatch.monitoring.alerts import evaluate_rules, raise_alerts, read_alerts
 from churnwatch.monitoring.drift import (
     DriftResult,
     detect_drift,
@@ -36,10 +36,52 @@ from churnwatch.monitoring.drift import (
     save_report,
 )
 from churnwatch.monitoring.performance import cohort_metrics, log_predictions, read_predictions
+from churnwatch.plotting import plt
 from churnwatch.recipe import Recipe
 from churnwatch.runs import REFERENCE, SCORE_REFERENCE
 
 log = logging.getLogger(__name__)
+# what a monitor run writes in its folder, <data_dir>/monitoring/<cutoff>/
+SUMMARY, DRIFT_COLUMNS, COHORTS = "summary.json", "drift_columns.csv", "cohorts.csv"
+
+
+@dataclass(frozen=True)
+class Results:
+    """What monitoring knows: the latest run's summary, drift per feature and cohorts; the
+    newest alerts; and, for one user, the scores logged for them."""
+
+    summary: dict[str, Any] | None
+    drift: pd.DataFrame  # column, psi, drifted, ...
+    cohorts: pd.DataFrame  # per cutoff and model version: users, churners, realised metrics
+    alerts: pd.DataFrame  # newest first
+    scores: pd.DataFrame  # user_id, cutoff, probability, model_version (one user, by cutoff)
+
+
+def results(
+    settings: Settings, store: EventStore, *, user_id: str | None = None, alerts: int = 20
+) -> Results:
+    """Monitoring's results for readers such as the dashboard: the one place that knows
+    where `monitor` writes them."""
+    runs = sorted((settings.data_dir / "monitoring").glob(f"*/{SUMMARY}"),
+                  key=lambda p: p.stat().st_mtime)  # fmt: skip
+    folder = runs[-1].parent if runs else None
+
+    def table(name: str) -> pd.DataFrame:
+        path = folder / name if folder is not None else None
+        return pd.read_csv(path) if path is not None and path.is_file() else pd.DataFrame()
+
+    summary = json.loads((folder / SUMMARY).read_text()) if folder is not None else None
+    scores = pd.DataFrame(columns=["user_id", "cutoff", "probability", "model_version"])
+    if user_id is not None and store.exists():
+        logged = read_predictions(store)
+        scores = logged[logged["user_id"] == user_id].sort_values("cutoff")
+    return Results(
+        summary=summary,
+        drift=table(DRIFT_COLUMNS),
+        cohorts=table(COHORTS),
+        alerts=read_alerts(store, limit=alerts),
+        scores=scores,
+    )
 
 
 @dataclass
@@ -116,11 +158,11 @@ def monitor(
     # 2. drift against the champion's reference
     drift = _drift(settings, meta, scorer, current)
     html = save_report(drift, out_dir / "drift_report.html")
-    drift.columns.to_csv(out_dir / "drift_columns.csv", index=False)
+    drift.columns.to_csv(out_dir / DRIFT_COLUMNS, index=False)
     # 3. cohorts: realised where matured, estimated everywhere
     data_end = pd.Timestamp(min(end, until) if until else end)
     cohorts = _cohorts(store, snaps, cutoff, data_end, recipe.definition.horizon_days)
-    cohorts.to_csv(out_dir / "cohorts.csv", index=False)
+    cohorts.to_csv(out_dir / COHORTS, index=False)
     latest, reference_auc = _latest_realised(cohorts, meta)
     since = pd.Timestamp(logged["logged_at"].max()) if len(logged) else None
     q_rate = _quarantine_rate(store, since)
@@ -139,7 +181,7 @@ def monitor(
         quarantine_rate=q_rate, out_dir=str(out_dir), html=str(html), latest_realised=latest,
     )  # fmt: skip
     figure = plot_cohorts(cohorts, out_dir / "performance.png")
-    _write(report, out_dir, [html, figure, out_dir / "cohorts.csv"], drift,
+    _write(report, out_dir, [html, figure, out_dir / COHORTS], drift,
            log_to_mlflow=log_to_mlflow)  # fmt: skip
     return report
 
@@ -227,7 +269,7 @@ def _write(
     log_to_mlflow: bool,
 ) -> None:
     """summary.json, and the run in MLflow with the report's files."""
-    summary = out_dir / "summary.json"
+    summary = out_dir / SUMMARY
     summary.write_text(json.dumps(report.__dict__, indent=1, default=str))
     if not log_to_mlflow:
         return
@@ -250,11 +292,6 @@ def plot_cohorts(cohorts: pd.DataFrame, path: Path) -> Path | None:
     """Realised ROC-AUC per matured cohort (by model version) and the CBPE estimate."""
     if cohorts.empty:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(8, 4))
     for version, g in cohorts.groupby("model_version"):
         g = g.sort_values("cutoff")

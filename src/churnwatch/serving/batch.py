@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from churnwatch import tracking
+from churnwatch import optional, tracking
 from churnwatch.config import Settings
 from churnwatch.errors import InputError
 from churnwatch.features.build import build_snapshots, prepare
@@ -148,10 +148,8 @@ def _write(df: pd.DataFrame, out: Path) -> None:
 
 
 def _score_spark(eng: Any, sql: str, ref: str, out: Path, cutoff: datetime) -> tuple[int, int]:
-    from pyspark import SparkFiles
-    from pyspark.sql import functions as F
-    from pyspark.sql import types as T
-
+    ps = optional.pyspark()
+    SparkFiles, F, T = ps.SparkFiles, ps.functions, ps.types  # noqa: N806  # Spark's names
     spark = eng.spark
     kind = kinds()
     local = tracking.local_copy(ref)

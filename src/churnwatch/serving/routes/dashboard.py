@@ -15,13 +15,13 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
+import plotly
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from churnwatch import tracking
 from churnwatch.db import connect
-from churnwatch.monitoring.alerts import read_alerts
-from churnwatch.monitoring.performance import read_predictions
+from churnwatch.monitoring.monitor import results as monitoring_results
 from churnwatch.serving.deps import Key, Service
 from churnwatch.serving.http_errors import errors
 from churnwatch.serving.service import ChurnService
@@ -30,17 +30,10 @@ log = logging.getLogger(__name__)
 
 
 def _plotly_js() -> Path:
-    import plotly
-
     path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
     if not path.is_file():  # pragma: no cover - depends on the plotly build
         raise FileNotFoundError(f"plotly.min.js not found in {path.parent}")
     return path
-
-
-def _latest_monitoring(data_dir: Path) -> Path | None:
-    runs = sorted((data_dir / "monitoring").glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
-    return runs[-1].parent if runs else None
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -74,9 +67,8 @@ def overview(service: Service) -> dict[str, Any]:
     p = pop.probability
     counts, edges = np.histogram(p, bins=20, range=(0.0, max(float(p.max()), 1e-6)))
     weekly: list[dict[str, Any]] = []
-    folder = _latest_monitoring(service.settings.data_dir)
-    if folder is not None and (folder / "cohorts.csv").is_file():
-        c = pd.read_csv(folder / "cohorts.csv")
+    c = monitoring_results(service.settings, service.store).cohorts
+    if not c.empty:
         c["predicted"] = c["mean_probability"] * c["users"]
         keep = [k for k in ("cutoff", "model_version", "users", "predicted", "churners")
                 if k in c.columns]  # fmt: skip
@@ -115,20 +107,17 @@ def model(service: Service) -> dict[str, Any]:
 @router.get("/dashboard/api/monitoring")
 def monitoring(service: Service) -> dict[str, Any]:
     """Drift per feature and realised performance from the latest monitor run; alerts."""
-
-    out: dict[str, Any] = {"drift": [], "summary": None, "cohorts": [], "alerts": []}
-    folder = _latest_monitoring(service.settings.data_dir)
-    if folder is not None:
-        out["summary"] = json.loads((folder / "summary.json").read_text())
-        if (folder / "drift_columns.csv").is_file():
-            d = pd.read_csv(folder / "drift_columns.csv")
-            out["drift"] = _records(d.nlargest(20, "psi")[["column", "psi", "drifted"]])
-        if (folder / "cohorts.csv").is_file():
-            out["cohorts"] = _records(pd.read_csv(folder / "cohorts.csv"))
-    if service.store.exists():
-        alerts = read_alerts(service.store, limit=20)
-        out["alerts"] = _records(alerts[["created_at", "kind", "severity", "key", "message"]])
-    return out
+    found = monitoring_results(service.settings, service.store, alerts=20)
+    drift = found.drift
+    alerts = found.alerts[["created_at", "kind", "severity", "key", "message"]]
+    return {
+        "summary": found.summary,
+        "drift": []
+        if drift.empty
+        else _records(drift.nlargest(20, "psi")[["column", "psi", "drifted"]]),
+        "cohorts": _records(found.cohorts),
+        "alerts": _records(alerts),
+    }
 
 
 @router.get(
@@ -141,8 +130,7 @@ def user(
     """A user's current score and reasons, their scores over time and recent activity."""
     now = service.predict_user(user_id)  # unknown: 404, churned: 409 (the app's handler)
 
-    history = read_predictions(service.store)
-    history = history[history["user_id"] == user_id].sort_values("cutoff")
+    history = monitoring_results(service.settings, service.store, user_id=user_id).scores
     return {
         "user_id": user_id,
         "now": now,
