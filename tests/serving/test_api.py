@@ -4,15 +4,19 @@ requests that must never get a 500."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from churnwatch.config import Settings
+from churnwatch.db import connect
 from churnwatch.features.catalog import feature_names
+from churnwatch.ingest.store import EventStore
 from churnwatch.serving.app import create_app
 
 KEY = {"X-API-Key": "s3cret"}
@@ -71,7 +75,7 @@ def test_bad_requests_name_the_field(
     assert names in r.json()["message"], r.json()
 
 
-def test_as_of_scores_the_past(client: TestClient) -> None:
+def test_as_of_scores_the_past(client: TestClient, served_data: Path) -> None:
     user = _a_user(client)
     now = client.post("/predict", json={"user_id": user}).json()
     past = client.post("/predict", json={"user_id": user, "as_of": "2000-01-01T00:00:00Z"})
@@ -81,10 +85,16 @@ def test_as_of_scores_the_past(client: TestClient) -> None:
     assert earlier.status_code == 200, earlier.text
     assert earlier.json()["as_of"] == now["as_of"]  # the same events: the same score
     assert earlier.json()["probability"] == pytest.approx(now["probability"])
-    day_before = __import__("pandas").Timestamp(cut) - __import__("pandas").Timedelta(hours=30)
+    day_before = pd.Timestamp(cut) - pd.Timedelta(hours=30)
     older = client.post("/predict", json={"user_id": user, "as_of": day_before.isoformat() + "Z"})
-    assert older.status_code in (200, 404), older.text  # the user may be newer than that
-    if older.status_code == 200:
+    # known then if they had an event before that day's midnight (complete days only)
+    con = connect(Settings(data_dir=served_data))
+    EventStore(served_data / "store").register(con)
+    first = con.execute("SELECT MIN(ts) FROM events WHERE user_id = ?", [user]).fetchone()[0]
+    con.close()
+    known = pd.Timestamp(first).tz_convert(None) < day_before.floor("D")
+    assert older.status_code == (200 if known else 404), older.text
+    if known:
         assert older.json()["as_of"] < now["as_of"]
 
 

@@ -76,7 +76,7 @@ def _build(
     started: float,
 ) -> tuple[pa.Table, SnapshotReport]:
     sql = prepare(store, eng, definition, schedule, until)
-    table = _finish(eng.query(sql + " ORDER BY cutoff_day, user_id"))
+    table = _typed(eng.query(sql + " ORDER BY cutoff_day, user_id"))
     report = _summarise(table, eng.name)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +128,7 @@ def prepare(
     return snapshots_sql(definition)
 
 
-def _finish(table: pa.Table) -> pa.Table:
+def _typed(table: pa.Table) -> pa.Table:
     """Add the cutoff as a UTC timestamp and fix the column types, the same on any engine."""
     cols: dict[str, pa.Array | pa.ChunkedArray] = {
         "user_id": table["user_id"].cast(pa.string()),

@@ -114,7 +114,7 @@ def ingest(
             _ingest_file(path, mapping, settings, params, stage, report, progress)
         if stage.started:
             stage.view()
-        _finish(con, store, txn, stage, report, strict=strict)
+        _commit(con, store, txn, stage, report, strict=strict)
     report.seconds = (datetime.now(UTC) - started).total_seconds()
     return report
 
@@ -175,7 +175,6 @@ def _ingest_file(
 ) -> None:
     size = path.stat().st_size
     fmt = detect_format(path)
-    assert fmt is not None
     source = str(path)
     con = stage.con
 
@@ -256,7 +255,7 @@ def _check_columns(
     stage.add(sql, params, source)
 
 
-def _finish(
+def _commit(
     con: duckdb.DuckDBPyConnection,
     store: EventStore,
     txn: StoreTransaction,

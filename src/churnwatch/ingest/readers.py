@@ -84,7 +84,7 @@ def expand_paths(specs: Sequence[str | Path]) -> list[Path]:
                 for p in path.rglob("*")
                 if p.is_file()
                 and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
-                and detect_format(p, sniff=False) is not None
+                and format_from_suffix(p) is not None
             )
             if not found:
                 raise InputError(f"directory {text} holds no .json/.jsonl/.csv/.parquet file")
@@ -143,15 +143,19 @@ def prefetch(items: Iterator[Item], *, depth: int) -> Iterator[Item]:
                 thread.join(timeout=0.05)
 
 
-def detect_format(path: Path, *, sniff: bool = True) -> Format | None:
-    """The file's format from its suffix (ignoring .gz), else from its first bytes."""
+def format_from_suffix(path: Path) -> Format | None:
+    """The file's format from its suffix (ignoring .gz); None when the suffix does not say."""
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in (".gz", ".gzip"):
         suffixes = suffixes[:-1]
-    if suffixes and suffixes[-1] in _SUFFIXES:
-        return _SUFFIXES[suffixes[-1]]
-    if not sniff:
-        return None
+    return _SUFFIXES.get(suffixes[-1]) if suffixes else None
+
+
+def detect_format(path: Path) -> Format:
+    """The file's format from its suffix (ignoring .gz), else from its first bytes."""
+    known = format_from_suffix(path)
+    if known is not None:
+        return known
     with path.open("rb") as fh:
         head = fh.read(4)
     if head.startswith(PARQUET_MAGIC):

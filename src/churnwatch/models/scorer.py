@@ -253,7 +253,8 @@ class Scorer:
         return Scores(probability=p)
 
     def _score(self, xt: np.ndarray, explain: bool) -> Scores:
-        assert self._fast is not None
+        if self._fast is None:  # only called when the model compiled to a fast path
+            raise RuntimeError(f"no fast path for a {self.kind}")
         transform, native = self._fast
         base: float | None = None
         contrib: np.ndarray | None = None

@@ -64,7 +64,8 @@ def _field(loc: Any) -> str:
 
 
 async def _invalid(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+    if not isinstance(exc, RequestValidationError):  # registered for this type only
+        raise exc
     found = exc.errors()
     first = found[0] if found else {"loc": (), "msg": "invalid request"}
     message = f"{_field(first.get('loc', ()))}: {first.get('msg')}"
@@ -78,7 +79,8 @@ async def _invalid(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _known(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ChurnwatchError)
+    if not isinstance(exc, ChurnwatchError):  # registered for this type only
+        raise exc
     for kind, status, error in STATUS:
         if isinstance(exc, kind):
             return problem(status, error, str(exc), exc.detail)
@@ -86,7 +88,8 @@ async def _known(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _http(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
+    if not isinstance(exc, StarletteHTTPException):  # registered for this type only
+        raise exc
     if exc.status_code == 400:  # FastAPI's "error parsing the body": an invalid request
         return problem(422, "invalid request", "body: expected a JSON document (UTF-8). Got "
                        f"bytes that do not parse: {exc.detail}")  # fmt: skip

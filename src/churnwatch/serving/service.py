@@ -13,7 +13,7 @@ import logging
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -96,10 +96,11 @@ class Live:
     scorer: Scorer
     info: ModelInfo
     population: Population | None
-    check: FeatureCheck = field(init=False)
+    check: FeatureCheck  # the payload check for the model's features
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "check", FeatureCheck(self.info.features))
+    @classmethod
+    def of(cls, scorer: Scorer, info: ModelInfo, population: Population | None) -> Live:
+        return cls(scorer, info, population, FeatureCheck(info.features))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -130,7 +131,7 @@ class ChurnService:
                     self.load_error = str(exc)
                 raise
             population = self._population(scorer, info) if self.store.exists() else None
-            self.live = Live(scorer, info, population)
+            self.live = Live.of(scorer, info, population)
             self.load_error = None
             return info
 
@@ -358,8 +359,8 @@ class ChurnService:
                 "downgraded": bool(row[3])}  # fmt: skip
 
     def _predict_as_of(self, live: Live, user_id: str, as_of: datetime) -> dict[str, Any]:
-        cutoff, until = cutoff_for(datetime.now(UTC), as_of)
-        assert until is not None
+        cutoff, _ = cutoff_for(datetime.now(UTC), as_of)
+        until = cutoff  # as of a time: complete days only, as `cutoff_for` says
         try:
             frame = self.features_at(cutoff, live.info, until=until)
         except InputError as exc:  # nothing at all before as_of: no user was known then
@@ -435,7 +436,7 @@ class ChurnService:
             live = self.live
             refreshed = False
             if live is not None and report.stored + report.guests_stored > 0:
-                self.live = Live(live.scorer, live.info, self._population(live.scorer, live.info))
+                self.live = replace(live, population=self._population(live.scorer, live.info))
                 refreshed = True
         return {
             "received": len(events),
