@@ -1,6 +1,7 @@
 """Heavy or optional libraries, each imported here and nowhere else, on first use.
 
-shap, xgboost and lightgbm cost about a second each to import, and a process that never fits
+shap, xgboost and lightgbm cost about a second each to import (lifetimes, for the BG/NBD
+baseline, pulls in autograd), and a process that never fits
 or explains a tree model (ingest, the rate rule's API) should not pay for them; pyspark is an
 extra (`churnwatch[spark]`) that most installs do not have. Everything else is imported at the
 top of the module that uses it.
@@ -43,3 +44,9 @@ def pyspark() -> SimpleNamespace:
     return SimpleNamespace(
         SparkSession=SparkSession, SparkFiles=SparkFiles, functions=functions, types=types
     )
+
+
+def lifetimes() -> ModuleType:
+    import lifetimes as module
+
+    return module  # type: ignore[no-any-return]  # lifetimes ships no type information

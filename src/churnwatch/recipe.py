@@ -18,17 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from churnwatch.errors import ConfigError
-from churnwatch.features.catalog import catalog
+from churnwatch.features.catalog import FeatureSpec, catalog
 from churnwatch.labels import ChurnDefinition, CutoffSchedule
 
 ARTIFACT = "recipe.json"
 FORMAT = 1
 
 
-def feature_version() -> str:
+def feature_version(spec: FeatureSpec | None = None) -> str:
     """A short hash of the feature catalog (names and kinds, in order): two models with the
     same version read the same snapshot columns with the same meaning."""
-    text = "\n".join(f"{f.name}:{f.kind}" for f in catalog())
+    text = "\n".join(f"{f.name}:{f.kind}" for f in catalog(spec))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -48,6 +48,7 @@ class Recipe:
     n_trials: int = 0
     features: tuple[str, ...] = ()
     feature_version: str = ""
+    spec: FeatureSpec = FeatureSpec()  # which catalog the features come from
 
     @property
     def schedule(self) -> CutoffSchedule:
@@ -64,6 +65,7 @@ class Recipe:
         out = asdict(self)
         out["anchor"] = self.anchor.isoformat() if self.anchor else None
         out["features"] = list(self.features)
+        out["spec"] = self.spec.to_dict()
         return {"format": FORMAT, **out}
 
     @classmethod
@@ -75,6 +77,7 @@ class Recipe:
             anchor = data.get("anchor")
             data["anchor"] = date.fromisoformat(anchor) if anchor else None
             data["features"] = tuple(data.get("features", ()))
+            data["spec"] = FeatureSpec.from_dict(data.get("spec"))  # none: eventsim's
             return cls(**data)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"expected a churnwatch recipe. Got {dict(raw)!r}: {exc}") from exc
@@ -92,6 +95,7 @@ class Recipe:
             "recipe_anchor": self.anchor.isoformat() if self.anchor else "",
             "recipe_train_every_days": self.train_every_days,
             "recipe_feature_version": self.feature_version,
+            "recipe_features": self.spec.kind,
         }
 
     @classmethod
@@ -123,5 +127,5 @@ class Recipe:
         )
         return (
             f"churn = {what} within {d.horizon_days} days; cutoffs every {self.every_days} days "
-            f"after {self.min_history_days} days of history"
+            f"after {self.min_history_days} days of history; {self.spec.describe()}"
         )

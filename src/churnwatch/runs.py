@@ -93,7 +93,8 @@ def recipe_of(result: TrainResult, config: TrainConfig) -> Recipe:
         seed=config.seed,
         n_trials=config.n_trials,
         features=tuple(result.features),
-        feature_version=feature_version(),
+        feature_version=feature_version(result.spec),
+        spec=result.spec,
     )
 
 

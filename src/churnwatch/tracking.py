@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,7 +98,9 @@ def log_model(
     """Log the model to the active run, register it, and alias it `champion` if none is."""
     # counts stay int64, as the snapshot table has them (never null: absent means 0)
     rows = example[model.features]
-    signature = infer_signature(rows, model.predict(None, rows))
+    with warnings.catch_warnings():  # MLflow's hint on integer columns: they carry no nulls
+        warnings.filterwarnings("ignore", message=".*Inferred schema contains integer")
+        signature = infer_signature(rows, model.predict(None, rows))
     info = mlflow.pyfunc.log_model(
         name="model",
         python_model=model,

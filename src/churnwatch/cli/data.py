@@ -41,12 +41,42 @@ def ingest(
     ts_unit: Annotated[
         str | None, typer.Option(help="Unit of numeric timestamps: ms (default), s, us, iso.")
     ] = None,
+    ts_format: Annotated[
+        str | None,
+        typer.Option(help="strptime format of the times, e.g. %Y%m%d or '%d/%m/%Y %H:%M'."),
+    ] = None,
+    event_name: Annotated[
+        str | None,
+        typer.Option(help="The event of every row, for a log without an event column."),
+    ] = None,
+    dedupe: Annotated[
+        str | None,
+        typer.Option(
+            help="What makes two rows one event: content (default; eventsim logs), line (the "
+            "same line of a file: re-ingesting adds nothing, identical rows on other lines are "
+            "kept) or key=COLUMN (the log's own event id)."
+        ),
+    ] = None,
+    ts_min: Annotated[
+        str | None,
+        typer.Option(help="Earliest plausible event time (ISO 8601; default 2000-01-01)."),
+    ] = None,
+    ts_max_future_days: Annotated[
+        float | None,
+        typer.Option(min=0, help="Latest plausible event time: now + this many days (1)."),
+    ] = None,
 ) -> None:
-    """Validate logs and append them to the event store; bad rows go to the quarantine."""
+    """Validate logs and append them to the event store; bad rows go to the quarantine.
+
+    Every option but --store and --strict can also be set in --mapping-file."""
     settings = Settings()
 
     def work() -> IngestReport:
-        mapping = ColumnMapping.from_options(map_ or [], file=mapping_file, ts_unit=ts_unit)
+        mapping = ColumnMapping.from_options(
+            map_ or [], file=mapping_file, ts_unit=ts_unit, ts_format=ts_format,
+            event_name=event_name, dedupe=dedupe, ts_max_future_days=ts_max_future_days,
+            ts_min=c.parse_time(ts_min, "--ts-min"),
+        )  # fmt: skip
         with c.bytes_progress("reading") as advance:
             return run_ingest(
                 paths, settings=settings, store_dir=store, mapping=mapping, strict=strict,
@@ -65,7 +95,8 @@ def _ingest_rows(r: IngestReport) -> list[tuple[str, str]]:
         ("lines read", f"{r.lines_read:,}"),
         ("valid user events", f"{r.valid:,}"),
         ("  stored (new)", f"{r.stored:,}"),
-        ("  already stored / repeated", f"{r.duplicates:,}"),
+        ("  already in the store", f"{r.duplicates - r.repeated:,}"),
+        ("  repeated in this input", f"{r.repeated:,} (dedupe {r.dedupe})"),
         ("guest / logged-out events", f"{r.guests:,} ({r.guests_stored:,} new)"),
         ("quarantined", f"{r.quarantined:,} ({r.quarantine_rate:.2%})"),
         *((f"  {reason}", f"{n:,}") for reason, n in r.quarantined_by_reason.items()),

@@ -7,15 +7,17 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from churnwatch.config import Settings
+from churnwatch.db import literal_list
 from churnwatch.errors import InputError
-from churnwatch.features.catalog import catalog
+from churnwatch.features.catalog import CHURN_PAGES, FeatureSpec, catalog
 from churnwatch.features.engines import Engine, make_engine, store_files
 from churnwatch.features.sql import churn_days_sql, daily_sql, snapshots_sql
 from churnwatch.ingest.store import EventStore
@@ -47,11 +49,13 @@ def build_snapshots(
     settings: Settings | None = None,
     out: Path | None = None,
     until: datetime | None = None,
+    spec: FeatureSpec | None = None,
 ) -> tuple[pa.Table, SnapshotReport]:
     """Compute snapshots from the store; write them to `out` (Parquet) when given.
 
     `until` treats the store as if it ended there (events at or after it are ignored): the
-    leakage tests use it, and so does scoring "as of" a past date.
+    leakage tests use it, and so does scoring "as of" a past date. `spec` picks the feature
+    catalog (default: eventsim's; a model's recipe carries its own).
     """
     started = time.perf_counter()
     definition = definition or ChurnDefinition()
@@ -60,7 +64,7 @@ def build_snapshots(
     owned = isinstance(engine, str)
     eng: Engine = make_engine(engine, settings) if isinstance(engine, str) else engine
     try:
-        return _build(store, eng, definition, schedule, out, until, started)
+        return _build(store, eng, definition, schedule, out, until, started, spec or FeatureSpec())
     finally:
         if owned:
             eng.close()
@@ -74,10 +78,11 @@ def _build(
     out: Path | None,
     until: datetime | None,
     started: float,
+    spec: FeatureSpec,
 ) -> tuple[pa.Table, SnapshotReport]:
-    sql = prepare(store, eng, definition, schedule, until)
-    table = _typed(eng.query(sql + " ORDER BY cutoff_day, user_id"))
-    report = _summarise(table, eng.name)
+    sql = prepare(store, eng, definition, schedule, until, spec)
+    table = _typed(eng.query(sql + " ORDER BY cutoff_day, user_id"), spec)
+    report = _summarise(table, eng.name, spec)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, out, compression="zstd")
@@ -86,18 +91,62 @@ def _build(
     return table, report
 
 
+SPARKIFY_MARK = "NextSong"  # a log with song plays is an eventsim log
+Choice = Literal["auto", "sparkify", "events"]
+
+
+def spec_for(
+    store: EventStore,
+    definition: ChurnDefinition,
+    schedule: CutoffSchedule,
+    *,
+    features: Choice = "auto",
+    event_types: int = 20,
+) -> FeatureSpec:
+    """The catalog that suits the store's log: eventsim's when it has song plays (or when
+    asked), else one built from its `event_types` most frequent event types and its value
+    column, with windows of the cutoff spacing, the horizon and twice the horizon."""
+    if features not in ("auto", "sparkify", "events"):
+        raise InputError(f"features have to be auto, sparkify or events. Got {features!r}.")
+    if event_types < 1:
+        raise InputError(f"event types have to be >= 1. Got {event_types}.")
+    files = store_files(store)
+    con = duckdb.connect()
+    try:
+        con.execute(
+            "CREATE VIEW e AS SELECT * FROM read_parquet("
+            f"{literal_list(files)}, union_by_name = true, hive_partitioning = false)"
+        )
+        has_value = "value" in [r[0] for r in con.execute("DESCRIBE e").fetchall()]
+        pages = con.execute(
+            "SELECT page, count(*) AS n FROM e GROUP BY page ORDER BY n DESC, page"
+        ).fetchall()
+        value = has_value and bool(con.execute("SELECT count(value) FROM e").fetchone()[0])  # type: ignore[index]
+    finally:
+        con.close()
+    names = [p for p, _ in pages if p not in CHURN_PAGES]
+    if features == "sparkify" or (features == "auto" and SPARKIFY_MARK in names):
+        return FeatureSpec()
+    windows = sorted({schedule.every_days, definition.horizon_days, 2 * definition.horizon_days})
+    return FeatureSpec(
+        kind="events", events=tuple(names[:event_types]), value=value, windows=tuple(windows)
+    )
+
+
 def prepare(
     store: EventStore,
     eng: Engine,
     definition: ChurnDefinition,
     schedule: CutoffSchedule,
     until: datetime | None = None,
+    spec: FeatureSpec | None = None,
 ) -> str:
     """Load the events into `eng`, materialise the daily tables, and return the snapshot
     query (one row per user and cutoff, columns cutoff_day, user_id, features, label)."""
+    spec = spec or FeatureSpec()
     files = store_files(store)
     until_us = None if until is None else int(until.timestamp() * 1_000_000)
-    eng.load_events(files, until_us=until_us)
+    eng.load_events(files, until_us=until_us, extra=("value",) if spec.value else ())
     first_us, last_us = (
         eng.query("SELECT MIN(ts_us) AS a, MAX(ts_us) AS b FROM ev").to_pylist()[0].values()
     )
@@ -123,12 +172,12 @@ def prepare(
             }
         ),
     )
-    eng.materialise("daily", daily_sql())
+    eng.materialise("daily", daily_sql(spec))
     eng.materialise("churn_days", churn_days_sql(definition))
-    return snapshots_sql(definition)
+    return snapshots_sql(definition, spec)
 
 
-def _typed(table: pa.Table) -> pa.Table:
+def _typed(table: pa.Table, spec: FeatureSpec) -> pa.Table:
     """Add the cutoff as a UTC timestamp and fix the column types, the same on any engine."""
     cols: dict[str, pa.Array | pa.ChunkedArray] = {
         "user_id": table["user_id"].cast(pa.string()),
@@ -136,7 +185,7 @@ def _typed(table: pa.Table) -> pa.Table:
             pa.timestamp("us", tz="UTC")
         ),
     }
-    for f in catalog():
+    for f in catalog(spec):
         name, kind = f.name, f.kind
         target = (
             pa.string() if kind == "category" else pa.int64() if kind == "count" else pa.float64()
@@ -146,8 +195,8 @@ def _typed(table: pa.Table) -> pa.Table:
     return pa.table(cols)
 
 
-def _summarise(table: pa.Table, engine: str) -> SnapshotReport:
-    report = SnapshotReport(engine=engine, rows=table.num_rows, features=len(catalog()))
+def _summarise(table: pa.Table, engine: str, spec: FeatureSpec) -> SnapshotReport:
+    report = SnapshotReport(engine=engine, rows=table.num_rows, features=len(catalog(spec)))
     cut = table["cutoff"].to_pylist()
     lab = table["label"].to_pylist()
     per: dict[datetime, dict[str, int]] = {}

@@ -31,12 +31,19 @@ EV_COLUMNS = (
 )
 
 
+def _extra(columns: tuple[str, ...]) -> str:
+    """Columns beyond eventsim's that a catalog reads (a log's value column)."""
+    return "".join(f", {c}" for c in columns)
+
+
 class Engine(Protocol):
     """What build_snapshots needs of an engine."""
 
     name: str
 
-    def load_events(self, files: list[str], *, until_us: int | None = None) -> None: ...
+    def load_events(
+        self, files: list[str], *, until_us: int | None = None, extra: tuple[str, ...] = ()
+    ) -> None: ...
 
     def register(self, name: str, table: pa.Table) -> None: ...
 
@@ -57,10 +64,12 @@ class DuckDBEngine:
         self._spill = tempfile.TemporaryDirectory(prefix="churnwatch-duckdb-")
         self.con.execute(f"SET temp_directory = {literal(self._spill.name)}")
 
-    def load_events(self, files: list[str], *, until_us: int | None = None) -> None:
+    def load_events(
+        self, files: list[str], *, until_us: int | None = None, extra: tuple[str, ...] = ()
+    ) -> None:
         self.con.execute(
             f"""CREATE OR REPLACE TEMP VIEW ev AS
-            SELECT {EV_COLUMNS},
+            SELECT {EV_COLUMNS}{_extra(extra)},
                    epoch_us(ts) AS ts_us,
                    CAST(floor(epoch_us(ts) / {US_PER_DAY}) AS BIGINT) AS day,
                    epoch_us(registration) AS registration_us
@@ -115,10 +124,12 @@ class SparkEngine:
             raise ConfigError(f"could not start Spark (is Java 17 installed?): {exc}") from exc
         self.spark.sparkContext.setLogLevel("ERROR")
 
-    def load_events(self, files: list[str], *, until_us: int | None = None) -> None:
+    def load_events(
+        self, files: list[str], *, until_us: int | None = None, extra: tuple[str, ...] = ()
+    ) -> None:
         self.spark.read.parquet(*files).createOrReplaceTempView("ev_raw")
         self.spark.sql(
-            f"""SELECT {EV_COLUMNS},
+            f"""SELECT {EV_COLUMNS}{_extra(extra)},
                    unix_micros(ts) AS ts_us,
                    CAST(floor(unix_micros(ts) / {US_PER_DAY}) AS BIGINT) AS day,
                    unix_micros(registration) AS registration_us

@@ -81,12 +81,16 @@ def category(template: str) -> Phrase:
     return lambda value, row: template.format(value)
 
 
-def log_trend(what: str) -> Phrase:
-    """The log ratio of (rate + 1) in the last 7 days against the 21 before, as a change."""
+def log_trend(what: str, *, recent: int = 7, before: int = 21) -> Phrase:
+    """The log ratio of (rate + 1) in the last `recent` days against the `before` days before
+    them, as a change."""
 
     def phrase(value: Any, row: Mapping[str, Any]) -> str:
         change = (math.exp(float(value)) - 1) * 100
         direction = "up" if change >= 0 else "down"
-        return f"{what} {direction} {abs(change):.0f}% in the last 7 days against the 21 before"
+        return (
+            f"{what} {direction} {abs(change):.0f}% in the last {recent} days against the "
+            f"{before} before"
+        )
 
     return phrase

@@ -16,18 +16,29 @@ never pasted into it: they come from `params` and `cutoffs`.
 from __future__ import annotations
 
 from churnwatch.db import literal
-from churnwatch.features.catalog import CHURN_PAGES, PAGES, WINDOWS, catalog, wname
+from churnwatch.features.catalog import (
+    CHURN_PAGES,
+    PAGES,
+    WINDOWS,
+    FeatureSpec,
+    catalog,
+    type_columns,
+    wname,
+)
 from churnwatch.labels import US_PER_DAY, ChurnDefinition
 from churnwatch.schema import CHURN_PAGE, DOWNGRADE_PAGE
 
 _CHURN = ", ".join(literal(p) for p in CHURN_PAGES)
 
 
-def daily_sql() -> str:
-    """Per user and day: page counts, listening, session pieces, new artists, last state.
+def daily_sql(spec: FeatureSpec | None = None) -> str:
+    """Per user and day: page counts, listening, session pieces, new artists, last state
+    (eventsim); event counts by type and value sums (any other log).
 
     Churn pages are left out: they are the churn act, never a feature.
     """
+    if spec is not None and spec.kind == "events":
+        return _events_daily_sql(spec)
     pages = ",\n      ".join(
         f"SUM(CASE WHEN page = {literal(page)} THEN 1 ELSE 0 END) AS {slug}"
         for slug, page in PAGES.items()
@@ -66,6 +77,18 @@ def daily_sql() -> str:
     LEFT JOIN art ON art.user_id = act.user_id AND art.day = act.day"""
 
 
+def _events_daily_sql(spec: FeatureSpec) -> str:
+    types = "".join(
+        f",\n      SUM(CASE WHEN page = {literal(name)} THEN 1 ELSE 0 END) AS t{i}"
+        for i, name in enumerate(type_columns(spec))
+    )
+    value = ",\n      SUM(value) AS value_sum, COUNT(value) AS value_n" if spec.value else ""
+    return f"""
+    SELECT user_id, day, COUNT(*) AS events{types}{value},
+      MIN(ts_us) AS first_us, MAX(ts_us) AS last_us, MIN(registration_us) AS reg_us
+    FROM ev WHERE page NOT IN ({_CHURN}) GROUP BY user_id, day"""
+
+
 def churn_days_sql(definition: ChurnDefinition) -> str:
     """Per user and day: cancellations, label events, first and last event (all pages)."""
     label_pages = [CHURN_PAGE, DOWNGRADE_PAGE] if definition.include_downgrade else [CHURN_PAGE]
@@ -79,11 +102,16 @@ def churn_days_sql(definition: ChurnDefinition) -> str:
     FROM ev GROUP BY user_id, day"""
 
 
-def _window_sums() -> list[str]:
+def _window_sums(spec: FeatureSpec) -> list[str]:
     """SUMs over the daily table for every windowed count."""
-    cols = [*PAGES, "events", "listen_s", "sessions", "session_us"]
+    if spec.kind == "events":
+        windows: tuple[int | None, ...] = (*spec.windows, None)
+        cols = ["events", *(f"t{i}" for i in range(len(spec.events)))]
+        cols += ["value_sum", "value_n"] if spec.value else []
+    else:
+        windows, cols = WINDOWS, [*PAGES, "events", "listen_s", "sessions", "session_us"]
     out: list[str] = []
-    for w in WINDOWS:
+    for w in windows:
         wn = wname(w)
         cond = f"d.day >= c.cutoff_day - {w}" if w else None
         for col in cols:
@@ -94,9 +122,19 @@ def _window_sums() -> list[str]:
     return out
 
 
-def _derived() -> list[str]:
+def _derived(spec: FeatureSpec) -> list[str]:
     """Every catalog feature, in catalog order, from the aggregated columns of `agg`."""
-    return [f"{f.sql} AS {f.name}" for f in catalog()]
+    return [f"{f.sql} AS {f.name}" for f in catalog(spec)]
+
+
+# per user and cutoff: the state at the cutoff that eventsim's features read
+_SPARKIFY_STATE = """
+      ARG_MAX(d.last_level, d.day) AS level,
+      ARG_MAX(d.last_location, d.day) AS location,
+      ARG_MAX(d.last_agent, d.day) AS agent,
+      MAX(d.gender_known) AS gender_known,
+      SUM(d.new_artists) AS distinct_artists,
+      MAX(CASE WHEN d.upgrades + d.downgrades > 0 THEN d.day END) AS last_change_day,"""
 
 
 def _churn_parts(definition: ChurnDefinition) -> tuple[str, str, str, str, str]:
@@ -128,12 +166,14 @@ def _churn_parts(definition: ChurnDefinition) -> tuple[str, str, str, str, str]:
     return population, hit, lookahead, points, churn_source
 
 
-def snapshots_sql(definition: ChurnDefinition) -> str:
+def snapshots_sql(definition: ChurnDefinition, spec: FeatureSpec | None = None) -> str:
     """One row per (user, cutoff) of the population, with every feature and the label.
 
     Needs tables `daily` (from daily_sql) and `churn_days` (from churn_days_sql).
     """
-    sums = ",\n      ".join(_window_sums())
+    spec = spec or FeatureSpec()
+    sums = ",\n      ".join(_window_sums(spec))
+    state = _SPARKIFY_STATE if spec.kind == "sparkify" else ""
     population, hit, lookahead, points, churn_source = _churn_parts(definition)
     return f"""
     WITH agg AS (
@@ -142,13 +182,7 @@ def snapshots_sql(definition: ChurnDefinition) -> str:
       MAX(d.day) AS last_day,
       MIN(d.first_us) AS first_us,
       MAX(d.last_us) AS last_us,
-      MIN(d.reg_us) AS reg_us,
-      ARG_MAX(d.last_level, d.day) AS level,
-      ARG_MAX(d.last_location, d.day) AS location,
-      ARG_MAX(d.last_agent, d.day) AS agent,
-      MAX(d.gender_known) AS gender_known,
-      SUM(d.new_artists) AS distinct_artists,
-      MAX(CASE WHEN d.upgrades + d.downgrades > 0 THEN d.day END) AS last_change_day,
+      MIN(d.reg_us) AS reg_us,{state}
       {sums}
       FROM cutoffs c JOIN daily d ON d.day < c.cutoff_day
       GROUP BY c.cutoff_day, d.user_id),
@@ -170,6 +204,6 @@ def snapshots_sql(definition: ChurnDefinition) -> str:
       FROM pop p CROSS JOIN params prm
       JOIN labels l ON l.user_id = p.user_id AND l.cutoff_day = p.cutoff_day)
     SELECT user_id, cutoff_day,
-      {", ".join(_derived())},
+      {", ".join(_derived(spec))},
       label
     FROM joined"""

@@ -32,19 +32,19 @@ from churnwatch.ingest.readers import (
 )
 from churnwatch.ingest.store import EventStore, StoreTransaction
 from churnwatch.ingest.validate import (
-    EVENT_ID_SQL,
     JSON_RAW_TEXT,
     column_fields_sql,
+    event_id_sql,
     json_fields_sql,
     validate_sql,
 )
-from churnwatch.schema import CHURN_PAGE, ColumnMapping
+from churnwatch.schema import CHURN_PAGE, EVENT_KEY, REQUIRED, ColumnMapping
 
 log = logging.getLogger(__name__)
 
 CANONICAL_COLUMNS = (
     "ts, user_id, session_id, page, auth, method, status, level, item_in_session, location, "
-    "user_agent, first_name, last_name, registration, gender, artist, song, length"
+    "user_agent, first_name, last_name, registration, gender, artist, song, length, value"
 )
 
 
@@ -58,7 +58,9 @@ class IngestReport:
     lines_read: int = 0
     valid: int = 0
     stored: int = 0
-    duplicates: int = 0
+    duplicates: int = 0  # valid user events not stored: already stored, or repeated
+    repeated: int = 0  # of those, repeats of another row of this input
+    dedupe: str = "content"  # the rule that made two rows one event
     guests: int = 0
     guests_stored: int = 0
     quarantined: int = 0
@@ -104,12 +106,14 @@ def ingest(
     started = datetime.now(UTC)
     run_id = started.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
     report = IngestReport(run_id=run_id, store=str(store.root), files=[str(f) for f in files])
-    ts_max = started + timedelta(days=settings.ts_max_future_days)
-    params = {"ts_min": settings.ts_min, "ts_max": ts_max}
+    future = mapping.ts_max_future_days
+    ts_max = started + timedelta(days=settings.ts_max_future_days if future is None else future)
+    params = {"ts_min": mapping.ts_min or settings.ts_min, "ts_max": ts_max}
+    report.dedupe = mapping.dedupe
     con = connect(settings)
     with store.writer(run_id) as txn:
         con.execute(f"SET temp_directory = {literal(str(txn.staging / 'spill'))}")
-        stage = _Stager(con, txn.staging / "checked")
+        stage = _Stager(con, txn.staging / "checked", event_id_sql(mapping.dedupe))
         for path in files:
             _ingest_file(path, mapping, settings, params, stage, report, progress)
         if stage.started:
@@ -123,8 +127,9 @@ class _Stager:
     """Writes every checked batch of a run to a staging Parquet file; `checked` is a view over
     them all. Streaming to disk keeps memory flat however large the input."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, folder: Path) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, folder: Path, event_id: str) -> None:
         self.con = con
+        self.event_id = event_id
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self.started = False
@@ -137,7 +142,7 @@ class _Stager:
         self.chunks += 1
         self.con.execute(
             f"""COPY (SELECT $src AS source_file, *,
-                   CASE WHEN reason IS NULL THEN {EVENT_ID_SQL} END AS event_id,
+                   CASE WHEN reason IS NULL THEN {self.event_id} END AS event_id,
                    CAST(ts AS DATE) AS event_date
                 FROM ({sql})) TO {literal(str(path))} (FORMAT parquet, COMPRESSION snappy)""",
             {**params, "src": source},
@@ -217,10 +222,8 @@ def _check_lines(
 ) -> None:
     """Check a batch of JSON lines; the fast path assumes valid UTF-8 and falls back if not."""
     for safe in (False, True):
-        fields, paths = json_fields_sql(keys, safe_decode=safe)
-        sql = validate_sql(
-            fields, ts_unit=mapping.ts_unit, source_keys=keys, raw_text=JSON_RAW_TEXT
-        )
+        fields, paths = json_fields_sql(keys, constants=mapping.constants, safe_decode=safe)
+        sql = validate_sql(fields, source_keys=keys, raw_text=JSON_RAW_TEXT, **_rules(mapping))
         try:
             stage.add(sql, {**params, "paths": paths}, source)
             return
@@ -249,10 +252,14 @@ def _check_columns(
         row[0]: row[1]
         for row in con.execute("SELECT column_name, column_type FROM (DESCRIBE batch)").fetchall()
     }
-    sql = validate_sql(
-        column_fields_sql(columns, types), ts_unit=mapping.ts_unit, source_keys=columns
-    )
-    stage.add(sql, params, source)
+    fields = column_fields_sql(columns, types, mapping.constants)
+    stage.add(validate_sql(fields, source_keys=columns, **_rules(mapping)), params, source)
+
+
+def _rules(mapping: ColumnMapping) -> dict[str, Any]:
+    """The validation options a mapping sets: time unit and format, required fields."""
+    required = (*REQUIRED, EVENT_KEY) if mapping.key_column else REQUIRED
+    return {"ts_unit": mapping.ts_unit, "ts_format": mapping.ts_format, "required": required}
 
 
 def _commit(
@@ -289,10 +296,11 @@ def _commit(
     _describe(con, report)
     new_files: dict[str, list[Path]] = {}
     for kind, where in (("events", "user_id <> ''"), ("guests", "user_id = ''")):
-        new_rows = _dedupe(con, store, where, txn.staging / kind, kind=kind)
+        new_rows, repeats = _dedupe(con, store, where, txn.staging / kind, kind=kind)
         if kind == "events":
             report.stored = new_rows
             report.duplicates = report.valid - new_rows
+            report.repeated = repeats
         else:
             report.guests_stored = new_rows
         new_files[kind] = sorted((txn.staging / kind).rglob("*.parquet"))
@@ -364,8 +372,9 @@ def _dedupe(
     out_dir: Path,
     *,
     kind: str,
-) -> int:
-    """Write the valid rows not yet in the store, once each, partitioned by date."""
+) -> tuple[int, int]:
+    """Write the valid rows not yet in the store, once each, partitioned by date. Returns the
+    rows written and the rows that repeated another row of this input."""
     con.execute(
         f"""CREATE OR REPLACE TEMP VIEW staged AS
         SELECT {CANONICAL_COLUMNS}, event_id, event_date, source_file, line AS source_line
@@ -377,7 +386,7 @@ def _dedupe(
     ).fetchall()[0]
     dates = set(day_list or [])
     if not dates:
-        return 0
+        return 0, 0
     existing = store.files(kind, dates=dates)
     anti = ""
     if existing:
@@ -399,10 +408,9 @@ def _dedupe(
     )
     written = [str(p) for p in out_dir.rglob("*.parquet")]
     if not written:
-        return 0
-    return int(
-        con.execute("SELECT count(*) FROM read_parquet($f)", {"f": written}).fetchall()[0][0]
-    )
+        return 0, int(repeats)
+    stored = con.execute("SELECT count(*) FROM read_parquet($f)", {"f": written}).fetchall()
+    return int(stored[0][0]), int(repeats)
 
 
 def _describe(con: duckdb.DuckDBPyConnection, report: IngestReport) -> None:

@@ -25,8 +25,8 @@ Normalisation of the rows that pass:
 
 from __future__ import annotations
 
-from churnwatch.db import quote
-from churnwatch.schema import FIELDS, REQUIRED, TsUnit
+from churnwatch.db import literal, quote
+from churnwatch.schema import EVENT_KEY, FIELDS, REQUIRED, TsUnit
 
 
 def json_path(key: str) -> str:
@@ -38,7 +38,9 @@ JSON_RAW_TEXT = "coalesce(rtrim(txt, E'\\r\\n'), CAST(raw AS VARCHAR))"
 """The raw text of a JSON line as the quarantine shows it (invalid UTF-8 escaped as \\xNN)."""
 
 
-def json_fields_sql(keys: dict[str, str], *, safe_decode: bool = True) -> tuple[str, list[str]]:
+def json_fields_sql(
+    keys: dict[str, str], *, constants: dict[str, str] | None = None, safe_decode: bool = True
+) -> tuple[str, list[str]]:
     """SELECT over relation `batch(line, raw)` giving `line, pre_reason, txt, raw, v_<field>...`.
 
     Returns the SQL and the JSON paths to bind as `$paths`. With `safe_decode=False` invalid
@@ -49,7 +51,10 @@ def json_fields_sql(keys: dict[str, str], *, safe_decode: bool = True) -> tuple[
     names = list(keys)
     paths = [json_path(keys[n]) for n in names]
     cols = ", ".join(f"v[{i + 1}] AS v_{n}" for i, n in enumerate(names))
-    missing = "".join(f", NULL::VARCHAR AS v_{n}" for n in FIELDS if n not in keys)
+    fixed = constants or {}
+    absent = [n for n in (*FIELDS, EVENT_KEY) if n not in keys and n not in fixed]
+    missing = "".join(f", {literal(v)} AS v_{n}" for n, v in fixed.items())
+    missing += "".join(f", NULL::VARCHAR AS v_{n}" for n in absent)
     decode = "try(decode(raw))" if safe_decode else "decode(raw)"
     sql = f"""
     WITH d AS (SELECT line, raw, {decode} AS txt FROM batch),
@@ -65,7 +70,9 @@ def json_fields_sql(keys: dict[str, str], *, safe_decode: bool = True) -> tuple[
     return sql, paths
 
 
-def column_fields_sql(columns: dict[str, str], types: dict[str, str]) -> str:
+def column_fields_sql(
+    columns: dict[str, str], types: dict[str, str], constants: dict[str, str] | None = None
+) -> str:
     """SELECT over relation `batch` (a tabular source) giving the same columns as JSON.
 
     `columns` maps canonical field -> source column present in `batch`; `types` gives each
@@ -90,14 +97,20 @@ def column_fields_sql(columns: dict[str, str], types: dict[str, str]) -> str:
         + ", ".join(f"{quote(c)} := {as_raw(c)}" for c in source_cols)
         + "))::VARCHAR"
     )
-    vals = ",\n".join(
-        f"{as_text(columns[n])} AS v_{n}" if n in columns else f"NULL::VARCHAR AS v_{n}"
-        for n in FIELDS
-    )
+    fixed = constants or {}
+
+    def value(n: str) -> str:
+        if n in fixed:
+            return literal(fixed[n])
+        return as_text(columns[n]) if n in columns else "NULL::VARCHAR"
+
+    vals = ",\n".join(f"{value(n)} AS v_{n}" for n in (*FIELDS, EVENT_KEY))
     return f"SELECT line, {pre} AS pre_reason, {raw} AS raw_text,\n{vals}\nFROM batch"
 
 
-def _ts_expr(v: str, unit: TsUnit) -> str:
+def _ts_expr(v: str, unit: TsUnit, fmt: str | None = None) -> str:
+    if fmt is not None:  # strptime codes: exactly that format, read as UTC
+        return f"TRY_CAST(try_strptime(trim({v}), {literal(fmt)}) AS TIMESTAMPTZ)"
     iso = f"TRY_CAST({v} AS TIMESTAMPTZ)"
     if unit == "ms":
         num = (
@@ -122,79 +135,32 @@ def validate_sql(
     ts_unit: TsUnit,
     source_keys: dict[str, str],
     raw_text: str = "raw_text",
+    ts_format: str | None = None,
+    required: tuple[str, ...] = REQUIRED,
 ) -> str:
     """The full check: typed canonical columns plus `reason` and `detail` (NULL when valid).
 
     Binds `$ts_min`, `$ts_max` (and `$paths` for JSON). `source_keys` names each field's
     source column, for messages a user can act on.
     """
-
-    def src(n: str) -> str:
-        return source_keys.get(n, n).replace("'", "''")
-
-    def shown(v: str) -> str:
-        return f"left({v}, 60)"
-
-    missing = "\n".join(
-        f"WHEN v_{n} IS NULL{' OR trim(v_page) = ' + chr(39) * 2 if n == 'page' else ''} "
-        f"THEN 'missing_field' "
-        for n in REQUIRED
-    )
-    missing_detail = "\n".join(
-        f"WHEN v_{n} IS NULL{' OR trim(v_page) = ' + chr(39) * 2 if n == 'page' else ''} "
-        f"THEN 'missing required field {n} (source {src(n)})'"
-        for n in REQUIRED
-    )
-    bad_types = [
-        ("ts", "t_ts", "a timestamp (epoch " + ts_unit + " or ISO-8601)"),
-        ("registration", "t_registration", "a timestamp (epoch " + ts_unit + " or ISO-8601)"),
-        ("session_id", "t_session_id", "an integer"),
-        ("status", "t_status", "an integer"),
-        ("item_in_session", "t_item_in_session", "an integer"),
-        ("length", "t_length", "a number"),
-    ]
-    bad_type = "\n".join(
-        f"WHEN v_{n} IS NOT NULL AND {t} IS NULL THEN 'bad_type'" for n, t, _ in bad_types
-    )
-    bad_type_detail = "\n".join(
-        f"WHEN v_{n} IS NOT NULL AND {t} IS NULL THEN "
-        f"'{src(n)}: expected {what}, got ' || {shown('v_' + n)}"
-        for n, t, what in bad_types
-    )
+    reasons, details = _rules(source_keys, ts_unit, ts_format, required)
     ints = ",\n".join(f"TRY_CAST(v_{n} AS {t}) AS t_{n}" for n, t in _INTS.items())
     return f"""
     WITH f AS ({fields_sql}),
     t AS (
       SELECT *,
-        {_ts_expr("v_ts", ts_unit)} AS t_ts,
-        {_ts_expr("v_registration", ts_unit)} AS t_registration,
+        {_ts_expr("v_ts", ts_unit, ts_format)} AS t_ts,
+        {_ts_expr("v_registration", ts_unit, ts_format)} AS t_registration,
         {ints},
-        TRY_CAST(v_length AS DOUBLE) AS t_length
+        TRY_CAST(v_length AS DOUBLE) AS t_length,
+        TRY_CAST(nullif(trim(v_value), '') AS DOUBLE) AS t_value
       FROM f),
     c AS (
-      SELECT *,
-        CASE WHEN pre_reason IS NOT NULL THEN pre_reason
-          {missing}
-          {bad_type}
-          WHEN t_length < 0 OR isnan(t_length) OR isinf(t_length) THEN 'bad_value'
-          WHEN t_ts < $ts_min OR t_ts > $ts_max THEN 'ts_out_of_range'
-        END AS reason
+      SELECT *, CASE WHEN pre_reason IS NOT NULL THEN pre_reason {reasons} END AS reason
       FROM t)
     SELECT
       line, reason,
-      CASE WHEN reason IS NULL THEN NULL
-        WHEN pre_reason = 'invalid_utf8' THEN 'not valid UTF-8'
-        WHEN pre_reason = 'empty_line' THEN 'blank line'
-        WHEN pre_reason = 'invalid_json' THEN 'not valid JSON'
-        WHEN pre_reason = 'not_an_object' THEN 'JSON value is not an object'
-        {missing_detail}
-        {bad_type_detail}
-        WHEN reason = 'bad_value' THEN '{src("length")}: expected a finite number >= 0, got '
-             || CAST(t_length AS VARCHAR)
-        WHEN reason = 'ts_out_of_range' THEN '{src("ts")}: ' || strftime(t_ts, '%Y-%m-%d %H:%M:%S')
-             || ' is outside the plausible range ' || strftime($ts_min, '%Y-%m-%d')
-             || ' .. ' || strftime($ts_max, '%Y-%m-%d')
-      END AS detail,
+      CASE WHEN reason IS NULL THEN NULL {details} END AS detail,
       CASE WHEN reason IS NOT NULL THEN {raw_text} END AS raw_text,
       t_ts AS ts,
       trim(v_user_id) AS user_id,
@@ -215,15 +181,95 @@ def validate_sql(
         AS gender,
       nullif(v_artist, '') AS artist,
       nullif(v_song, '') AS song,
-      t_length AS length
+      t_length AS length,
+      t_value AS value,
+      nullif(trim(v_{EVENT_KEY}), '') AS {EVENT_KEY}
     FROM c"""
 
 
-EVENT_ID_SQL = (
-    "(md5_number_lower(concat_ws(chr(31), user_id, CAST(epoch_ms(ts) AS VARCHAR), "
-    "coalesce(CAST(session_id AS VARCHAR), ''), coalesce(CAST(item_in_session AS VARCHAR), ''), "
-    "page, level, coalesce(song, ''))) >> 1)::BIGINT"
+_BAD_LENGTH = "t_length < 0 OR isnan(t_length) OR isinf(t_length)"
+_BAD_VALUE = "isnan(t_value) OR isinf(t_value)"
+
+
+def _rules(
+    source_keys: dict[str, str], ts_unit: TsUnit, ts_format: str | None, required: tuple[str, ...]
+) -> tuple[str, str]:
+    """The WHEN branches of `reason` (first rule that applies) and of its `detail`."""
+
+    def src(n: str) -> str:
+        return source_keys.get(n, n).replace("'", "''")
+
+    def shown(v: str) -> str:
+        return f"left({v}, 60)"
+
+    def given(n: str) -> str:  # an empty value is no value (a CSV's empty amount)
+        return f"nullif(trim(v_{n}), '') IS NOT NULL" if n == "value" else f"v_{n} IS NOT NULL"
+
+    def absent(n: str) -> str:
+        blank = n in ("page", EVENT_KEY)  # an empty user_id is a guest, not a missing field
+        return f"v_{n} IS NULL" + (f" OR trim(v_{n}) = ''" if blank else "")
+
+    when = (
+        f"a time written {ts_format}" if ts_format else f"a timestamp (epoch {ts_unit} or ISO-8601)"
+    )
+    when = when.replace("'", "''")
+    bad_types = [
+        ("ts", "t_ts", when),
+        ("registration", "t_registration", when),
+        ("session_id", "t_session_id", "an integer"),
+        ("status", "t_status", "an integer"),
+        ("item_in_session", "t_item_in_session", "an integer"),
+        ("length", "t_length", "a number"),
+        ("value", "t_value", "a number"),
+    ]
+    reasons = "\n".join(
+        [f"WHEN {absent(n)} THEN 'missing_field'" for n in required]
+        + [f"WHEN {given(n)} AND {t} IS NULL THEN 'bad_type'" for n, t, _ in bad_types]
+        + [f"WHEN {_BAD_LENGTH} OR {_BAD_VALUE} THEN 'bad_value'",
+           "WHEN t_ts < $ts_min OR t_ts > $ts_max THEN 'ts_out_of_range'"]
+    )  # fmt: skip
+    details = "\n".join(
+        [
+            "WHEN pre_reason = 'invalid_utf8' THEN 'not valid UTF-8'",
+            "WHEN pre_reason = 'empty_line' THEN 'blank line'",
+            "WHEN pre_reason = 'invalid_json' THEN 'not valid JSON'",
+            "WHEN pre_reason = 'not_an_object' THEN 'JSON value is not an object'",
+        ]
+        + [f"WHEN {absent(n)} THEN 'missing required field {n} (source {src(n)})'"
+           for n in required]
+        + [f"WHEN {given(n)} AND {t} IS NULL THEN "
+           f"'{src(n)}: expected {what}, got ' || {shown('v_' + n)}" for n, t, what in bad_types]
+        + [f"WHEN {_BAD_LENGTH} THEN '{src('length')}: expected a finite number >= 0, got ' "
+           "|| CAST(t_length AS VARCHAR)",
+           f"WHEN {_BAD_VALUE} THEN '{src('value')}: expected a finite number, got ' "
+           "|| CAST(t_value AS VARCHAR)",
+           f"WHEN reason = 'ts_out_of_range' THEN '{src('ts')}: ' "
+           "|| strftime(t_ts, '%Y-%m-%d %H:%M:%S') || ' is outside the plausible range ' "
+           "|| strftime($ts_min, '%Y-%m-%d') || ' .. ' || strftime($ts_max, '%Y-%m-%d')"]
+    )  # fmt: skip
+    return reasons, details
+
+
+_CONTENT_KEY = (
+    "user_id, CAST(epoch_ms(ts) AS VARCHAR), coalesce(CAST(session_id AS VARCHAR), ''), "
+    "coalesce(CAST(item_in_session AS VARCHAR), ''), page, level, coalesce(song, ''), "
+    "CAST(value AS VARCHAR)"  # concat_ws skips NULL: without a value, the key is as before
 )
-"""A stable event key: 63 bits of the MD5 of what identifies an event (user, time, session,
-position in the session, page, level, song): the same event gets the same key on any machine
-and DuckDB version. Deduplication matches on (user_id, ts, event_id)."""
+
+
+def event_id_sql(dedupe: str) -> str:
+    """A stable event key: 63 bits of the MD5 of what makes two rows the same event, the same
+    on any machine and DuckDB version. Deduplication matches on (user_id, ts, event_id).
+
+    - `content`: user, time, session, position in the session, page, level, song and value;
+    - `line`: the file's name (not its folder) and the line number, in the staging query
+      where `$src` is the file and `line` its line;
+    - `key=COLUMN`: the source's own event id.
+    """
+    if dedupe == "line":
+        parts = "'line', regexp_extract($src, '[^/\\\\]*$'), CAST(line AS VARCHAR)"
+    elif dedupe.startswith("key="):
+        parts = f"'key', {EVENT_KEY}"
+    else:
+        parts = _CONTENT_KEY
+    return f"(md5_number_lower(concat_ws(chr(31), {parts})) >> 1)::BIGINT"

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnwatch.features.catalog import kinds
+from churnwatch.models.estimators import NOT_FEATURES
 
 SAMPLE = 300  # evaluated rows per fold the effect is averaged over
 CHUNK = 20  # features moved per prediction call
@@ -54,9 +54,10 @@ def used_columns(estimator: Any) -> set[str] | None:
 
 def fold_effects(model: Any, rows: pd.DataFrame, *, seed: int = 0) -> dict[str, float]:
     """Each numeric input's mean effect on the probability, in one fold (see the module)."""
-    kind = kinds()
     used = used_columns(model)
-    names = [c for c in rows.columns if kind.get(c) not in (None, "category")]
+    names = [
+        c for c in rows.columns if c not in NOT_FEATURES and pd.api.types.is_numeric_dtype(rows[c])
+    ]
     if used is not None:
         names = [c for c in names if c in used]
     rng = np.random.default_rng(seed)

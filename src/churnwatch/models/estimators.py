@@ -16,6 +16,17 @@ Learnt candidates, simplest first (the order the backtest's one-standard-error r
 - `mlp`: a small neural network on the `logistic` inputs;
 - `random_forest`, `xgboost`: on every feature (the previous release's candidates).
 
+Logs that are not eventsim's (an `events` feature catalog) have candidates of their own:
+- `recency_rule` (baseline): no training; the days since the user's last event;
+- `bgnbd` (baseline, reported but never chosen): 1 - P(alive) under a BG/NBD model
+  (`models.bgnbd`);
+- `events_logistic`: logistic regression on the log's rates per exposure day, recency, the gap
+  against the usual gap, the trend and the value per event;
+- `events_lightgbm`: boosted trees on every numeric feature of the log's catalog.
+
+Each pipeline picks its columns from the frame it is fitted on (`Present`): a column the log's
+catalog does not have is left out, never invented.
+
 Class weights: `class_weight='balanced'` for the linear models and forests, `scale_pos_weight`
 = negatives / positives for the boosters.
 """
@@ -39,7 +50,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from churnwatch import optional
 from churnwatch.errors import ConfigError
-from churnwatch.features.catalog import EXPOSURE_COUNTS, catalog
+from churnwatch.features.catalog import EXPOSURE_COUNTS
+from churnwatch.models.bgnbd import BetaGeoBaseline
 
 # Every candidate, simplest first: the backtest prefers an earlier one unless a later one wins
 # by more than the noise.
@@ -54,8 +66,14 @@ ALL_MODELS = (
     "mlp",
     "random_forest",
     "xgboost",
+    "recency_rule",
+    "bgnbd",
+    "events_logistic",
+    "events_lightgbm",
 )
-BASELINES = ("rate_rule", "seed_logistic", "seed_rf")
+BASELINES = ("rate_rule", "seed_logistic", "seed_rf", "recency_rule", "bgnbd")
+NEVER_CHOSEN = ("bgnbd",)  # reported beside the others as a reference, never served
+EVENT_MODELS = ("recency_rule", "bgnbd", "events_logistic", "events_lightgbm")
 # What `train` compares by default: the baselines and the learnt candidates the transfer
 # benchmark supports (see BENCHMARKS.md); the rest are available through --models.
 MODELS = ("rate_rule", "seed_logistic", "seed_rf", "activity_logistic", "logistic", "lightgbm")
@@ -65,7 +83,12 @@ MODELS = ("rate_rule", "seed_logistic", "seed_rf", "activity_logistic", "logisti
 PATHS: dict[str, tuple[str, tuple[float, ...]]] = {
     "activity_logistic": ("C", (0.01, 0.1, 1.0)),
     "logistic": ("C", (0.01, 0.1, 1.0)),
+    "events_logistic": ("C", (0.01, 0.1, 1.0)),
 }
+# what an `events` catalog offers a linear model: rates, recency, gaps, trend, value
+EVENT_CORE = ("events_per_exposure_day", "value_per_exposure_day", "recency_days", "gap_ratio",
+              "mean_gap_days", "trend_events", "active_share_all", "value_mean_all")  # fmt: skip
+NOT_FEATURES = ("user_id", "cutoff", "cutoff_date", "cutoff_day", "label")
 
 RISKY_PAGES = ("thumbs_down", "adverts", "settings", "help", "errors", "upgrade_views",
                "downgrade_views")  # fmt: skip
@@ -87,12 +110,26 @@ TRANSFER = (
 )  # fmt: skip
 
 
-def numeric_features() -> list[str]:
-    return [f.name for f in catalog() if f.kind != "category"]
+class Present:
+    """A column selector: the `wanted` columns the frame has, in the wanted order; without
+    `wanted`, every feature column of the frame of `kind` (numbers, or text for categories)."""
+
+    def __init__(self, wanted: tuple[str, ...] = (), kind: str = "numeric") -> None:
+        self.wanted = wanted
+        self.kind = kind
+
+    def __call__(self, X: pd.DataFrame) -> list[str]:
+        if self.wanted:
+            return [c for c in self.wanted if c in X.columns]
+        feats = [c for c in X.columns if c not in NOT_FEATURES]
+        numeric = [c for c in feats if pd.api.types.is_numeric_dtype(X[c])]
+        if self.kind == "numeric":
+            return numeric
+        return [c for c in feats if c not in numeric and not _is_time(X[c])]
 
 
-def categorical_features() -> list[str]:
-    return [f.name for f in catalog() if f.kind == "category"]
+def _is_time(col: pd.Series) -> bool:
+    return bool(pd.api.types.is_datetime64_any_dtype(col))
 
 
 def _signed_log1p(x: np.ndarray) -> np.ndarray:
@@ -112,12 +149,12 @@ def _preprocess(
             ("log", FunctionTransformer(_signed_log1p, feature_names_out="one-to-one")),
             ("scale", StandardScaler()),
         ]
-    blocks: list[tuple[str, Any, list[str]]] = [
-        ("num", Pipeline(numeric), list(columns) if columns else numeric_features())
+    blocks: list[tuple[str, Any, Any]] = [
+        ("num", Pipeline(numeric), Present(columns) if columns else Present(kind="numeric"))
     ]
     if columns is None:
         encoder = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=10)
-        blocks.append(("cat", encoder, categorical_features()))
+        blocks.append(("cat", encoder, Present(kind="category")))
     return ColumnTransformer(blocks, verbose_feature_names_out=False)
 
 
@@ -272,7 +309,14 @@ BUILDERS: dict[str, Callable[[float, int], Pipeline]] = {
     "mlp": _mlp,
     "random_forest": _random_forest,
     "xgboost": lambda w, s: _boosted(_xgboost(w, s)),
-}
+    "recency_rule": lambda w, s: Pipeline([
+        ("pre", _preprocess(scale=False, columns=("recency_days",), impute="zero")),
+        ("model", RateRule()),
+    ]),
+    "bgnbd": lambda w, s: Pipeline([("model", BetaGeoBaseline(seed=s))]),
+    "events_logistic": lambda w, s: _logistic(EVENT_CORE, 0.1),
+    "events_lightgbm": lambda w, s: _boosted(_lightgbm(w, s)),
+}  # fmt: skip
 
 
 def make_model(name: str, *, pos_weight: float, seed: int = 0, **params: Any) -> Pipeline:

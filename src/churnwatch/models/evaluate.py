@@ -163,7 +163,7 @@ def _labelled(data: Sequence[str], recipe: Recipe, settings: Settings) -> pd.Dat
         ingest(list(data), settings=settings, store_dir=Path(tmp) / "store")
         table, _ = build_snapshots(
             EventStore(Path(tmp) / "store"), definition=recipe.definition,
-            schedule=recipe.schedule, settings=settings,
+            schedule=recipe.schedule, settings=settings, spec=recipe.spec,
         )  # fmt: skip
     df = table.to_pandas()
     lab: pd.DataFrame = df[df["label"].notna()].reset_index(drop=True)

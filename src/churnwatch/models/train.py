@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -26,7 +26,8 @@ from sklearn.model_selection import GroupKFold
 
 from churnwatch.errors import InputError
 from churnwatch.features import build_snapshots
-from churnwatch.features.catalog import feature_names
+from churnwatch.features.build import spec_for
+from churnwatch.features.catalog import FeatureSpec, feature_names
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import ChurnDefinition, CutoffSchedule
 from churnwatch.models.backtest import (
@@ -38,7 +39,15 @@ from churnwatch.models.backtest import (
 )
 from churnwatch.models.calibration import Calibrated, calibrate
 from churnwatch.models.effects import fold_effects, stable_features
-from churnwatch.models.estimators import ALL_MODELS, BASELINES, MODELS, PATHS, fit_model
+from churnwatch.models.estimators import (
+    ALL_MODELS,
+    BASELINES,
+    EVENT_MODELS,
+    MODELS,
+    NEVER_CHOSEN,
+    PATHS,
+    fit_model,
+)
 from churnwatch.models.metrics import RANKING, Estimate, evaluate_scores
 from churnwatch.models.tune import tune
 from churnwatch.recipe import Recipe
@@ -58,6 +67,9 @@ class TrainConfig:
     backtest_folds: int = 6  # the last k evaluated cutoffs with enough history
     n_trials: int = 0  # Optuna trials per learnt model on the backtest folds (0: defaults)
     budget_seconds: float = 0.0  # a cap on tuning time (0: none); the trial count decides
+    features: FeatureSpec | None = None  # the catalog; None: the one that suits the store
+    event_types: int = 20  # with an `events` catalog chosen from the store: at most this many
+    row_budget: int = 400_000  # dense training cutoffs are thinned to about this many rows
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, *, n_trials: int = 0) -> TrainConfig:
@@ -73,6 +85,7 @@ class TrainConfig:
             threshold_rule=recipe.threshold_rule,
             seed=recipe.seed,
             n_trials=n_trials,
+            features=recipe.spec,
         )
 
     def __post_init__(self) -> None:
@@ -118,6 +131,7 @@ class TrainResult:
     fit_cutoffs: tuple[date, ...]  # what the final model learnt from
     base_rate_brier: float
     horizon_days: int = 14
+    spec: FeatureSpec = FeatureSpec()
     seconds: float = 0.0
     # features whose effect kept its sign in every backtest fold: the ones given as reasons
     reason_features: list[str] = field(default_factory=list)
@@ -216,7 +230,12 @@ def train(
     """Build snapshots from `store`, backtest every candidate, choose one, refit it."""
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
-    say("building snapshots")
+    spec = config.features or spec_for(
+        store, config.definition, config.schedule, event_types=config.event_types
+    )
+    models = EVENT_MODELS if spec.kind == "events" and config.models == MODELS else config.models
+    config = replace(config, features=spec, models=models)
+    say(f"building snapshots ({spec.describe()})")
     df, data, weight = _training_rows(store, config)
     evals = evaluation_cutoffs(sorted(data["cutoff_date"].unique()), config.schedule)
     folds = rolling_folds(data, evals, config.definition.horizon_days, last=config.backtest_folds)
@@ -226,7 +245,8 @@ def train(
         for v in variants
     }
     bt = run_backtest(data, folds, fitters, weight=weight, progress=say)
-    choice = one_standard_error(bt, list(fitters), n_boot=200, seed=config.seed)
+    eligible = [v.label for v in variants if v.name not in NEVER_CHOSEN]
+    choice = one_standard_error(bt, eligible, n_boot=200, seed=config.seed)
     say(choice.rule)
     pick = next(v for v in variants if v.label == choice.name)
     test_frame, prob, base, stable = _calibrated_backtest(data, weight, folds, pick, config)
@@ -243,7 +263,8 @@ def train(
         candidates=variants,
         chosen=pick,
         threshold=threshold,
-        features=feature_names(),
+        features=feature_names(spec),
+        spec=spec,
         snapshots=df,
         test_frame=test_frame,
         test_probability=prob,
@@ -261,12 +282,13 @@ def _training_rows(
     """Every snapshot at the dense training cutoffs, the labelled ones, and their weights (a
     user counts once per evaluation period)."""
     sched = config.schedule
+    step = _dense_step(store, config)
     dense = CutoffSchedule(
-        every_days=min(config.train_every_days, sched.every_days),
-        min_history_days=sched.min_history_days,
-        explicit=sched.explicit,
+        every_days=step, min_history_days=sched.min_history_days, explicit=sched.explicit
     )
-    table, _ = build_snapshots(store, definition=config.definition, schedule=dense)
+    table, _ = build_snapshots(
+        store, definition=config.definition, schedule=dense, spec=config.features
+    )
     df = table.to_pandas()
     df["cutoff_date"] = df["cutoff"].dt.date
     data = _labelled(df)
@@ -277,6 +299,26 @@ def _training_rows(
         )
     weight = np.full(len(data), dense.every_days / sched.every_days, dtype=float)
     return df, data, weight
+
+
+def _dense_step(store: EventStore, config: TrainConfig) -> int:
+    """Days between training cutoffs: `train_every_days`, coarsened for a large log so that
+    about `row_budget` snapshots are built (users times cutoffs), never coarser than the
+    evaluation schedule (a divisor of it)."""
+    every = config.schedule.every_days
+    step = min(config.train_every_days, every)
+    manifest = store.manifest().ingests
+    first = min((pd.Timestamp(str(i["first_ts"])) for i in manifest if i.get("first_ts")),
+                default=None)  # fmt: skip
+    users = sum(int(i.get("users") or 0) for i in manifest)
+    if first is None or not users:
+        return step
+    days = max((pd.Timestamp(store.last_event()) - first).days, 1)
+    while step < every and users * days / step > config.row_budget:
+        step += 1
+        while every % step:  # the evaluation cutoffs stay among the training ones
+            step += 1
+    return step
 
 
 def _report_candidates(

@@ -21,15 +21,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnwatch.features.catalog import by_name, kinds
+from churnwatch.features.catalog import FeatureSpec, by_name
 
 SCORE = "score"
 
 
-def monitored_features(features: list[str]) -> list[str]:
+def monitored_features(features: list[str], spec: FeatureSpec | None = None) -> list[str]:
     """The model's features whose distribution should be stable on a healthy service (the
     catalog's `drift` flag: all-history totals and tenure grow with time by design)."""
-    known = by_name()
+    known = by_name(spec)
     return [name for name in features if name in known and known[name].drift]
 
 
@@ -129,8 +129,7 @@ def _column_drift(
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    kind = kinds()
-    cats = [c for c in cols if kind.get(c) == "category"]
+    cats = [c for c in cols if not pd.api.types.is_numeric_dtype(reference[c])]
     definition = DataDefinition(
         numerical_columns=[c for c in cols if c not in cats], categorical_columns=cats
     )

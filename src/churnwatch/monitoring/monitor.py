@@ -201,7 +201,7 @@ def _score_population(
     dates = sorted({cutoff.date(), *(d for d in past if d < cutoff.date())})
     table, _ = build_snapshots(
         store, definition=recipe.definition, schedule=CutoffSchedule(explicit=tuple(dates)),
-        settings=settings, until=until,
+        settings=settings, until=until, spec=recipe.spec,
     )  # fmt: skip
     snaps = table.to_pandas()
     current = snaps[snaps["cutoff"] == pd.Timestamp(cutoff)].copy()
@@ -220,8 +220,9 @@ def _drift(
     score_reference = None
     if tracking.has_artifact(meta["run_id"], SCORE_REFERENCE):
         score_reference = pd.read_parquet(tracking.download(meta["run_id"], SCORE_REFERENCE))
+    watched = monitored_features(scorer.features, tracking.read_recipe(meta).spec)
     return detect_drift(
-        reference, current, monitored_features(scorer.features), min_psi=settings.drift_min_psi,
+        reference, current, watched, min_psi=settings.drift_min_psi,
         score_reference=score_reference,
     )  # fmt: skip
 

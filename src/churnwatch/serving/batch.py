@@ -26,7 +26,7 @@ from churnwatch import optional, tracking
 from churnwatch.config import Settings
 from churnwatch.errors import InputError
 from churnwatch.features.build import build_snapshots, prepare
-from churnwatch.features.catalog import kinds
+from churnwatch.features.catalog import FeatureSpec, catalog
 from churnwatch.features.engines import SparkEngine, make_engine
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import CutoffSchedule, cutoff_for
@@ -55,7 +55,9 @@ def band(p: float, threshold: float) -> str:
     return "high" if p >= threshold else "medium" if p >= threshold / 2 else "low"
 
 
-def explain_frame(scorer: Scorer, frame: pd.DataFrame) -> pd.DataFrame:
+def explain_frame(
+    scorer: Scorer, frame: pd.DataFrame, spec: FeatureSpec | None = None
+) -> pd.DataFrame:
     """Probabilities, bands and reasons for feature rows `frame` (index: user_id)."""
     scores = scorer.score_frame(frame)
     rows = [{str(k): v for k, v in r.items()} for r in frame.to_dict("records")]
@@ -66,6 +68,7 @@ def explain_frame(scorer: Scorer, frame: pd.DataFrame) -> pd.DataFrame:
             scores.contributions[i],
             k=N_REASONS,
             allowed=scorer.reason_features,
+            spec=spec,
         )  # fmt: skip
         if scores.contributions is not None
         else []
@@ -105,7 +108,8 @@ def score_store(
     ref = model_ref or settings.model_ref
     tracking.setup(settings)
     meta = tracking.describe(ref)
-    definition = tracking.read_recipe(meta).definition
+    recipe = tracking.read_recipe(meta)
+    definition = recipe.definition
     cutoff, until = cutoff_for(store.last_event(), as_of)
     schedule = CutoffSchedule(explicit=(cutoff.date(),))
     if out.suffix not in (".parquet", ".csv"):
@@ -113,18 +117,18 @@ def score_store(
     out.parent.mkdir(parents=True, exist_ok=True)
     eng = make_engine(engine, settings) if isinstance(engine, str) else engine
     if isinstance(eng, SparkEngine):
-        sql = prepare(store, eng, definition, schedule, until)
-        users, high = _score_spark(eng, sql, ref, out, cutoff)
+        sql = prepare(store, eng, definition, schedule, until, recipe.spec)
+        users, high = _score_spark(eng, sql, ref, out, cutoff, recipe.spec)
     else:
         model = tracking.load(ref).unwrap_python_model()
         scorer = Scorer(model)
         table, _ = build_snapshots(
             store, definition=definition, schedule=schedule, engine=eng, settings=settings,
-            until=until,
+            until=until, spec=recipe.spec,
         )  # fmt: skip
         frame = table.to_pandas().set_index("user_id")[scorer.features]
         scorer.verify(frame.head(256))
-        result = explain_frame(scorer, frame)
+        result = explain_frame(scorer, frame, recipe.spec)
         result.insert(1, "cutoff", pd.Timestamp(cutoff))
         result = result.sort_values("probability", ascending=False, kind="stable")
         _write(result, out)
@@ -147,11 +151,13 @@ def _write(df: pd.DataFrame, out: Path) -> None:
         pq.write_table(pa.Table.from_pandas(df, preserve_index=False), out, compression="zstd")
 
 
-def _score_spark(eng: Any, sql: str, ref: str, out: Path, cutoff: datetime) -> tuple[int, int]:
+def _score_spark(
+    eng: Any, sql: str, ref: str, out: Path, cutoff: datetime, spec: FeatureSpec
+) -> tuple[int, int]:
     ps = optional.pyspark()
     SparkFiles, F, T = ps.SparkFiles, ps.functions, ps.types  # noqa: N806  # Spark's names
     spark = eng.spark
-    kind = kinds()
+    kind = catalog(spec).kinds
     local = tracking.local_copy(ref)
     probe = Scorer(tracking.load_local(local).unwrap_python_model())
     features, threshold = probe.features, probe.threshold
@@ -170,7 +176,7 @@ def _score_spark(eng: Any, sql: str, ref: str, out: Path, cutoff: datetime) -> t
         scorer = Scorer(tracking.load_local(SparkFiles.get(name)).unwrap_python_model())
         for pdf in batches:
             frame = pdf.set_index("user_id")[features]
-            part = explain_frame(scorer, frame)
+            part = explain_frame(scorer, frame, spec)
             part["probability"] = pdf["probability"].to_numpy()  # the spark_udf's, as served
             part["band"] = [band(p, threshold) for p in part["probability"]]
             part.insert(1, "cutoff", cutoff_ts)

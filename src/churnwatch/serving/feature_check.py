@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ConfigDict, StrictFloat, StrictInt, StrictStr, ValidationError, create_model
 
 from churnwatch.errors import InputError
-from churnwatch.features.catalog import kinds
 
 
 class FeatureCheck:
@@ -17,10 +17,10 @@ class FeatureCheck:
     Built once per model as a pydantic model, so the check runs in pydantic's compiled core.
     """
 
-    def __init__(self, features: list[str]) -> None:
+    def __init__(self, features: list[str], kinds: Mapping[str, str]) -> None:
         number = StrictFloat | StrictInt | None
         fields: dict[str, Any] = {
-            f: ((StrictStr | None) if kinds().get(f) == "category" else number, None)
+            f: ((StrictStr | None) if kinds.get(f) == "category" else number, None)
             for f in features
         }
         self.model = create_model(

@@ -12,13 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from churnwatch.features.catalog import by_name
+from churnwatch.features.catalog import FeatureSpec, by_name
 from churnwatch.features.phrases import fmt
 
 
-def describe(name: str, value: Any, row: Mapping[str, Any]) -> str:
-    """One feature's value, in words, for the user whose features are `row`."""
-    feature = by_name().get(name)
+def describe(name: str, value: Any, row: Mapping[str, Any], spec: FeatureSpec | None = None) -> str:
+    """One feature's value, in words, for the user whose features are `row` (features of the
+    catalog of `spec`, default eventsim's)."""
+    feature = by_name(spec).get(name)
     what = feature.description if feature else name
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return f"{what}: not known, taken as typical"
@@ -36,6 +37,7 @@ def top_reasons(
     *,
     k: int = 5,
     allowed: Collection[str] | None = None,
+    spec: FeatureSpec | None = None,
 ) -> list[dict[str, Any]]:
     """The k features that raise this user's risk most, largest first; when fewer than k
     raise it, the ones that lower it most follow. Only `allowed` features (default: all) are
@@ -57,7 +59,7 @@ def top_reasons(
                 "value": value if not isinstance(value, np.generic) else value.item(),
                 "contribution": c,
                 "direction": "raises risk" if c > 0 else "lowers risk",
-                "text": describe(name, value, row),
+                "text": describe(name, value, row, spec),
             }
         )
     return out

@@ -26,6 +26,7 @@ from churnwatch.config import Settings
 from churnwatch.db import connect
 from churnwatch.errors import ChurnwatchError, InputError, NoValidRowsError, StoreError
 from churnwatch.features.build import build_snapshots
+from churnwatch.features.catalog import catalog
 from churnwatch.ingest.pipeline import ingest
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import CutoffSchedule, cutoff_for
@@ -100,7 +101,8 @@ class Live:
 
     @classmethod
     def of(cls, scorer: Scorer, info: ModelInfo, population: Population | None) -> Live:
-        return cls(scorer, info, population, FeatureCheck(info.features))
+        kinds = catalog(info.recipe.spec).kinds
+        return cls(scorer, info, population, FeatureCheck(info.features, kinds))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -214,6 +216,7 @@ class ChurnService:
             definition=info.recipe.definition,
             schedule=CutoffSchedule(explicit=(cutoff.date(),)),
             settings=self.settings,
+            spec=info.recipe.spec,
             until=until,
         )
         df: pd.DataFrame = table.to_pandas().set_index("user_id")
@@ -247,6 +250,7 @@ class ChurnService:
                 contributions,
                 k=self.settings.reasons,
                 allowed=live.scorer.reason_features,
+                spec=live.info.recipe.spec,
             )  # fmt: skip
             if contributions is not None
             else []
