@@ -1,12 +1,13 @@
 """Run the benchmarks: several runs of each task in fresh subprocesses, medians and ratios.
 
     python -m bench quality [--n-boot 300]   (model quality: see bench/quality.py)
-    python -m bench [--runs 3] [--only ingest|simulate|snapshots|train|serve] [--big]
+    python -m bench [--runs 3] [--only ingest|simulate|snapshots|train|cdnow|serve] [--big]
                     [--out bench/results]
 
 Figures: wall seconds, events per second, peak RSS of the task's process (from wait4).
 The default data: the eventsim dev log from ../shared (when present) and a simulated log of
 about 2M events, written once into the output folder. `--big` adds the 26M-event simulated log.
+`cdnow` trains on the public CDNOW purchase log that ships with `lifetimes`, written as CSV.
 """
 
 from __future__ import annotations
@@ -107,6 +108,18 @@ def ensure_store(out: Path, log: Path) -> Path:
     return store
 
 
+def cdnow_csv(out: Path) -> Path:
+    """CDNOW as the CSV a retention team would export (comma-separated, CRLF)."""
+    from importlib import resources
+
+    path = out / "cdnow.csv"
+    if not path.exists():
+        text = resources.files("lifetimes.datasets").joinpath("CDNOW_master.txt").read_text()
+        rows = [",".join(line.split()) for line in text.splitlines() if line.strip()]
+        path.write_bytes(("\r\n".join(rows) + "\r\n").encode())
+    return path
+
+
 def bench_snapshots(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     logs = [EVENTSIM] if EVENTSIM.is_file() else []
@@ -142,7 +155,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
-        "--only", choices=["ingest", "simulate", "snapshots", "train", "serve"], default=None
+        "--only",
+        choices=["ingest", "simulate", "snapshots", "train", "cdnow", "serve"],
+        default=None,
     )
     parser.add_argument("--seconds", type=int, default=10, help="wrk duration per serving run")
     parser.add_argument("--big", action="store_true", help="add the 26M-event log")
@@ -176,6 +191,8 @@ def main() -> None:
         rows += bench_snapshots(args)
     if args.only in (None, "train") and EVENTSIM.is_file():
         rows.append(measure("train_models", [str(EVENTSIM)], args.runs))
+    if args.only in (None, "cdnow"):
+        rows.append(measure("train_cdnow", [str(cdnow_csv(args.out))], args.runs))
     if args.only in (None, "serve"):
         from bench.serve import bench_serve
 

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     alert_probability: float = Field(
         0.25, ge=0, le=1, description="Alert on users at or above this churn probability."
     )
+    alert_max_users: int = Field(
+        50,
+        ge=1,
+        description="User alerts per run at most (the riskiest); one alert counts the rest.",
+    )
     alert_drift_share: float = Field(
         0.03, ge=0, le=1, description="Alert when this share of monitored features drifts."
     )

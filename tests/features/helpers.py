@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from churnwatch.config import Settings
+from churnwatch.features import feature_names
 from churnwatch.ingest import EventStore, ingest
 
 D0 = date(2020, 1, 1)
@@ -57,3 +61,22 @@ def make_store(tmp: Path, events: list[dict[str, Any]]) -> EventStore:
 
 def cutoff(day: int) -> date:
     return D0 + timedelta(days=day)
+
+
+def assert_same_features(
+    a: pa.Table, b: pa.Table, *, rel: float = 1e-9, names: list[str] | None = None
+) -> None:
+    """Same rows (user, cutoff) and every feature (`names`, default eventsim's) equal
+    (numbers within `rel`)."""
+    assert a.num_rows == b.num_rows > 0
+    ra = {(r["user_id"], r["cutoff"]): r for r in a.to_pylist()}
+    rb = {(r["user_id"], r["cutoff"]): r for r in b.to_pylist()}
+    assert ra.keys() == rb.keys()
+    for key, row in ra.items():
+        other = rb[key]
+        for name in names or feature_names():
+            x, y = row[name], other[name]
+            if isinstance(x, float) and isinstance(y, float):
+                assert math.isclose(x, y, rel_tol=rel, abs_tol=1e-12), (key, name, x, y)
+            else:
+                assert x == y, (key, name, x, y)

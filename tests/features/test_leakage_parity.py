@@ -3,21 +3,20 @@ exist; and DuckDB and Spark give the same snapshot table."""
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from churnwatch.config import Settings
-from churnwatch.features import build_snapshots, feature_names
+from churnwatch.features import build_snapshots
 from churnwatch.ingest import EventStore, ingest
 from churnwatch.labels import ChurnDefinition, CutoffSchedule
+from tests.features.helpers import assert_same_features
 
 FIRST_DAY = datetime(2018, 10, 1, tzinfo=UTC)
 
@@ -41,22 +40,6 @@ def truncated_copy(store: EventStore, cut: datetime, folder: Path) -> EventStore
     )
     ingest([export], settings=Settings(store_dir=folder / "store"))
     return EventStore(folder / "store")
-
-
-def assert_same_features(a: pa.Table, b: pa.Table, *, rel: float = 1e-9) -> None:
-    """Same rows (user, cutoff) and every feature equal (numbers within `rel`)."""
-    assert a.num_rows == b.num_rows > 0
-    ra = {(r["user_id"], r["cutoff"]): r for r in a.to_pylist()}
-    rb = {(r["user_id"], r["cutoff"]): r for r in b.to_pylist()}
-    assert ra.keys() == rb.keys()
-    for key, row in ra.items():
-        other = rb[key]
-        for name in feature_names():
-            x, y = row[name], other[name]
-            if isinstance(x, float) and isinstance(y, float):
-                assert math.isclose(x, y, rel_tol=rel, abs_tol=1e-12), (key, name, x, y)
-            else:
-                assert x == y, (key, name, x, y)
 
 
 def leak_check(

@@ -38,6 +38,17 @@ def test_rules_fire_at_their_thresholds() -> None:
     assert quiet == []
 
 
+def test_a_log_above_the_line_raises_the_riskiest_users_and_one_count() -> None:
+    """A log whose base rate is above the alert line (a retailer's inactivity churn) must not
+    flood the channel: the riskiest users, then one alert that counts the rest."""
+    s = Settings(alert_probability=0.25, alert_max_users=3)
+    users = pd.DataFrame({"user_id": [f"u{i}" for i in range(10)],
+                          "probability": [0.5 + i / 100 for i in range(10)]})  # fmt: skip
+    got = [a for a in evaluate_rules(s, users=users) if a.kind == "user_risk"]
+    assert [a.key for a in got] == ["u9", "u8", "u7", "more users"]
+    assert got[-1].message == "7 more users at churn probability >= 0.25" and got[-1].value == 7
+
+
 def test_a_user_is_not_alerted_again_within_the_cool_down(store: EventStore) -> None:
     s = Settings(alert_probability=0.5, alert_cooldown_hours=72)
     users = pd.DataFrame({"user_id": ["u1"], "probability": [0.9]})

@@ -46,6 +46,16 @@ Store = Annotated[Path | None, typer.Option(help="Event store (default ./data/st
 EngineName = Annotated[str, typer.Option(help="duckdb (default) or spark.")]
 SparkMaster = Annotated[str | None, typer.Option(help="Spark master URL (default local[*]).")]
 AsOf = Annotated[str | None, typer.Option(help="As of this time (ISO 8601); default: now.")]
+Features = Annotated[
+    str,
+    typer.Option(
+        help="Feature catalog: auto (eventsim's for a log with song plays, else one built from "
+        "the log's event types), sparkify or events."
+    ),
+]
+EventTypes = Annotated[
+    int, typer.Option(min=1, help="With an events catalog: the most frequent N event types.")
+]
 
 
 def definition(

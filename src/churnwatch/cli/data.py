@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from churnwatch.cli import common as c
 from churnwatch.config import Settings
-from churnwatch.features.build import SnapshotReport, build_snapshots
+from churnwatch.features.build import SnapshotReport, build_snapshots, spec_for
 from churnwatch.features.catalog import catalog, markdown
 from churnwatch.ingest.pipeline import IngestReport
 from churnwatch.ingest.pipeline import ingest as run_ingest
@@ -166,6 +166,8 @@ def snapshots(
     spark_conf: Annotated[
         list[str] | None, typer.Option(help="Spark setting key=value (repeatable).")
     ] = None,
+    features: c.Features = "auto",
+    event_types: c.EventTypes = 20,
 ) -> None:
     """Build the snapshot table: one row per (user, cutoff), features and label (or null)."""
     settings = Settings()
@@ -173,11 +175,13 @@ def snapshots(
     def work() -> SnapshotReport:
         dates = c.parse_dates(cutoff or [], "--cutoff")
         schedule = CutoffSchedule(every_days=every, min_history_days=min_history, explicit=dates)
+        churn = c.definition(definition, horizon, inactivity_days, include_downgrade)
+        events = EventStore(store or settings.store_path)
+        spec = spec_for(events, churn, schedule, features=features, event_types=event_types)  # type: ignore[arg-type]
         with c.engine(engine, settings, master=spark_master, conf=spark_conf or ()) as eng:
             _, report = build_snapshots(
-                EventStore(store or settings.store_path),
-                definition=c.definition(definition, horizon, inactivity_days, include_downgrade),
-                schedule=schedule, engine=eng, settings=settings, out=out_path,
+                events, definition=churn, schedule=schedule, engine=eng, settings=settings,
+                out=out_path, spec=spec,
             )  # fmt: skip
         return report
 
@@ -194,17 +198,32 @@ def snapshots(
     )
 
 
-@app.command()
-def features(
+@app.command("features")
+def features_(
     list_: Annotated[bool, typer.Option("--list", help="List every feature.")] = False,
     as_markdown: Annotated[
         bool, typer.Option("--markdown", help="Every feature as Markdown (docs/features.md).")
     ] = False,
+    store: Annotated[
+        Path | None,
+        typer.Option(help="The catalog this store's log gets (default: eventsim's catalog)."),
+    ] = None,
+    horizon: c.Horizon = 14,
+    every: c.Every = 7,
+    features: c.Features = "auto",
+    event_types: c.EventTypes = 20,
 ) -> None:
     """The feature catalog: how many features of each family and window.
 
-    --list shows each feature's name, window, type, drift watch and description."""
-    feats = catalog()
+    --list shows each feature's name, window, type, drift watch and description; --store the
+    catalog a store's log gets (its windows follow --every and --horizon)."""
+    spec = None
+    if store is not None:
+        churn = c.definition("cancellation", horizon, 30, False)
+        spec = c.run(lambda: spec_for(EventStore(store), churn, CutoffSchedule(every_days=every),
+                                      features=features, event_types=event_types))  # type: ignore[arg-type]  # fmt: skip
+        c.console.print(spec.describe())
+    feats = catalog(spec)
     if as_markdown:
         print(markdown(), end="")
     elif list_:

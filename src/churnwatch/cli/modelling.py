@@ -53,6 +53,8 @@ def train(
     trials: Trials = 0,
     train_every: TrainEvery = 1,
     folds: Annotated[int, typer.Option(min=1, help="Backtest folds (the last k).")] = 6,
+    features: c.Features = "auto",
+    event_types: c.EventTypes = 20,
 ) -> None:
     """Backtest candidate models out of time, choose one, refit it on all labelled data.
 
@@ -64,6 +66,8 @@ def train(
 
     def work() -> RunSummary:
         config = TrainConfig(
+            catalog=features,  # type: ignore[arg-type]  # checked by spec_for
+            event_types=event_types,
             definition=c.definition(definition, horizon, inactivity_days, include_downgrade),
             schedule=CutoffSchedule(every_days=every, min_history_days=min_history),
             train_every_days=train_every,

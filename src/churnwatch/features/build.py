@@ -92,7 +92,7 @@ def _build(
 
 
 SPARKIFY_MARK = "NextSong"  # a log with song plays is an eventsim log
-Choice = Literal["auto", "sparkify", "events"]
+CatalogChoice = Literal["auto", "sparkify", "events"]
 
 
 def spec_for(
@@ -100,7 +100,7 @@ def spec_for(
     definition: ChurnDefinition,
     schedule: CutoffSchedule,
     *,
-    features: Choice = "auto",
+    features: CatalogChoice = "auto",
     event_types: int = 20,
 ) -> FeatureSpec:
     """The catalog that suits the store's log: eventsim's when it has song plays (or when

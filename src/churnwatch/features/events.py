@@ -86,7 +86,7 @@ def _window(spec: FeatureSpec, w: int | None) -> list[Feature]:
         "count",
         "activity",
         f"active_days_{wn}",
-        ph.in_window(lambda v, when: f"active on {ph.fmt(v)} days {when}", w),
+        ph.in_window(lambda v, when: f"active on {ph.count(v, 'days')} {when}", w),
     )
     add(f"active_share_{wn}", f"share of observed days with an event {span}", "rate", "activity",
         f"{double(f'active_days_{wn}')} / {obs}",

@@ -75,7 +75,8 @@ class _Transform:
         self.cat_cols: list[str] = []
         self.tables: list[dict[Any, np.ndarray]] = []
         self.unknown: list[np.ndarray] = []
-        if "cat" in kinds and kinds["cat"][0] != "drop":
+        if "cat" in kinds and kinds["cat"][0] != "drop" and kinds["cat"][1]:  # a log's catalog
+            # may have no categories: the block then selected no column and was never fitted
             self._compile_categories(*kinds["cat"])
         kept = [c for c, k in zip(self.num_cols, self.keep, strict=True) if k]
         self.names = list(ct.get_feature_names_out())

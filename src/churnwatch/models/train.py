@@ -26,7 +26,7 @@ from sklearn.model_selection import GroupKFold
 
 from churnwatch.errors import InputError
 from churnwatch.features import build_snapshots
-from churnwatch.features.build import spec_for
+from churnwatch.features.build import CatalogChoice, spec_for
 from churnwatch.features.catalog import FeatureSpec, feature_names
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import ChurnDefinition, CutoffSchedule
@@ -67,7 +67,8 @@ class TrainConfig:
     backtest_folds: int = 6  # the last k evaluated cutoffs with enough history
     n_trials: int = 0  # Optuna trials per learnt model on the backtest folds (0: defaults)
     budget_seconds: float = 0.0  # a cap on tuning time (0: none); the trial count decides
-    features: FeatureSpec | None = None  # the catalog; None: the one that suits the store
+    features: FeatureSpec | None = None  # the catalog; None: chosen from the store by `catalog`
+    catalog: CatalogChoice = "auto"  # auto (song plays: eventsim), sparkify or events
     event_types: int = 20  # with an `events` catalog chosen from the store: at most this many
     row_budget: int = 400_000  # dense training cutoffs are thinned to about this many rows
 
@@ -231,8 +232,9 @@ def train(
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
     spec = config.features or spec_for(
-        store, config.definition, config.schedule, event_types=config.event_types
-    )
+        store, config.definition, config.schedule, features=config.catalog,
+        event_types=config.event_types,
+    )  # fmt: skip
     models = EVENT_MODELS if spec.kind == "events" and config.models == MODELS else config.models
     config = replace(config, features=spec, models=models)
     say(f"building snapshots ({spec.describe()})")

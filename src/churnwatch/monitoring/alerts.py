@@ -57,10 +57,17 @@ def evaluate_rules(
     p = settings.alert_probability
     if users is not None and len(users):
         risky = users[users["probability"] >= p].sort_values("probability", ascending=False)
-        for user, prob in zip(risky["user_id"], risky["probability"].astype(float), strict=True):
+        top = risky.head(settings.alert_max_users)
+        for user, prob in zip(top["user_id"], top["probability"].astype(float), strict=True):
             out.append(Alert(
                 "user_risk", str(user), f"user {user}: churn probability {prob:.2f} >= {p:.2f}",
                 prob, p, "warning", context=ctx,
+            ))  # fmt: skip
+        if len(risky) > len(top):  # a log whose base rate is above the line: no flood
+            more = len(risky) - len(top)
+            out.append(Alert(
+                "user_risk", "more users", f"{more:,} more users at churn probability >= {p:.2f}",
+                float(more), p, "warning", context=ctx,
             ))  # fmt: skip
     s = settings.alert_drift_share
     if drift_share is not None and drift_share >= s:

@@ -1,0 +1,143 @@
+"""A log that is not eventsim's: app events of three types, one with an amount. Its catalog
+comes from what it holds, its features ignore the future like eventsim's, DuckDB and Spark
+agree on it, and training on it backtests a BG/NBD baseline beside the learnt models."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from churnwatch.config import Settings
+from churnwatch.features import build_snapshots
+from churnwatch.features.build import spec_for
+from churnwatch.features.catalog import FeatureSpec, catalog
+from churnwatch.ingest import EventStore, ingest
+from churnwatch.labels import ChurnDefinition, CutoffSchedule
+from churnwatch.models.bgnbd import BetaGeoBaseline
+from churnwatch.models.train import TrainConfig
+from churnwatch.runs import run_training
+from churnwatch.schema import ColumnMapping
+from churnwatch.serving.reasons import describe
+from tests.features.helpers import assert_same_features
+from tests.features.test_leakage_parity import truncated_copy
+
+START = datetime(2023, 1, 1, tzinfo=UTC)
+CHURN = ChurnDefinition(kind="inactivity", inactivity_days=21, horizon_days=21)
+SCHEDULE = CutoffSchedule(every_days=7, min_history_days=28)
+
+
+def write_app_log(path: Path, *, users: int = 160, days: int = 180, seed: int = 3) -> Path:
+    """Users visit at their own rate until they leave (more support tickets before); some
+    visits are purchases with an amount."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(users):
+        rate = rng.gamma(2.0, 0.25)
+        leave = int(rng.geometric(1 / 150))
+        join = int(rng.integers(0, 60))
+        for day in range(join, min(days, join + leave)):
+            unhappy = day > join + leave - 20
+            for _ in range(rng.poisson(rate * (0.5 if unhappy else 1.0))):
+                when = START + timedelta(days=day, seconds=int(rng.integers(0, 86_400)))
+                mix = [0.6, 0.15, 0.25] if unhappy else [0.8, 0.18, 0.02]
+                kind = rng.choice(["open", "purchase", "support"], p=mix)
+                amount = f"{rng.lognormal(3, 0.5):.2f}" if kind == "purchase" else ""
+                rows.append(f"c{u:04d},{when:%Y-%m-%d %H:%M:%S},{kind},{amount}")
+    path.write_text("customer,when,what,amount\n" + "\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def app_store(tmp_path_factory: pytest.TempPathFactory) -> EventStore:
+    folder = tmp_path_factory.mktemp("app")
+    log = write_app_log(folder / "app.csv")
+    mapping = ColumnMapping.from_options(
+        ["user_id=customer", "ts=when", "page=what", "value=amount"],
+        ts_format="%Y-%m-%d %H:%M:%S", ts_min="2020-01-01", dedupe="line",
+    )  # fmt: skip
+    ingest([log], settings=Settings(store_dir=folder / "store"), mapping=mapping)
+    return EventStore(folder / "store")
+
+
+def test_the_catalog_comes_from_the_log(app_store: EventStore) -> None:
+    spec = spec_for(app_store, CHURN, SCHEDULE)
+    assert spec.kind == "events" and spec.value
+    assert spec.events == ("open", "purchase", "support")  # most frequent first
+    assert spec.windows == (7, 21, 42)  # the cutoff spacing, the horizon and twice it
+    names = catalog(spec).names
+    assert {"purchase_per_day_7d", "support_21d", "value_mean_42d", "gap_ratio"} <= set(names)
+    assert not any(n.startswith(("songs", "thumbs", "is_paid")) for n in names)
+    one = spec_for(app_store, CHURN, SCHEDULE, event_types=1)
+    assert one.events == ("open",) and "open_7d" not in catalog(one).names  # = events_7d
+    assert spec_for(app_store, CHURN, SCHEDULE, features="sparkify") == FeatureSpec()
+
+
+def test_generic_features_ignore_the_future(app_store: EventStore, tmp_path: Path) -> None:
+    spec = spec_for(app_store, CHURN, SCHEDULE)
+    cut = START + timedelta(days=105)
+    at = CutoffSchedule(explicit=(cut.date(),))
+    full, _ = build_snapshots(app_store, definition=CHURN, schedule=at, spec=spec)
+    assert full.column_names == ["user_id", "cutoff", *catalog(spec).names, "label"]
+    # a store that never held the events after the cutoff gives the same features
+    cut_store = truncated_copy(app_store, cut, tmp_path)
+    before, _ = build_snapshots(cut_store, definition=CHURN, schedule=at, spec=spec)
+    assert_same_features(full, before, names=catalog(spec).names)
+    limited, _ = build_snapshots(app_store, definition=CHURN, schedule=at, spec=spec, until=cut)
+    assert_same_features(full, limited, names=catalog(spec).names)
+    # the labels do see the future: some users of that cutoff churn, some stay
+    labels = full["label"].to_pylist()
+    assert 0 < sum(labels) < len(labels)
+    row = full.to_pylist()[0]
+    assert describe("support_per_day_7d", 0.5, row, spec).startswith("0.50 'support' events")
+
+
+@pytest.mark.spark
+def test_duckdb_and_spark_agree_on_a_generic_log(app_store: EventStore, spark_engine: Any) -> None:
+    spec = spec_for(app_store, CHURN, SCHEDULE)
+    duck, _ = build_snapshots(app_store, definition=CHURN, schedule=SCHEDULE, spec=spec)
+    spark, _ = build_snapshots(
+        app_store, definition=CHURN, schedule=SCHEDULE, spec=spec, engine=spark_engine
+    )
+    assert duck.schema == spark.schema
+    assert_same_features(duck, spark, names=catalog(spec).names)
+    assert duck["label"].to_pylist() == spark["label"].to_pylist()
+
+
+def test_bgnbd_ranks_a_long_silence_as_more_likely_gone() -> None:
+    rng = np.random.default_rng(0)
+    n = 3000
+    active = rng.integers(1, 30, n)
+    observed = rng.integers(60, 200, n)
+    recency = rng.uniform(1, 50, n)
+    X = pd.DataFrame(
+        {"active_days_all": active, "observed_days_all": observed, "recency_days": recency}
+    )
+    model = BetaGeoBaseline().fit(X)
+    probe = pd.DataFrame(
+        {"active_days_all": [10, 10], "observed_days_all": [120, 120], "recency_days": [2, 90]}
+    )
+    p = model.predict_proba(probe)[:, 1]
+    assert 0 <= p[0] < p[1] <= 1
+
+
+def test_training_on_a_generic_log_reports_bgnbd_and_never_serves_it(
+    app_store: EventStore, tmp_path: Path
+) -> None:
+    settings = Settings(data_dir=tmp_path, store_dir=app_store.root)
+    config = TrainConfig(definition=CHURN, schedule=SCHEDULE, backtest_folds=4, n_boot=50)
+    summary = run_training(settings=settings, config=config)
+    result = summary.result
+    names = [c.name for c in result.candidates]
+    assert names[:2] == ["recency_rule", "bgnbd"] and "events_lightgbm" in names
+    assert result.chosen.name != "bgnbd" and result.spec.kind == "events"
+    run = MlflowClient(summary.tracking_uri).get_run(summary.run_id)
+    metrics = run.data.metrics
+    assert {"test_roc_auc", "bgnbd_test_roc_auc", "recency_rule_test_roc_auc"} <= set(metrics)
+    assert 0.5 < metrics["test_roc_auc"] < 0.95
+    assert run.data.params["recipe_features"] == "events"
