@@ -1,6 +1,7 @@
 """Run the benchmarks: several runs of each task in fresh subprocesses, medians and ratios.
 
     python -m bench quality [--n-boot 300]   (model quality: see bench/quality.py)
+    python -m bench plan [--n-boot 1000]     (retention plan: see bench/plan.py)
     python -m bench [--runs 3] [--only ingest|simulate|snapshots|train|cdnow|serve] [--big]
                     [--out bench/results]
 
@@ -147,6 +148,11 @@ def bench_snapshots(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["plan"]:
+        from bench import plan
+
+        plan.main(sys.argv[2:])
+        return
     if sys.argv[1:2] == ["quality"]:
         from bench import quality
 

@@ -58,6 +58,14 @@ class Settings(BaseSettings):
         0.0, description="By how much the challenger must beat the champion."
     )
     # alerts
+    level_prices: dict[str, float] = Field(
+        default_factory=lambda: {"paid": 9.99, "free": 0.0},
+        description="What a user of each level brings in per 30 days (eventsim logs; the "
+        "value of a retention plan). Other logs take their value column.",
+    )
+    event_value: float = Field(
+        1.0, ge=0, description="What one event is worth, for a log with no value column."
+    )
     alert_probability: float = Field(
         0.25, ge=0, le=1, description="Alert on users at or above this churn probability."
     )

@@ -268,3 +268,43 @@ def test_fuzzed_requests_never_get_a_500(
 def test_fuzzed_queries_never_get_a_500(client: TestClient, params: dict[str, str]) -> None:
     r = client.get("/users/at-risk", params=params)
     assert r.status_code in (200, 422), r.text
+
+
+def test_at_risk_sorts_by_expected_loss_and_shows_value(client: TestClient) -> None:
+    body = client.get("/users/at-risk", params={"limit": 30, "sort": "expected_loss"}).json()
+    users = body["users"]
+    losses = [u["expected_loss"] for u in users]
+    assert losses == sorted(losses, reverse=True) and len(users) == 30
+    for u in users:
+        assert u["expected_loss"] == pytest.approx(u["probability"] * u["value"])
+        # eventsim: a paid user is worth 9.99 per 30 days over 90 days, a free one nothing
+        assert u["value"] == pytest.approx(29.97 if u["level"] == "paid" else 0.0)
+    by_p = client.get("/users/at-risk", params={"limit": 30}).json()["users"]
+    assert [u["probability"] for u in by_p] == sorted((u["probability"] for u in by_p),
+                                                      reverse=True)  # fmt: skip
+    bad = client.get("/users/at-risk", params={"sort": "value"})
+    assert bad.status_code == 422 and "sort" in bad.json()["message"]
+
+
+def test_plan_contacts_by_expected_net_gain_within_the_budget(client: TestClient) -> None:
+    terms = {"budget": 5, "offer_cost": 0.5, "save_rate": 0.5, "limit": 50}
+    r = client.post("/plan", json=terms)
+    assert r.status_code == 200, r.text
+    plan = r.json()
+    users = plan["users"]
+    assert 0 < plan["users_contacted"] <= 10 and len(users) == plan["users_contacted"]
+    gains = [u["expected_net_gain"] for u in users]
+    assert gains == sorted(gains, reverse=True) and min(gains) > 0
+    for u in users:
+        assert u["expected_net_gain"] == pytest.approx(u["probability"] * u["value"] * 0.5 - 0.5)
+        assert u["reasons"]
+    assert plan["cost"] == pytest.approx(0.5 * plan["users_contacted"])
+    assert plan["expected_net"] == pytest.approx(sum(gains))
+    curve = plan["curve"]
+    assert curve[0] == {"contacted": 0, "expected_net": 0.0}
+    assert max(p["expected_net"] for p in curve) == pytest.approx(plan["expected_net"])
+    for bad, field in (({**terms, "save_rate": 1.5}, "save_rate"),
+                       ({**terms, "offer_cost": 0}, "offer_cost"),
+                       ({**terms, "discount": 3}, "discount")):  # fmt: skip
+        r = client.post("/plan", json=bad)
+        assert r.status_code == 422 and field in r.json()["message"], r.text

@@ -64,6 +64,32 @@ def test_as_of_moves_the_cutoff_back(
     assert bad.exit_code == 1 and "ISO 8601" in bad.output
 
 
+@pytest.mark.eventsim
+def test_plan_writes_every_user_in_order_and_contacts_within_the_budget(
+    eventsim_store: EventStore, served_settings: Settings, tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("CHURNWATCH_DATA_DIR", str(served_settings.data_dir))
+    out = tmp_path / "plan.csv"
+    args = ["plan", "--budget", "6", "--offer-cost", "0.5", "--save-rate", "0.4",
+            "--period-days", "180", "--store", str(eventsim_store.root),
+            "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "users to contact" in result.output and "expected net" in result.output
+    df = pd.read_csv(out)
+    assert 150 < len(df) <= 253 and df["user_id"].is_unique
+    assert df["expected_net_gain"].is_monotonic_decreasing
+    contacted = df[df["contact"]]
+    assert 0 < len(contacted) <= 12 and (contacted["expected_net_gain"] > 0).all()
+    assert contacted.index.tolist() == list(range(len(contacted)))  # the first rows
+    np.testing.assert_allclose(
+        df["expected_net_gain"], df["probability"] * df["value"] * 0.4 - 0.5, rtol=1e-9
+    )
+    assert contacted["reason_1"].notna().all()
+    bad = CliRunner().invoke(app, [*args[:5], "1.5", *args[7:]])
+    assert bad.exit_code == 2 and "save-rate" in bad.output
+
+
 @pytest.mark.spark
 @pytest.mark.eventsim
 def test_spark_scores_equal_duckdb_scores(

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "evaluate": ("churnwatch.cli.modelling", "app", False),
     "serve": ("churnwatch.cli.serving", "app", False),
     "score": ("churnwatch.cli.serving", "app", False),
+    "plan": ("churnwatch.cli.serving", "app", False),
     "retrain": ("churnwatch.cli.operations", "app", False),
     "monitor": ("churnwatch.cli.operations", "app", False),
     "demo": ("churnwatch.cli.operations", "app", False),

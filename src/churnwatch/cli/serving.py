@@ -1,4 +1,4 @@
-"""Serving commands: the HTTP API and batch scoring."""
+"""Serving commands: the HTTP API, batch scoring and the retention plan."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import uvicorn
 from churnwatch.cli import common as c
 from churnwatch.config import Settings
 from churnwatch.ingest.store import EventStore
+from churnwatch.models.plan import Offer
 from churnwatch.serving.app import create_app
-from churnwatch.serving.batch import ScoreReport, score_store
+from churnwatch.serving.batch import PlanReport, ScoreReport, plan_store, score_store
 
 app = typer.Typer()
 
@@ -68,3 +69,55 @@ def score(
         f"{report.engine} in {report.seconds:.1f} s: {report.high:,} in the high band -> "
         f"{report.out}"
     )
+
+
+@app.command()
+def plan(
+    budget: Annotated[float, typer.Option(min=0, help="What the campaign may spend in all.")],
+    offer_cost: Annotated[
+        float, typer.Option(min=0, help="What contacting one user costs (the offer).")
+    ],
+    save_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of would-be churners an offer keeps.")
+    ],
+    out_path: Annotated[
+        Path, typer.Option("--out", help="The plan: .csv or .parquet, every user in order.")
+    ] = Path("data/plan.csv"),
+    period_days: Annotated[
+        int, typer.Option(min=1, help="A user's value is counted over this many days.")
+    ] = 90,
+    store: c.Store = None,
+    as_of: c.AsOf = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model (default models:/churnwatch@champion).")
+    ] = None,
+) -> None:
+    """Whom to contact this week: the users whose expected saved value most exceeds the offer.
+
+    Value: the level's price (settings: level_prices, per 30 days) or the log's value column.
+    Expected net gain = P(churn) x value x save rate - offer cost; users are contacted while it
+    is positive and the budget lasts."""
+    settings = Settings()
+
+    def work() -> PlanReport:
+        offer = Offer(budget=budget, offer_cost=offer_cost, save_rate=save_rate,
+                      period_days=period_days)  # fmt: skip
+        with c.console.status("planning"):
+            return plan_store(
+                settings=settings, out=out_path, offer=offer, as_of=c.parse_time(as_of),
+                model_ref=model, store=EventStore(store or settings.store_path),
+            )  # fmt: skip
+
+    report = c.run(work)
+    s = report.summary
+    rows = [
+        ("users scored", f"{s['users_scored']:,}"),
+        ("users to contact", f"{s['users_contacted']:,}"),
+        ("cost", f"{s['cost']:,.2f} of {s['budget']:,.2f}"),
+        ("expected churners reached", f"{s['expected_churners_reached']:,.1f}"),
+        ("value at risk, all users", f"{s['expected_value_at_risk']:,.2f}"),
+        ("expected value saved", f"{s['expected_value_saved']:,.2f}"),
+        ("expected net", f"{s['expected_net']:,.2f}"),
+    ]
+    c.out.print(c.table(f"plan as of {report.cutoff} with {report.model}", rows))
+    c.out.print(f"plan: {report.out}")

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,7 +31,9 @@ from churnwatch.features.catalog import FeatureSpec, catalog
 from churnwatch.features.engines import SparkEngine, make_engine
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import CutoffSchedule, cutoff_for
+from churnwatch.models.plan import Offer, make_plan, user_value
 from churnwatch.models.scorer import Scorer
+from churnwatch.recipe import Recipe
 from churnwatch.serving.reasons import top_reasons
 
 log = logging.getLogger(__name__)
@@ -120,15 +123,8 @@ def score_store(
         sql = prepare(store, eng, definition, schedule, until, recipe.spec)
         users, high = _score_spark(eng, sql, ref, out, cutoff, recipe.spec)
     else:
-        model = tracking.load(ref).unwrap_python_model()
-        scorer = Scorer(model)
-        table, _ = build_snapshots(
-            store, definition=definition, schedule=schedule, engine=eng, settings=settings,
-            until=until, spec=recipe.spec,
-        )  # fmt: skip
-        frame = table.to_pandas().set_index("user_id")[scorer.features]
-        scorer.verify(frame.head(256))
-        result = explain_frame(scorer, frame, recipe.spec)
+        scorer = Scorer(tracking.load(ref).unwrap_python_model())
+        _, result = _scored(store, eng, settings, scorer, recipe, schedule, until)
         result.insert(1, "cutoff", pd.Timestamp(cutoff))
         result = result.sort_values("probability", ascending=False, kind="stable")
         _write(result, out)
@@ -141,6 +137,83 @@ def score_store(
         out=str(out),
         seconds=time.perf_counter() - started,
         high=high,
+    )
+
+
+def _scored(
+    store: EventStore,
+    eng: Any,
+    settings: Settings,
+    scorer: Scorer,
+    recipe: Recipe,
+    schedule: CutoffSchedule,
+    until: datetime | None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every active user's snapshot row (all the catalog's columns, index user_id) and their
+    probability, band and reasons."""
+    table, _ = build_snapshots(
+        store, definition=recipe.definition, schedule=schedule, engine=eng, settings=settings,
+        until=until, spec=recipe.spec,
+    )  # fmt: skip
+    full = table.to_pandas().set_index("user_id")
+    frame = full[scorer.features]
+    scorer.verify(frame.head(256))
+    return full, explain_frame(scorer, frame, recipe.spec)
+
+
+@dataclass
+class PlanReport:
+    summary: dict[str, Any]
+    cutoff: str
+    model: str
+    out: str
+    seconds: float
+
+
+PLAN_COLUMNS = ["user_id", "contact", "probability", "value", "expected_loss",
+                "expected_net_gain", "band",
+                *(f"reason_{i + 1}" for i in range(N_REASONS))]  # fmt: skip
+
+
+def plan_store(
+    *,
+    settings: Settings,
+    out: Path,
+    offer: Offer,
+    store: EventStore | None = None,
+    as_of: datetime | None = None,
+    model_ref: str | None = None,
+) -> PlanReport:
+    """A retention plan for every active user of `store` (see `models.plan`): scores with
+    `model_ref` (default the champion), values from the log and the settings' prices, and the
+    users to contact within `offer`'s budget; written to `out` (.csv or .parquet), every user
+    in plan order."""
+    started = time.perf_counter()
+    store = store or EventStore(settings.store_path)
+    store.require()
+    if out.suffix not in (".parquet", ".csv"):
+        raise InputError(f"expected --out ending in .parquet or .csv. Got {out.name!r}.")
+    ref = model_ref or settings.model_ref
+    tracking.setup(settings)
+    meta = tracking.describe(ref)
+    recipe = tracking.read_recipe(meta)
+    cutoff, until = cutoff_for(store.last_event(), as_of)
+    scorer = Scorer(tracking.load(ref).unwrap_python_model())
+    with closing(make_engine("duckdb", settings)) as eng:
+        full, result = _scored(store, eng, settings, scorer, recipe,
+                               CutoffSchedule(explicit=(cutoff.date(),)), until)  # fmt: skip
+    value = user_value(full, recipe.spec, level_prices=settings.level_prices,
+                       event_value=settings.event_value, period_days=offer.period_days)  # fmt: skip
+    plan = make_plan(full.index, result["probability"].to_numpy(), value, offer)
+    table = plan.users.merge(result.drop(columns=["probability"]), on="user_id", how="left")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write(table[PLAN_COLUMNS], out)
+    return PlanReport(
+        summary=plan.summary(),
+        cutoff=cutoff.date().isoformat(),
+        model=f"{meta['name']} v{meta['version']}" if meta["version"] else ref,
+        out=str(out),
+        seconds=time.perf_counter() - started,
     )
 
 

@@ -205,6 +205,51 @@ class AtRiskUser(Prediction):
     tenure_days: float | None = None
     state: str | None = None
     recency_days: float | None = None
+    value: float | None = None  # over the settings' value period (90 days)
+    expected_loss: float | None = None  # probability x value
+
+
+class PlanRequest(BaseModel):
+    """A retention campaign's terms, in business words."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"budget": 500.0, "offer_cost": 5.0, "save_rate": 0.3, "period_days": 90, "limit": 20}
+    ]})  # fmt: skip
+
+    budget: Annotated[StrictFloat | StrictInt, Field(ge=0, le=1e12)]
+    offer_cost: Annotated[StrictFloat | StrictInt, Field(gt=0, le=1e9)]
+    save_rate: Annotated[StrictFloat | StrictInt, Field(gt=0, le=1)]
+    period_days: Annotated[StrictInt, Field(ge=1, le=3650)] = 90
+    limit: Annotated[StrictInt, Field(ge=1, le=1000)] = 100
+
+
+class PlannedUser(BaseModel):
+    user_id: str
+    probability: float
+    value: float
+    expected_loss: float
+    expected_net_gain: float
+    reasons: list[Reason]
+
+
+class CurvePoint(BaseModel):
+    contacted: int
+    expected_net: float
+
+
+class PlanResponse(BaseModel):
+    as_of: datetime
+    model_version: str
+    users_scored: int
+    users_contacted: int
+    budget: float
+    cost: float
+    expected_churners_reached: float
+    expected_value_at_risk: float
+    expected_value_saved: float
+    expected_net: float
+    users: list[PlannedUser]  # the users to contact, in plan order (at most `limit`)
+    curve: list[CurvePoint]  # expected net gain against the number contacted
 
 
 class AtRiskResponse(BaseModel):

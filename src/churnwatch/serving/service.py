@@ -30,6 +30,7 @@ from churnwatch.features.catalog import catalog
 from churnwatch.ingest.pipeline import ingest
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import CutoffSchedule, cutoff_for
+from churnwatch.models.plan import Offer, make_plan, user_value
 from churnwatch.models.scorer import Scorer
 from churnwatch.recipe import Recipe
 from churnwatch.schema import CHURN_PAGE, DOWNGRADE_PAGE
@@ -38,6 +39,7 @@ from churnwatch.serving.feature_check import FeatureCheck
 from churnwatch.serving.reasons import top_reasons
 
 log = logging.getLogger(__name__)
+VALUE_PERIOD_DAYS = 90  # what /users/at-risk counts a user's value over
 
 
 class NoModelError(ChurnwatchError):
@@ -381,14 +383,28 @@ class ChurnService:
         item = self.explain_row(live, _row(row, 0), scores.probability[0], c)
         return {"user_id": user_id, "as_of": cutoff, **item}
 
-    def at_risk(self, limit: int, min_probability: float) -> dict[str, Any]:
+    def values(self, live: Live, pop: Population, period_days: int) -> np.ndarray:
+        """Every active user's value over `period_days` (models.plan.user_value)."""
+        return user_value(
+            pop.frame, live.info.recipe.spec, level_prices=self.settings.level_prices,
+            event_value=self.settings.event_value, period_days=period_days,
+        )  # fmt: skip
+
+    def at_risk(
+        self, limit: int, min_probability: float, sort: str = "probability"
+    ) -> dict[str, Any]:
         live, pop = self.population()
-        order = np.argsort(-pop.probability, kind="stable")
+        value = self.values(live, pop, VALUE_PERIOD_DAYS)
+        loss = pop.probability * value
+        key = loss if sort == "expected_loss" else pop.probability
+        order = np.argsort(-key, kind="stable")
         rows: list[dict[str, Any]] = []
         for i in order:
             p = float(pop.probability[i])
-            if p < min_probability or len(rows) >= limit:
+            if len(rows) >= limit:
                 break
+            if p < min_probability:
+                continue
             row = _row(pop.frame, i)
             c = pop.contributions[i] if pop.contributions is not None else None
             item = self.explain_row(live, row, p, c)
@@ -401,6 +417,8 @@ class ChurnService:
                     "tenure_days": _clean(row.get("tenure_days")),
                     "state": row.get("state"),
                     "recency_days": _clean(row.get("recency_days")),
+                    "value": float(value[i]),
+                    "expected_loss": float(loss[i]),
                 }
             )
         return {
@@ -411,6 +429,23 @@ class ChurnService:
         }
 
     # -- writing -------------------------------------------------------------------------
+
+    def plan(self, offer: Offer, limit: int) -> dict[str, Any]:
+        """A retention plan over the live population (see `models.plan`)."""
+        live, pop = self.population()
+        value = self.values(live, pop, offer.period_days)
+        plan = make_plan(pop.frame.index, pop.probability, value, offer)
+        users = []
+        for row in plan.contacted.head(limit).to_dict("records"):
+            i = pop.position[str(row["user_id"])]
+            c = pop.contributions[i] if pop.contributions is not None else None
+            p = float(row["probability"])
+            reasons = self.explain_row(live, _row(pop.frame, i), p, c)["reasons"][:3]
+            keep = ("user_id", "probability", "value", "expected_loss", "expected_net_gain")
+            users.append({**{k: row[k] for k in keep}, "reasons": reasons})
+        return {"as_of": pop.cutoff, "model_version": live.info.version, **plan.summary(),
+                "users": users, "curve": plan.curve()}  # fmt: skip
+
     def append_events(self, events: list[Any]) -> dict[str, Any]:
         """Ingest raw events (Sparkify field names) exactly like `churnwatch ingest`, then
         rescore the population so scores reflect them."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from churnwatch.errors import InputError
+from churnwatch.models.plan import Offer
 from churnwatch.serving.deps import Key, Meter, Service
 from churnwatch.serving.http_errors import errors
 from churnwatch.serving.schemas import (
@@ -16,6 +17,8 @@ from churnwatch.serving.schemas import (
     BatchItem,
     BatchRequest,
     BatchResponse,
+    PlanRequest,
+    PlanResponse,
     Prediction,
     PredictRequest,
 )
@@ -92,7 +95,21 @@ def at_risk(
     service: Service,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     min_probability: Annotated[float, Query(ge=0, le=1)] = 0.0,
+    sort: Annotated[Literal["probability", "expected_loss"], Query()] = "probability",
 ) -> dict[str, Any]:
-    """Active users ranked by churn probability, with their top three reasons. Sync: it runs
-    in the threadpool."""
-    return service.at_risk(limit, min_probability)
+    """Active users ranked by churn probability (or by expected loss: probability x value over
+    90 days), with their value and top three reasons. Sync: it runs in the threadpool."""
+    return service.at_risk(limit, min_probability, sort)
+
+
+@router.post(
+    "/plan",
+    response_model=PlanResponse,
+    responses=errors(401, 422, 503),
+)
+def plan(body: PlanRequest, service: Service) -> dict[str, Any]:
+    """A retention plan: the users to contact within the budget, in order of expected net gain
+    (P(churn) x value x save rate - offer cost), and the profit curve. Sync: threadpool."""
+    offer = Offer(budget=float(body.budget), offer_cost=float(body.offer_cost),
+                  save_rate=float(body.save_rate), period_days=body.period_days)  # fmt: skip
+    return service.plan(offer, body.limit)
