@@ -2,6 +2,7 @@
 
     python -m bench quality [--n-boot 300]   (model quality: see bench/quality.py)
     python -m bench plan [--n-boot 1000]     (retention plan: see bench/plan.py)
+    python -m bench survival                 (risk at any horizon: see bench/survival.py)
     python -m bench [--runs 3] [--only ingest|simulate|snapshots|train|cdnow|serve] [--big]
                     [--out bench/results]
 
@@ -148,6 +149,11 @@ def bench_snapshots(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["survival"]:
+        from bench import survival
+
+        survival.main(sys.argv[2:])
+        return
     if sys.argv[1:2] == ["plan"]:
         from bench import plan
 

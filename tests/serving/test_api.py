@@ -308,3 +308,13 @@ def test_plan_contacts_by_expected_net_gain_within_the_budget(client: TestClient
                        ({**terms, "discount": 3}, "discount")):  # fmt: skip
         r = client.post("/plan", json=bad)
         assert r.status_code == 422 and field in r.json()["message"], r.text
+
+
+def test_predict_gives_the_risk_at_every_horizon(client: TestClient) -> None:
+    body = client.post("/predict", json={"user_id": _a_user(client)}).json()
+    h = body["horizons"]
+    assert list(h) == ["7", "14", "30", "60"]
+    assert h["7"] < h["14"] < h["30"] < h["60"] <= 1
+    assert h["14"] == pytest.approx(body["probability"])  # the served model's own horizon
+    m = body["median_days_to_churn"]
+    assert (m is None or m > 14) if body["probability"] < 0.5 else m <= 14

@@ -33,12 +33,14 @@ from churnwatch.ingest.store import EventStore
 from churnwatch.labels import CutoffSchedule, cutoff_for
 from churnwatch.models.plan import Offer, make_plan, user_value
 from churnwatch.models.scorer import Scorer
+from churnwatch.models.survival import HORIZONS, median_days, risk_at
 from churnwatch.recipe import Recipe
 from churnwatch.serving.reasons import top_reasons
 
 log = logging.getLogger(__name__)
 N_REASONS = 3
-OUT_COLUMNS = ["user_id", "cutoff", "probability", "band", "reasons",
+HORIZON_COLUMNS = [*(f"p_{h}d" for h in HORIZONS), "median_days_to_churn"]
+OUT_COLUMNS = ["user_id", "cutoff", "probability", "band", *HORIZON_COLUMNS, "reasons",
                *(f"reason_{i + 1}" for i in range(N_REASONS))]  # fmt: skip
 
 
@@ -90,6 +92,16 @@ def explain_frame(
     return out
 
 
+def with_horizons(scores: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
+    """P(churn) at 7, 14, 30 and 60 days and the median days to churn (models.survival)."""
+    p = scores["probability"].to_numpy(dtype=float)
+    out = scores.copy()
+    for h in HORIZONS:
+        out[f"p_{h}d"] = risk_at(p, horizon_days, h)
+    out["median_days_to_churn"] = median_days(p, horizon_days)
+    return out
+
+
 def _json(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else str(v)
 
@@ -121,11 +133,13 @@ def score_store(
     eng = make_engine(engine, settings) if isinstance(engine, str) else engine
     if isinstance(eng, SparkEngine):
         sql = prepare(store, eng, definition, schedule, until, recipe.spec)
-        users, high = _score_spark(eng, sql, ref, out, cutoff, recipe.spec)
+        users, high = _score_spark(eng, sql, ref, out, cutoff, recipe.spec,
+                                   recipe.definition.horizon_days)  # fmt: skip
     else:
         scorer = Scorer(tracking.load(ref).unwrap_python_model())
         _, result = _scored(store, eng, settings, scorer, recipe, schedule, until)
         result.insert(1, "cutoff", pd.Timestamp(cutoff))
+        result = with_horizons(result, recipe.definition.horizon_days)[OUT_COLUMNS]
         result = result.sort_values("probability", ascending=False, kind="stable")
         _write(result, out)
         users, high = len(result), int((result["band"] == "high").sum())
@@ -225,7 +239,13 @@ def _write(df: pd.DataFrame, out: Path) -> None:
 
 
 def _score_spark(
-    eng: Any, sql: str, ref: str, out: Path, cutoff: datetime, spec: FeatureSpec
+    eng: Any,
+    sql: str,
+    ref: str,
+    out: Path,
+    cutoff: datetime,
+    spec: FeatureSpec,
+    horizon_days: int,
 ) -> tuple[int, int]:
     ps = optional.pyspark()
     SparkFiles, F, T = ps.SparkFiles, ps.functions, ps.types  # noqa: N806  # Spark's names
@@ -253,12 +273,13 @@ def _score_spark(
             part["probability"] = pdf["probability"].to_numpy()  # the spark_udf's, as served
             part["band"] = [band(p, threshold) for p in part["probability"]]
             part.insert(1, "cutoff", cutoff_ts)
-            yield part[OUT_COLUMNS]
+            yield with_horizons(part, horizon_days)[OUT_COLUMNS]
 
     schema = T.StructType(
         [T.StructField("user_id", T.StringType()), T.StructField("cutoff", T.TimestampType()),
-         T.StructField("probability", T.DoubleType()), T.StructField("band", T.StringType()),
-         T.StructField("reasons", T.StringType())]
+         T.StructField("probability", T.DoubleType()), T.StructField("band", T.StringType())]
+        + [T.StructField(c, T.DoubleType()) for c in HORIZON_COLUMNS]
+        + [T.StructField("reasons", T.StringType())]
         + [T.StructField(f"reason_{i + 1}", T.StringType()) for i in range(N_REASONS)]
     )  # fmt: skip
     result = sdf.mapInPandas(explain, schema=schema).cache()

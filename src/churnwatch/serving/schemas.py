@@ -147,6 +147,14 @@ class Prediction(BaseModel):
     threshold: float
     model_version: str
     reasons: list[Reason]
+    horizons: dict[Literal["7", "14", "30", "60"], float] | None = Field(
+        None,
+        description="P(churn within 7, 14, 30 and 60 days): the model's horizon read as a "
+        "constant daily hazard (models.survival).",
+    )
+    median_days_to_churn: float | None = Field(
+        None, description="Days until P(churn) reaches one half (none: beyond ten years)."
+    )
     imputed: list[str] | None = Field(
         None, description="Features of a payload that were missing and imputed."
     )

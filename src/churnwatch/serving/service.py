@@ -32,6 +32,7 @@ from churnwatch.ingest.store import EventStore
 from churnwatch.labels import CutoffSchedule, cutoff_for
 from churnwatch.models.plan import Offer, make_plan, user_value
 from churnwatch.models.scorer import Scorer
+from churnwatch.models.survival import survival_view
 from churnwatch.recipe import Recipe
 from churnwatch.schema import CHURN_PAGE, DOWNGRADE_PAGE
 from churnwatch.serving.batch import band
@@ -257,12 +258,16 @@ class ChurnService:
             if contributions is not None
             else []
         )
+        view = survival_view(float(probability), live.info.recipe.definition.horizon_days)
+        median = view.pop("median_days_to_churn")
         return {
             "probability": float(probability),
             "band": band(float(probability), live.info.threshold),
             "threshold": live.info.threshold,
             "model_version": live.info.version,
             "reasons": reasons,
+            "horizons": {k.removesuffix("d"): v for k, v in view.items()},
+            "median_days_to_churn": median,
         }
 
     def predict_features(
