@@ -115,8 +115,34 @@ def test_dashboard_in_chromium(dashboard_server: tuple[str, Path], tmp_path: Pat
         assert page.locator("#user-reasons li").count() > 0
         assert page.locator("#user-activity li").count() > 0
         expect(page.locator("#user-history .main-svg").first).to_be_attached()
+        expect(page.locator("#user-survival .main-svg").first).to_be_attached()
+        expect(page.locator("#user-median")).to_contain_text("churn")
         for s in shots:
             page.locator("#user-panel").screenshot(path=str(s / "dashboard_user.png"))
+
+        # the retention plan: terms in, a plan, its profit curve and the users to contact
+        page.fill("#plan-budget", "20")
+        page.click("#plan-run")
+        expect(page.locator("#plan-summary")).to_contain_text("Contact", timeout=30_000)
+        contacts = int(page.inner_text("#plan-summary").split()[1])
+        assert 0 < contacts <= 20 and page.locator("#plan-users li").count() == min(contacts, 10)
+        expect(page.locator("#profit-chart .main-svg").first).to_be_attached()
+        before = page.inner_text("#plan-summary")
+        page.fill("#plan-save", "1.5")  # a save rate above 1: the form refuses to send it
+        page.click("#plan-run")
+        assert page.eval_on_selector("#plan-save", "e => e.validity.valid") is False
+        assert page.inner_text("#plan-summary") == before
+        page.fill("#plan-save", "0.3")
+        for s in shots:
+            page.locator("#plan-panel").screenshot(path=str(s / "dashboard_plan.png"))
+
+        # retention curves by risk band, then by level
+        expect(page.locator("#retention-chart .main-svg").first).to_be_attached()
+        assert page.locator("#retention-chart .scatterlayer .trace").count() >= 2
+        page.select_option("#retention-by", "by_level")
+        expect(page.locator("#retention-chart .legendtext").first).to_contain_text("free")
+        for s in shots:
+            page.locator("#retention-panel").screenshot(path=str(s / "dashboard_retention.png"))
         browser.close()
     assert not errors, errors
     outside = [u for u in requests if not u.startswith((url, "data:"))]

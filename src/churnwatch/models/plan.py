@@ -48,7 +48,8 @@ class Offer:
 
     @property
     def max_contacts(self) -> int:
-        return int(self.budget // self.offer_cost)
+        """Users the budget pays for (bounded: a near-free offer is no licence to overflow)."""
+        return int(min(self.budget / self.offer_cost, 1e12))
 
 
 def user_value(

@@ -54,14 +54,20 @@ class Results:
     drift: pd.DataFrame  # column, psi, drifted, ...
     cohorts: pd.DataFrame  # per cutoff and model version: users, churners, realised metrics
     alerts: pd.DataFrame  # newest first
-    scores: pd.DataFrame  # user_id, cutoff, probability, model_version (one user, by cutoff)
+    scores: pd.DataFrame  # user_id, cutoff, probability, model_version (by cutoff)
 
 
 def results(
-    settings: Settings, store: EventStore, *, user_id: str | None = None, alerts: int = 20
+    settings: Settings,
+    store: EventStore,
+    *,
+    user_id: str | None = None,
+    all_scores: bool = False,
+    alerts: int = 20,
 ) -> Results:
     """Monitoring's results for readers such as the dashboard: the one place that knows
-    where `monitor` writes them."""
+    where `monitor` writes them. `scores` holds the logged scores of `user_id`, or every
+    logged score with `all_scores`."""
     runs = sorted((settings.data_dir / "monitoring").glob(f"*/{SUMMARY}"),
                   key=lambda p: p.stat().st_mtime)  # fmt: skip
     folder = runs[-1].parent if runs else None
@@ -72,9 +78,11 @@ def results(
 
     summary = json.loads((folder / SUMMARY).read_text()) if folder is not None else None
     scores = pd.DataFrame(columns=["user_id", "cutoff", "probability", "model_version"])
-    if user_id is not None and store.exists():
+    if (user_id is not None or all_scores) and store.exists():
         logged = read_predictions(store)
-        scores = logged[logged["user_id"] == user_id].sort_values("cutoff")
+        if user_id is not None:
+            logged = logged[logged["user_id"] == user_id]
+        scores = logged.sort_values("cutoff")
     return Results(
         summary=summary,
         drift=table(DRIFT_COLUMNS),

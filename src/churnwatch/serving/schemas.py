@@ -21,6 +21,8 @@ from pydantic import (
 FeatureValue = Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictInt | StrictStr | None
 FeatureRow = dict[Annotated[str, Field(max_length=200)], FeatureValue]
 UserId = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+
+
 Band = Literal["low", "medium", "high"]
 
 
@@ -224,11 +226,21 @@ class PlanRequest(BaseModel):
         {"budget": 500.0, "offer_cost": 5.0, "save_rate": 0.3, "period_days": 90, "limit": 20}
     ]})  # fmt: skip
 
-    budget: Annotated[StrictFloat | StrictInt, Field(ge=0, le=1e12)]
-    offer_cost: Annotated[StrictFloat | StrictInt, Field(gt=0, le=1e9)]
-    save_rate: Annotated[StrictFloat | StrictInt, Field(gt=0, le=1)]
-    period_days: Annotated[StrictInt, Field(ge=1, le=3650)] = 90
-    limit: Annotated[StrictInt, Field(ge=1, le=1000)] = 100
+    budget: Annotated[float, Field(ge=0, le=1e12, strict=True, allow_inf_nan=False)]
+    offer_cost: Annotated[float, Field(gt=0, le=1e9, strict=True, allow_inf_nan=False)]
+    save_rate: Annotated[float, Field(gt=0, le=1, strict=True, allow_inf_nan=False)]
+    period_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_numbers(cls, data: Any) -> Any:
+        """JSON Schema's integer: 3 and 3.0 alike, never "3" or true (3.5 fails as an int)."""
+        if isinstance(data, dict):
+            for key in ("period_days", "limit"):
+                if isinstance(data.get(key), (str, bool)):
+                    raise ValueError(f"{key}: expected a whole number, not text or true/false")
+        return data
 
 
 class PlannedUser(BaseModel):

@@ -21,7 +21,9 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from churnwatch import tracking
 from churnwatch.db import connect
+from churnwatch.models.survival import kaplan_meier
 from churnwatch.monitoring.monitor import results as monitoring_results
+from churnwatch.schema import CHURN_PAGE
 from churnwatch.serving.deps import Key, Service
 from churnwatch.serving.http_errors import errors
 from churnwatch.serving.service import ChurnService
@@ -159,3 +161,59 @@ def _last_retrain(service: ChurnService) -> dict[str, Any] | None:
     except Exception as exc:  # the registry may be unreachable; the page still renders
         log.warning("no retrain decision: %s", exc)
         return None
+
+
+@router.get("/dashboard/api/retention")
+def retention(service: Service) -> dict[str, Any]:
+    """Kaplan-Meier retention (share not yet cancelled, by days) by signup month, by level at
+    signup, and by the risk band of the earliest logged scores (does the high band leave
+    sooner?)."""
+    users = _lifetimes(service)
+    end = users["end_ts"].max()
+    out: dict[str, Any] = {"by_cohort": [], "by_level": [], "by_band": []}
+    if users.empty:
+        return out
+    since_signup = (users["cancel_ts"].fillna(end) - users["signup_ts"]).dt.days + 1
+    cancelled = users["cancel_ts"].notna().to_numpy()
+    cohort = users["signup_ts"].dt.strftime("%Y-%m")
+    for key, groups in (("by_cohort", cohort), ("by_level", users["first_level"])):
+        for name, idx in users.groupby(groups.to_numpy()).indices.items():
+            if len(idx) >= 10:
+                out[key].append(_curve(str(name), since_signup.to_numpy()[idx], cancelled[idx]))
+    scores = monitoring_results(service.settings, service.store, all_scores=True).scores
+    if len(scores):
+        first = scores["cutoff"].min()
+        at = scores[scores["cutoff"] == first].merge(users, on="user_id")
+        threshold = service.current().info.threshold
+        bands = np.where(at["probability"] >= threshold, "high",
+                         np.where(at["probability"] >= threshold / 2, "medium", "low"))  # fmt: skip
+        gone = at["cancel_ts"].notna() & (at["cancel_ts"] >= pd.Timestamp(first))
+        days = (at["cancel_ts"].where(gone, end) - pd.Timestamp(first)).dt.days + 1
+        for name in ("high", "medium", "low"):
+            pick = bands == name
+            if pick.sum() >= 5:
+                out["by_band"].append(_curve(f"{name} on {str(first)[:10]}", days.to_numpy()[pick],
+                                             gone.to_numpy()[pick]))  # fmt: skip
+    return out
+
+
+def _curve(name: str, durations: np.ndarray, events: np.ndarray) -> dict[str, Any]:
+    times, surv = kaplan_meier(durations, events)
+    return {"name": name, "users": int(len(durations)), "days": [0, *times.tolist()],
+            "retained": [1.0, *surv.tolist()]}  # fmt: skip
+
+
+def _lifetimes(service: ChurnService) -> pd.DataFrame:
+    """Per user: signup (registration, or the first event), first level, cancellation."""
+    con = connect(service.settings)
+    try:
+        service.store.register(con)
+        df = con.execute(
+            "SELECT user_id, MIN(registration) AS signup_ts, ARG_MIN(level, ts) AS first_level,"
+            " MIN(ts) FILTER (page = $p) AS cancel_ts, MAX(ts) AS end_ts FROM events"
+            " GROUP BY user_id", {"p": CHURN_PAGE}
+        ).df()  # fmt: skip
+    finally:
+        con.close()
+    df["end_ts"] = df["end_ts"].max()
+    return df
