@@ -87,6 +87,9 @@ def test_dashboard_in_chromium(dashboard_server: tuple[str, Path], tmp_path: Pat
         assert page.locator("#alerts-list li.alert-warning").count() > 0
         total = rows.count()
         assert total > 100
+        at_risk = [float(v) for v in page.locator(
+            "#at-risk-table tbody tr td:nth-child(8)").all_inner_texts()]  # fmt: skip
+        assert len(at_risk) == total and min(at_risk) >= 0 and max(at_risk) > 0
         for s in shots:
             page.screenshot(path=str(s / "dashboard.png"), full_page=True)
 
@@ -139,6 +142,12 @@ def test_dashboard_in_chromium(dashboard_server: tuple[str, Path], tmp_path: Pat
         # retention curves by risk band, then by level
         expect(page.locator("#retention-chart .main-svg").first).to_be_attached()
         assert page.locator("#retention-chart .scatterlayer .trace").count() >= 2
+        dates = page.locator("#retention-date option")
+        assert dates.count() >= 3  # the default and the two logged days
+        page.select_option("#retention-date", index=dates.count() - 1)
+        expect(page.locator("#retention-chart .legendtext").first).to_contain_text(
+            dates.nth(dates.count() - 1).inner_text()
+        )
         page.select_option("#retention-by", "by_level")
         expect(page.locator("#retention-chart .legendtext").first).to_contain_text("free")
         for s in shots:

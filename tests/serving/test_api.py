@@ -3,6 +3,7 @@ requests that must never get a 500."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -318,3 +319,16 @@ def test_predict_gives_the_risk_at_every_horizon(client: TestClient) -> None:
     assert h["14"] == pytest.approx(body["probability"])  # the served model's own horizon
     m = body["median_days_to_churn"]
     assert (m is None or m > 14) if body["probability"] < 0.5 else m <= 14
+
+
+def test_retention_curves_start_at_one_and_never_rise(client: TestClient) -> None:
+    r = client.get("/dashboard/api/retention")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["by_level"] and body["by_cohort"]
+    for curve in body["by_level"] + body["by_cohort"]:
+        kept = curve["retained"]
+        assert kept[0] == 1.0 and all(b <= a for a, b in itertools.pairwise(kept))
+        assert curve["days"][0] == 0 and curve["users"] >= 10
+    bad = client.get("/dashboard/api/retention", params={"date": "1999-01-01"})
+    assert bad.status_code == 422 and "scored day" in bad.json()["message"]

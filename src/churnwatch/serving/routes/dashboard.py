@@ -21,6 +21,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from churnwatch import tracking
 from churnwatch.db import connect
+from churnwatch.errors import InputError
 from churnwatch.models.survival import kaplan_meier
 from churnwatch.monitoring.monitor import results as monitoring_results
 from churnwatch.schema import CHURN_PAGE
@@ -163,14 +164,17 @@ def _last_retrain(service: ChurnService) -> dict[str, Any] | None:
         return None
 
 
-@router.get("/dashboard/api/retention")
-def retention(service: Service) -> dict[str, Any]:
+@router.get("/dashboard/api/retention", responses=errors(422))
+def retention(
+    service: Service,
+    date: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$")] = None,
+) -> dict[str, Any]:
     """Kaplan-Meier retention (share not yet cancelled, by days) by signup month, by level at
-    signup, and by the risk band of the earliest logged scores (does the high band leave
-    sooner?)."""
+    signup, and by the risk band users had on a scored day (`date`, one of `dates`; default
+    the earliest): does the high band leave sooner?"""
     users = _lifetimes(service)
     end = users["end_ts"].max()
-    out: dict[str, Any] = {"by_cohort": [], "by_level": [], "by_band": []}
+    out: dict[str, Any] = {"by_cohort": [], "by_level": [], "by_band": [], "dates": []}
     if users.empty:
         return out
     since_signup = (users["cancel_ts"].fillna(end) - users["signup_ts"]).dt.days + 1
@@ -181,8 +185,12 @@ def retention(service: Service) -> dict[str, Any]:
             if len(idx) >= 10:
                 out[key].append(_curve(str(name), since_signup.to_numpy()[idx], cancelled[idx]))
     scores = monitoring_results(service.settings, service.store, all_scores=True).scores
+    days = sorted({str(c)[:10] for c in scores["cutoff"]})
+    out["dates"] = days
+    if date is not None and date not in days:
+        raise InputError(f"date has to be a scored day, one of {days}. Got {date!r}.")
     if len(scores):
-        first = scores["cutoff"].min()
+        first = scores["cutoff"][scores["cutoff"].astype(str).str[:10] == (date or days[0])].min()
         at = scores[scores["cutoff"] == first].merge(users, on="user_id")
         threshold = service.current().info.threshold
         bands = np.where(at["probability"] >= threshold, "high",
