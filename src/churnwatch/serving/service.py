@@ -30,7 +30,6 @@ from churnwatch.features.catalog import catalog
 from churnwatch.ingest.pipeline import ingest
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import CutoffSchedule, cutoff_for
-from churnwatch.models.plan import Offer, make_plan, user_value
 from churnwatch.models.scorer import Scorer
 from churnwatch.models.survival import survival_view
 from churnwatch.recipe import Recipe
@@ -40,7 +39,6 @@ from churnwatch.serving.feature_check import FeatureCheck
 from churnwatch.serving.reasons import top_reasons
 
 log = logging.getLogger(__name__)
-VALUE_PERIOD_DAYS = 90  # what /users/at-risk counts a user's value over
 
 
 class NoModelError(ChurnwatchError):
@@ -309,7 +307,7 @@ class ChurnService:
         i = pop.position.get(user_id)
         if i is None:
             raise self._missing(live, user_id, pop.cutoff)
-        row = _row(pop.frame, i)
+        row = row_at(pop.frame, i)
         c = pop.contributions[i] if pop.contributions is not None else None
         item = self.explain_row(live, row, pop.probability[i], c)
         return {"user_id": user_id, "as_of": pop.cutoff, **item}
@@ -385,71 +383,10 @@ class ChurnService:
         row = frame.loc[[user_id]]
         scores = live.scorer.score_frame(row)
         c = scores.contributions[0] if scores.contributions is not None else None
-        item = self.explain_row(live, _row(row, 0), scores.probability[0], c)
+        item = self.explain_row(live, row_at(row, 0), scores.probability[0], c)
         return {"user_id": user_id, "as_of": cutoff, **item}
 
-    def values(self, live: Live, pop: Population, period_days: int) -> np.ndarray:
-        """Every active user's value over `period_days` (models.plan.user_value)."""
-        return user_value(
-            pop.frame, live.info.recipe.spec, level_prices=self.settings.level_prices,
-            event_value=self.settings.event_value, period_days=period_days,
-        )  # fmt: skip
-
-    def at_risk(
-        self, limit: int, min_probability: float, sort: str = "probability"
-    ) -> dict[str, Any]:
-        live, pop = self.population()
-        value = self.values(live, pop, VALUE_PERIOD_DAYS)
-        loss = pop.probability * value
-        key = loss if sort == "expected_loss" else pop.probability
-        order = np.argsort(-key, kind="stable")
-        rows: list[dict[str, Any]] = []
-        for i in order:
-            p = float(pop.probability[i])
-            if len(rows) >= limit:
-                break
-            if p < min_probability:
-                continue
-            row = _row(pop.frame, i)
-            c = pop.contributions[i] if pop.contributions is not None else None
-            item = self.explain_row(live, row, p, c)
-            item["reasons"] = item["reasons"][:3]
-            rows.append(
-                {
-                    "user_id": str(pop.frame.index[i]),
-                    **item,
-                    "level": row.get("level"),
-                    "tenure_days": _clean(row.get("tenure_days")),
-                    "state": row.get("state"),
-                    "recency_days": _clean(row.get("recency_days")),
-                    "value": float(value[i]),
-                    "expected_loss": float(loss[i]),
-                }
-            )
-        return {
-            "as_of": pop.cutoff,
-            "active_users": len(pop.frame),
-            "model_version": live.info.version,
-            "users": rows,
-        }
-
     # -- writing -------------------------------------------------------------------------
-
-    def plan(self, offer: Offer, limit: int) -> dict[str, Any]:
-        """A retention plan over the live population (see `models.plan`)."""
-        live, pop = self.population()
-        value = self.values(live, pop, offer.period_days)
-        plan = make_plan(pop.frame.index, pop.probability, value, offer)
-        users = []
-        for row in plan.contacted.head(limit).to_dict("records"):
-            i = pop.position[str(row["user_id"])]
-            c = pop.contributions[i] if pop.contributions is not None else None
-            p = float(row["probability"])
-            reasons = self.explain_row(live, _row(pop.frame, i), p, c)["reasons"][:3]
-            keep = ("user_id", "probability", "value", "expected_loss", "expected_net_gain")
-            users.append({**{k: row[k] for k in keep}, "reasons": reasons})
-        return {"as_of": pop.cutoff, "model_version": live.info.version, **plan.summary(),
-                "users": users, "curve": plan.curve()}  # fmt: skip
 
     def append_events(self, events: list[Any]) -> dict[str, Any]:
         """Ingest raw events (Sparkify field names) exactly like `churnwatch ingest`, then
@@ -502,11 +439,11 @@ def _json_value(v: Any) -> Any:
     raise TypeError(f"{type(v).__name__} is not JSON serialisable")
 
 
-def _row(frame: pd.DataFrame, i: int) -> dict[str, Any]:
+def row_at(frame: pd.DataFrame, i: int) -> dict[str, Any]:
     return {str(k): v for k, v in frame.iloc[i].items()}
 
 
-def _clean(v: Any) -> Any:
+def clean(v: Any) -> Any:
     if isinstance(v, float) and np.isnan(v):
         return None
     return v.item() if isinstance(v, np.generic) else v

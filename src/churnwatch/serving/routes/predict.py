@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from churnwatch.errors import InputError
 from churnwatch.models.plan import Offer
+from churnwatch.serving import ranking
 from churnwatch.serving.deps import Key, Meter, Service
 from churnwatch.serving.http_errors import errors
 from churnwatch.serving.schemas import (
@@ -99,7 +100,7 @@ def at_risk(
 ) -> dict[str, Any]:
     """Active users ranked by churn probability (or by expected loss: probability x value over
     90 days), with their value and top three reasons. Sync: it runs in the threadpool."""
-    return service.at_risk(limit, min_probability, sort)
+    return ranking.at_risk(service, limit, min_probability, sort)
 
 
 @router.post(
@@ -112,4 +113,4 @@ def plan(body: PlanRequest, service: Service) -> dict[str, Any]:
     (P(churn) x value x save rate - offer cost), and the profit curve. Sync: threadpool."""
     offer = Offer(budget=float(body.budget), offer_cost=float(body.offer_cost),
                   save_rate=float(body.save_rate), period_days=body.period_days)  # fmt: skip
-    return service.plan(offer, body.limit)
+    return ranking.plan(service, offer, body.limit)
