@@ -331,4 +331,4 @@ def test_retention_curves_start_at_one_and_never_rise(client: TestClient) -> Non
         assert kept[0] == 1.0 and all(b <= a for a, b in itertools.pairwise(kept))
         assert curve["days"][0] == 0 and curve["users"] >= 10
     bad = client.get("/dashboard/api/retention", params={"date": "1999-01-01"})
-    assert bad.status_code == 422 and "scored day" in bad.json()["message"]
+    assert bad.status_code == 404 and "scored day" in bad.json()["message"]

@@ -16,6 +16,7 @@ from churnwatch.serving.schemas import Problem
 from churnwatch.serving.service import (
     NoModelError,
     NotActiveError,
+    UnknownDayError,
     UnknownModelError,
     UnknownUserError,
 )
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 STATUS: list[tuple[type[ChurnwatchError], int, str]] = [
     (UnknownUserError, 404, "unknown user"),
     (UnknownModelError, 404, "unknown model"),
+    (UnknownDayError, 404, "no scores that day"),
     (NotActiveError, 409, "user not active"),
     (NoModelError, 503, "no model"),
     (StoreError, 503, "no event store"),
@@ -37,7 +39,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "description": "A key is configured (CHURNWATCH_API_KEY) and the request did not carry "
         "it: send X-API-Key, or HTTP basic auth with the key as password",
     },
-    404: {"model": Problem, "description": "Unknown user or model"},
+    404: {"model": Problem, "description": "Unknown user or model, or no scores that day"},
     409: {"model": Problem, "description": "The user has churned under the model's definition"},
     413: {"model": Problem, "description": "Body larger than CHURNWATCH_MAX_BODY_BYTES"},
     422: {"model": Problem, "description": "Invalid request: the message names the field"},

@@ -53,6 +53,10 @@ class UnknownUserError(ChurnwatchError):
     """The user is not in the event store."""
 
 
+class UnknownDayError(ChurnwatchError):
+    """No scores were logged on the day asked for."""
+
+
 class NotActiveError(ChurnwatchError):
     """The user has already churned under the model's definition (cancelled, or inactive for
     an inactivity model) and is not scored."""

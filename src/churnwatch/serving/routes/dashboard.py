@@ -21,13 +21,12 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from churnwatch import tracking
 from churnwatch.db import connect
-from churnwatch.errors import InputError
 from churnwatch.models.survival import kaplan_meier
 from churnwatch.monitoring.monitor import results as monitoring_results
 from churnwatch.schema import CHURN_PAGE
 from churnwatch.serving.deps import Key, Service
 from churnwatch.serving.http_errors import errors
-from churnwatch.serving.service import ChurnService
+from churnwatch.serving.service import ChurnService, UnknownDayError
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +163,7 @@ def _last_retrain(service: ChurnService) -> dict[str, Any] | None:
         return None
 
 
-@router.get("/dashboard/api/retention", responses=errors(422))
+@router.get("/dashboard/api/retention", responses=errors(404, 422))
 def retention(
     service: Service,
     date: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$")] = None,
@@ -188,7 +187,7 @@ def retention(
     days = sorted({str(c)[:10] for c in scores["cutoff"]})
     out["dates"] = days
     if date is not None and date not in days:
-        raise InputError(f"date has to be a scored day, one of {days}. Got {date!r}.")
+        raise UnknownDayError(f"date has to be a scored day, one of {days}. Got {date!r}.")
     if len(scores):
         first = scores["cutoff"][scores["cutoff"].astype(str).str[:10] == (date or days[0])].min()
         at = scores[scores["cutoff"] == first].merge(users, on="user_id")
