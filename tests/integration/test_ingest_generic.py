@@ -4,17 +4,22 @@ CDNOW log). Every option works from the command line and from a mapping file."""
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from churnwatch.cli import app
 from churnwatch.config import Settings
 from churnwatch.errors import MappingError
+from churnwatch.features import build_snapshots
+from churnwatch.features.build import spec_for
 from churnwatch.ingest import EventStore, ingest
 from churnwatch.ingest.validate import event_id_sql
+from churnwatch.labels import ChurnDefinition, CutoffSchedule
 from churnwatch.schema import ColumnMapping
 
 # customer, day, number of CDs, dollars; rows 3 and 4 are the same purchase made twice
@@ -171,3 +176,33 @@ def test_eventsim_event_ids_are_unchanged_by_the_value_column() -> None:
         f"SELECT {event_id_sql('content')} FROM ({row.replace('NULL::DOUBLE', '2.5')})"
     ).fetchone()
     assert with_value is not None and with_value[0] != got[0]
+
+
+def test_a_store_from_before_the_value_column_reads_with_new_ingests(tmp_path: Path) -> None:
+    """Event files written before `value` existed and files written after mix in one store:
+    deduplication, the events view and the snapshot engine match columns by name."""
+    store = tmp_path / "s"
+    mapping = ColumnMapping.from_options(["user_id=customer", "ts=when", "page=what",
+                                          "value=amount"], ts_min="2020-01-01")  # fmt: skip
+    a = tmp_path / "a.csv"
+    a.write_text("customer,when,what,amount\n1,2024-03-01 10:00:00,buy,5\n")
+    ingest([a], settings=Settings(store_dir=store), mapping=mapping)
+    # rewrite that event file as the previous release wrote it: no value column at all
+    (old,) = EventStore(store).files("events")
+    table = pq.read_table(old)
+    pq.write_table(table.drop_columns(["value"]), old)
+    b = tmp_path / "b.csv"
+    b.write_text("customer,when,what,amount\n1,2024-03-01 10:00:00,buy,5\n"
+                 "2,2024-03-20 10:00:00,buy,7\n")  # fmt: skip
+    report = ingest([b], settings=Settings(store_dir=store), mapping=mapping)
+    assert report.stored == 1  # the first row is already stored (same content, no value then)
+    con = duckdb.connect()
+    EventStore(store).register(con)
+    assert con.execute("SELECT count(*), count(value) FROM events").fetchone() == (2, 1)
+    con.close()
+    spec = spec_for(EventStore(store), ChurnDefinition(kind="inactivity", inactivity_days=7,
+                    horizon_days=7), CutoffSchedule(every_days=7, min_history_days=7))  # fmt: skip
+    assert spec.value
+    table, _ = build_snapshots(EventStore(store), spec=spec,
+                               schedule=CutoffSchedule(explicit=(date(2024, 3, 25),)))  # fmt: skip
+    assert table.num_rows == 2 and "value_sum_all" in table.column_names

@@ -73,7 +73,8 @@ class DuckDBEngine:
                    epoch_us(ts) AS ts_us,
                    CAST(floor(epoch_us(ts) / {US_PER_DAY}) AS BIGINT) AS day,
                    epoch_us(registration) AS registration_us
-            FROM read_parquet({literal_list(files)}, hive_partitioning = false)
+            FROM read_parquet({literal_list(files)}, hive_partitioning = false,
+                              union_by_name = true)
             {_until(until_us, "epoch_us(ts)")}"""
         )
 
@@ -127,7 +128,9 @@ class SparkEngine:
     def load_events(
         self, files: list[str], *, until_us: int | None = None, extra: tuple[str, ...] = ()
     ) -> None:
-        self.spark.read.parquet(*files).createOrReplaceTempView("ev_raw")
+        # stores written before the value column existed mix schemas: merge them by name
+        reader = self.spark.read.option("mergeSchema", "true")
+        reader.parquet(*files).createOrReplaceTempView("ev_raw")
         self.spark.sql(
             f"""SELECT {EV_COLUMNS}{_extra(extra)},
                    unix_micros(ts) AS ts_us,

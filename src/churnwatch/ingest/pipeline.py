@@ -392,7 +392,8 @@ def _dedupe(
     if existing:
         con.execute(
             "CREATE OR REPLACE TEMP VIEW existing AS SELECT user_id, ts, event_id "
-            f"FROM read_parquet({literal_list(existing)}, hive_partitioning = false)"
+            f"FROM read_parquet({literal_list(existing)}, hive_partitioning = false, "
+            "union_by_name = true)"
         )
         anti = "ANTI JOIN existing e USING (user_id, ts, event_id)"
     once = (

@@ -123,7 +123,8 @@ class EventStore:
         self.require()
         con.execute(
             f"""CREATE OR REPLACE TEMP VIEW {name}_raw AS SELECT * FROM
-            read_parquet({literal_list(self.files("events"))}, hive_partitioning = false)"""
+            read_parquet({literal_list(self.files("events"))}, hive_partitioning = false,
+                         union_by_name = true)"""
         )
         con.execute(
             f"""CREATE OR REPLACE TEMP VIEW {name} AS
