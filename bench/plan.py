@@ -20,7 +20,7 @@ import numpy as np
 
 from churnwatch.config import Settings
 from churnwatch.ingest import EventStore, ingest
-from churnwatch.models.plan import Offer, compare_targeting, user_value
+from churnwatch.models.plan import Offer, compare_targeting, values_for
 from churnwatch.models.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,10 +44,7 @@ def main(argv: list[str]) -> None:
     out = []
     for budget in (20.0, 50.0, 100.0):
         offer = Offer(budget=budget, offer_cost=1.0, save_rate=0.3, period_days=180)
-        rows["value"] = user_value(
-            rows, result.spec, level_prices=settings.level_prices,
-            event_value=settings.event_value, period_days=offer.period_days,
-        )  # fmt: skip
+        rows["value"] = values_for(rows, result.spec, settings, offer.period_days)
         got = compare_targeting(rows[["cutoff", "user_id", "probability", "value", "label"]],
                                 offer, n_boot=args.n_boot)  # fmt: skip
         got.update({"log": args.log, "model": result.chosen.label, "budget": budget})

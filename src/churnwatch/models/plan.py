@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from churnwatch.config import Settings
 from churnwatch.errors import ConfigError
 from churnwatch.features.catalog import FeatureSpec
 
@@ -70,6 +71,14 @@ def user_value(
     else:
         daily = frame["events_per_exposure_day"].to_numpy(dtype=float) * event_value
     return np.asarray(np.nan_to_num(daily, nan=0.0) * period_days, dtype=float)
+
+
+def values_for(
+    frame: pd.DataFrame, spec: FeatureSpec, settings: Settings, period_days: int
+) -> np.ndarray:
+    """`user_value` with the settings' level prices and event value."""
+    return user_value(frame, spec, level_prices=settings.level_prices,
+                      event_value=settings.event_value, period_days=period_days)  # fmt: skip
 
 
 @dataclass

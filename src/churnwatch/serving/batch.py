@@ -31,7 +31,7 @@ from churnwatch.features.catalog import FeatureSpec, catalog
 from churnwatch.features.engines import SparkEngine, make_engine
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import CutoffSchedule, cutoff_for
-from churnwatch.models.plan import Offer, make_plan, user_value
+from churnwatch.models.plan import Offer, make_plan, values_for
 from churnwatch.models.scorer import Scorer
 from churnwatch.models.survival import HORIZONS, median_days, risk_at
 from churnwatch.recipe import Recipe
@@ -118,18 +118,10 @@ def score_store(
     """Score every active user of `store` with `model_ref` (default the champion)."""
 
     started = time.perf_counter()
-    store = store or EventStore(settings.store_path)
-    store.require()
-    ref = model_ref or settings.model_ref
-    tracking.setup(settings)
-    meta = tracking.describe(ref)
-    recipe = tracking.read_recipe(meta)
+    job = _job(settings, out, store, as_of, model_ref)
+    store, ref, recipe, cutoff, until = job.store, job.ref, job.recipe, job.cutoff, job.until
     definition = recipe.definition
-    cutoff, until = cutoff_for(store.last_event(), as_of)
     schedule = CutoffSchedule(explicit=(cutoff.date(),))
-    if out.suffix not in (".parquet", ".csv"):
-        raise InputError(f"expected --out ending in .parquet or .csv. Got {out.name!r}.")
-    out.parent.mkdir(parents=True, exist_ok=True)
     eng = make_engine(engine, settings) if isinstance(engine, str) else engine
     if isinstance(eng, SparkEngine):
         sql = prepare(store, eng, definition, schedule, until, recipe.spec)
@@ -146,12 +138,46 @@ def score_store(
     return ScoreReport(
         users=users,
         cutoff=cutoff.date().isoformat(),
-        model=f"{meta['name']} v{meta['version']}" if meta["version"] else ref,
+        model=job.model,
         engine=getattr(eng, "name", str(engine)),
         out=str(out),
         seconds=time.perf_counter() - started,
         high=high,
     )
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a batch job over the store scores with: the model's ref and recipe, and the
+    cutoff (and event-time limit) it scores at."""
+
+    store: EventStore
+    ref: str
+    recipe: Recipe
+    model: str  # "churnwatch v3", for the report
+    cutoff: datetime
+    until: datetime | None
+
+
+def _job(
+    settings: Settings,
+    out: Path,
+    store: EventStore | None,
+    as_of: datetime | None,
+    model_ref: str | None,
+) -> _Job:
+    """Check the store and the output path, and read the model's recipe."""
+    store = store or EventStore(settings.store_path)
+    store.require()
+    if out.suffix not in (".parquet", ".csv"):
+        raise InputError(f"expected --out ending in .parquet or .csv. Got {out.name!r}.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ref = model_ref or settings.model_ref
+    tracking.setup(settings)
+    meta = tracking.describe(ref)
+    cutoff, until = cutoff_for(store.last_event(), as_of)
+    model = f"{meta['name']} v{meta['version']}" if meta["version"] else ref
+    return _Job(store, ref, tracking.read_recipe(meta), model, cutoff, until)
 
 
 def _scored(
@@ -203,29 +229,20 @@ def plan_store(
     users to contact within `offer`'s budget; written to `out` (.csv or .parquet), every user
     in plan order."""
     started = time.perf_counter()
-    store = store or EventStore(settings.store_path)
-    store.require()
-    if out.suffix not in (".parquet", ".csv"):
-        raise InputError(f"expected --out ending in .parquet or .csv. Got {out.name!r}.")
-    ref = model_ref or settings.model_ref
-    tracking.setup(settings)
-    meta = tracking.describe(ref)
-    recipe = tracking.read_recipe(meta)
-    cutoff, until = cutoff_for(store.last_event(), as_of)
-    scorer = Scorer(tracking.load(ref).unwrap_python_model())
+    job = _job(settings, out, store, as_of, model_ref)
+    recipe, cutoff = job.recipe, job.cutoff
+    scorer = Scorer(tracking.load(job.ref).unwrap_python_model())
     with closing(make_engine("duckdb", settings)) as eng:
-        full, result = _scored(store, eng, settings, scorer, recipe,
-                               CutoffSchedule(explicit=(cutoff.date(),)), until)  # fmt: skip
-    value = user_value(full, recipe.spec, level_prices=settings.level_prices,
-                       event_value=settings.event_value, period_days=offer.period_days)  # fmt: skip
+        full, result = _scored(job.store, eng, settings, scorer, recipe,
+                               CutoffSchedule(explicit=(cutoff.date(),)), job.until)  # fmt: skip
+    value = values_for(full, recipe.spec, settings, offer.period_days)
     plan = make_plan(full.index, result["probability"].to_numpy(), value, offer)
     table = plan.users.merge(result.drop(columns=["probability"]), on="user_id", how="left")
-    out.parent.mkdir(parents=True, exist_ok=True)
     _write(table[PLAN_COLUMNS], out)
     return PlanReport(
         summary=plan.summary(),
         cutoff=cutoff.date().isoformat(),
-        model=f"{meta['name']} v{meta['version']}" if meta["version"] else ref,
+        model=job.model,
         out=str(out),
         seconds=time.perf_counter() - started,
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from churnwatch.models.plan import Offer, make_plan, user_value
+from churnwatch.models.plan import Offer, make_plan, values_for
 from churnwatch.serving.service import ChurnService, Live, Population, clean, row_at
 
 VALUE_PERIOD_DAYS = 90  # what /users/at-risk counts a user's value over
@@ -15,10 +15,7 @@ VALUE_PERIOD_DAYS = 90  # what /users/at-risk counts a user's value over
 
 def values(service: ChurnService, live: Live, pop: Population, period_days: int) -> np.ndarray:
     """Every active user's value over `period_days` (models.plan.user_value)."""
-    return user_value(
-        pop.frame, live.info.recipe.spec, level_prices=service.settings.level_prices,
-        event_value=service.settings.event_value, period_days=period_days,
-    )  # fmt: skip
+    return values_for(pop.frame, live.info.recipe.spec, service.settings, period_days)
 
 
 def at_risk(
