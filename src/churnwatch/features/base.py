@@ -76,6 +76,34 @@ def wname(window: int | None) -> str:
     return f"{window}d" if window else "all"
 
 
+def span(window: int | None) -> str:
+    """A window in words, for descriptions."""
+    return (
+        f"in the {window} days before the cutoff" if window else "before the cutoff (all history)"
+    )
+
+
+def observed(window: int | None) -> str:
+    """SQL: the days of `window` after the user's first event (the rates' denominator)."""
+    return f"LEAST({window}, cutoff_day - first_day)" if window else OBS_ALL
+
+
+def count_and_rate(
+    stem: str, column: str, noun: str, desc: str, rate_desc: str, family: str,
+    window: int | None, *, drift: bool,
+) -> list[Feature]:  # fmt: skip
+    """A window's total of `column` (`<stem>_<w>`) and its rate per observed day
+    (`<stem>_per_day_<w>`), each set against the user's usual rate in reasons."""
+    wn = wname(window)
+    return [
+        Feature(f"{stem}_{wn}", f"{desc} {span(window)}", wn, "count", family, f"{column}_{wn}",
+                ph.windowed(stem, noun, window, wn, per_day=False), drift=drift),
+        Feature(f"{stem}_per_day_{wn}", f"{rate_desc} {span(window)}", wn, "rate", family,
+                f"{double(f'{column}_{wn}')} / {observed(window)}",
+                ph.windowed(stem, noun, window, wn, per_day=True), drift=drift),
+    ]  # fmt: skip
+
+
 def double(expr: str) -> str:
     return f"CAST({expr} AS DOUBLE)"
 

@@ -19,9 +19,12 @@ from churnwatch.features.base import (
     OBS_ALL,
     Feature,
     FeatureSpec,
+    count_and_rate,
     double,
+    observed,
     wname,
 )
+from churnwatch.features.base import span as span_of
 from churnwatch.labels import US_PER_DAY
 
 
@@ -44,8 +47,8 @@ def type_columns(spec: FeatureSpec) -> dict[str, str]:
 
 def _window(spec: FeatureSpec, w: int | None) -> list[Feature]:
     wn = wname(w)
-    span = f"in the {w} days before the cutoff" if w else "before the cutoff (all history)"
-    obs = f"LEAST({w}, cutoff_day - first_day)" if w else OBS_ALL
+    span = span_of(w)
+    obs = observed(w)
     drift = w is not None  # all-history totals grow with tenure
     out: list[Feature] = []
 
@@ -53,16 +56,8 @@ def _window(spec: FeatureSpec, w: int | None) -> list[Feature]:
         out.append(Feature(name, desc, wn, kind, family, sql, phrase, drift=drift))  # type: ignore[arg-type]
 
     def pair(stem: str, column: str, noun: str, desc: str, family: str) -> None:
-        add(
-            f"{stem}_{wn}",
-            f"{desc} {span}",
-            "count",
-            family,
-            f"{column}_{wn}",
-            ph.windowed(stem, noun, w, wn, per_day=False),
-        )
-        add(f"{stem}_per_day_{wn}", f"{desc} per observed day {span}", "rate", family,
-            f"{double(f'{column}_{wn}')} / {obs}", ph.windowed(stem, noun, w, wn, per_day=True))  # fmt: skip
+        out.extend(count_and_rate(stem, column, noun, desc, f"{desc} per observed day", family,
+                                  w, drift=drift))  # fmt: skip
 
     pair("events", "events", "events", "all events", "activity")
     if len(spec.events) > 1:  # with one type, its counts are the events'

@@ -10,9 +10,12 @@ from churnwatch.features.base import (
     OBS_ALL,
     Feature,
     Kind,
+    count_and_rate,
     double,
+    observed,
     wname,
 )
+from churnwatch.features.base import span as span_of
 from churnwatch.labels import US_PER_DAY
 from churnwatch.schema import CANCEL_PAGE, CHURN_PAGE
 
@@ -54,8 +57,8 @@ _NOUNS = {slug: noun for slug, (_, noun) in PAGE_NOUNS.items()} | {
 def _window(w: int | None) -> list[Feature]:
     """The features of one window: page counts and rates, activity, sessions, experience."""
     wn = wname(w)
-    span = f"in the {w} days before the cutoff" if w else "before the cutoff (all history)"
-    obs = f"LEAST({w}, cutoff_day - first_day)" if w else OBS_ALL
+    span = span_of(w)
+    obs = observed(w)
     drift = w is not None  # all-history totals grow with tenure
     out: list[Feature] = []
 
@@ -64,17 +67,8 @@ def _window(w: int | None) -> list[Feature]:
 
     def pair(slug: str, desc: str, rate_desc: str, family: str) -> None:
         """A window total of `slug` and its rate per observed day."""
-        noun = _NOUNS[slug]
-        add(
-            f"{slug}_{wn}",
-            f"{desc} {span}",
-            "count",
-            family,
-            f"{slug}_{wn}",
-            ph.windowed(slug, noun, w, wn, per_day=False),
-        )
-        add(f"{slug}_per_day_{wn}", f"{rate_desc} {span}", "rate", family,
-            f"{double(f'{slug}_{wn}')} / {obs}", ph.windowed(slug, noun, w, wn, per_day=True))  # fmt: skip
+        out.extend(count_and_rate(slug, slug, _NOUNS[slug], desc, rate_desc, family, w,
+                                  drift=drift))  # fmt: skip
 
     for slug, page in PAGES.items():
         pair(slug, f"'{page}' events", f"'{page}' events per observed day", "pages")
