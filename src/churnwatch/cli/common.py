@@ -115,19 +115,15 @@ def parse_time(text: str | None, option: str = "--as-of") -> datetime | None:
 
 def parse_dates(texts: Sequence[str], option: str) -> tuple[date, ...]:
     """Dates YYYY-MM-DD from a repeatable option."""
-    try:
-        return tuple(date.fromisoformat(t) for t in texts)
-    except ValueError:
-        bad = next(t for t in texts if not _is_date(t))
-        raise ConfigError(f"{option} expected a date YYYY-MM-DD. Got {bad!r} instead.") from None
-
-
-def _is_date(text: str) -> bool:
-    try:
-        date.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
+    out = []
+    for text in texts:
+        try:
+            out.append(date.fromisoformat(text))
+        except ValueError:
+            raise ConfigError(
+                f"{option} expected a date YYYY-MM-DD. Got {text!r} instead."
+            ) from None
+    return tuple(out)
 
 
 def pair(text: str) -> tuple[str, str]:

@@ -24,6 +24,7 @@ from churnwatch.db import connect
 from churnwatch.models.survival import kaplan_meier
 from churnwatch.monitoring.monitor import results as monitoring_results
 from churnwatch.schema import CHURN_PAGE
+from churnwatch.serving.batch import band
 from churnwatch.serving.deps import Key, Service
 from churnwatch.serving.http_errors import errors
 from churnwatch.serving.service import ChurnService, UnknownDayError
@@ -172,10 +173,10 @@ def retention(
     signup, and by the risk band users had on a scored day (`date`, one of `dates`; default
     the earliest): does the high band leave sooner?"""
     users = _lifetimes(service)
-    end = users["end_ts"].max()
     out: dict[str, Any] = {"by_cohort": [], "by_level": [], "by_band": [], "dates": []}
     if users.empty:
         return out
+    end = users["end_ts"].max()  # the store's last event: censoring for everyone
     since_signup = (users["cancel_ts"].fillna(end) - users["signup_ts"]).dt.days + 1
     cancelled = users["cancel_ts"].notna().to_numpy()
     cohort = users["signup_ts"].dt.strftime("%Y-%m")
@@ -192,8 +193,7 @@ def retention(
         first = scores["cutoff"][scores["cutoff"].astype(str).str[:10] == (date or days[0])].min()
         at = scores[scores["cutoff"] == first].merge(users, on="user_id")
         threshold = service.current().info.threshold
-        bands = np.where(at["probability"] >= threshold, "high",
-                         np.where(at["probability"] >= threshold / 2, "medium", "low"))  # fmt: skip
+        bands = np.array([band(float(p), threshold) for p in at["probability"]])
         gone = at["cancel_ts"].notna() & (at["cancel_ts"] >= pd.Timestamp(first))
         days = (at["cancel_ts"].where(gone, end) - pd.Timestamp(first)).dt.days + 1
         for name in ("high", "medium", "low"):
@@ -222,5 +222,4 @@ def _lifetimes(service: ChurnService) -> pd.DataFrame:
         ).df()  # fmt: skip
     finally:
         con.close()
-    df["end_ts"] = df["end_ts"].max()
     return df
