@@ -141,3 +141,28 @@ def test_training_on_a_generic_log_reports_bgnbd_and_never_serves_it(
     assert {"test_roc_auc", "bgnbd_test_roc_auc", "recency_rule_test_roc_auc"} <= set(metrics)
     assert 0.5 < metrics["test_roc_auc"] < 0.95
     assert run.data.params["recipe_features"] == "events"
+
+
+def test_bgnbd_retries_a_fit_that_does_not_converge_without_printing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """lifetimes prints the optimiser's result before it gives up; the retry, more penalised,
+    is the baseline's business, not the user's terminal's."""
+    import lifetimes
+
+    real = lifetimes.BetaGeoFitter.fit
+    calls: list[float] = []
+
+    def flaky(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(self.penalizer_coef)
+        if len(calls) == 1:
+            print("fun: nan  success: False")
+            raise lifetimes.utils.ConvergenceError("did not converge")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(lifetimes.BetaGeoFitter, "fit", flaky)
+    X = pd.DataFrame({"active_days_all": [1, 3, 8, 2] * 50,
+                      "observed_days_all": [30, 60, 90, 40] * 50,
+                      "recency_days": [29.0, 5.0, 2.0, 20.0] * 50})  # fmt: skip
+    BetaGeoBaseline().fit(X)
+    assert calls == [0.001, 0.01] and capsys.readouterr().out == ""

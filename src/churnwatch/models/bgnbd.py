@@ -7,6 +7,7 @@ been seen. It needs no labels, so it is fitted on the training rows' histories o
 from __future__ import annotations
 
 import contextlib
+import io
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -41,8 +42,10 @@ def histories(X: pd.DataFrame, unit: float = 1.0) -> tuple[np.ndarray, np.ndarra
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """The optimiser's overflow and log(0) warnings on its way: they say nothing to a user."""
-    with np.errstate(all="ignore"), warnings.catch_warnings():
+    """The optimiser's overflow and log(0) warnings, and the result lifetimes prints before
+    it gives up (the fit is retried more penalised): they say nothing to a user."""
+    with np.errstate(all="ignore"), warnings.catch_warnings(), \
+            contextlib.redirect_stdout(io.StringIO()):  # fmt: skip
         warnings.simplefilter("ignore", RuntimeWarning)
         yield
 
