@@ -7,10 +7,11 @@ of one already stored), a guest event, or a quarantined row with its reason.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from churnwatch.config import Settings
 from churnwatch.db import connect, literal, literal_list
 from churnwatch.errors import InputError, NoValidRowsError
 from churnwatch.ingest.readers import (
-    ColumnBatch,
+    BatchStream,
     FileProblem,
     LineBatch,
     detect_format,
@@ -111,49 +112,86 @@ def ingest(
     params = {"ts_min": mapping.ts_min or settings.ts_min, "ts_max": ts_max}
     report.dedupe = mapping.dedupe
     con = connect(settings)
+    # a partitioned COPY buffers rows per partition until this many; the default (512k rows
+    # per partition, dozens of days open at once) grows past the memory limit on large logs
+    con.execute("SET partitioned_write_flush_threshold = 32768")
     with store.writer(run_id) as txn:
         con.execute(f"SET temp_directory = {literal(str(txn.staging / 'spill'))}")
-        stage = _Stager(con, txn.staging / "checked", event_id_sql(mapping.dedupe))
+        stage = _Stage(con, txn.staging / "checked", event_id_sql(mapping.dedupe))
         for path in files:
             _ingest_file(path, mapping, settings, params, stage, report, progress)
-        if stage.started:
-            stage.view()
         _commit(con, store, txn, stage, report, strict=strict)
     report.seconds = (datetime.now(UTC) - started).total_seconds()
     return report
 
 
-class _Stager:
-    """Writes every checked batch of a run to a staging Parquet file; `checked` is a view over
-    them all. Streaming to disk keeps memory flat however large the input."""
+STORE_COLUMNS = f"{CANONICAL_COLUMNS}, event_id, event_date, source_file, source_line"
+"""The columns of a store file, in order."""
+
+# A checked row is written once, by one query per input file, to the staging folder
+# <n>/kind=<events|guests|quarantine>/day=<date>/: the files of kind events and guests have the
+# store's columns and become store files as they are (unless deduplication has to rewrite them).
+# Rows of kind quarantine keep the store's columns too, carrying their reason, its detail and
+# the raw text in these three (a quarantined row has no use for them):
+_QUARANTINE_IN = {"reason": "page", "detail": "song", "raw_text": "artist"}
+_STAGED_COLUMNS = ", ".join(
+    f"CASE WHEN reason IS NULL THEN {c} ELSE {q} END AS {c}"
+    if (q := {v: k for k, v in _QUARANTINE_IN.items()}.get(c))
+    else c
+    for c in (c.strip() for c in STORE_COLUMNS.split(","))
+)
+
+
+class _Stage:
+    """The staging folder: every checked row of a run, partitioned by kind and day, written
+    in a single pass per input file. Streaming to disk keeps memory flat however large the
+    input; writing each row once is what makes ingest fast."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, folder: Path, event_id: str) -> None:
         self.con = con
         self.event_id = event_id
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.started = False
-        self.chunks = 0
+        self.runs = 0
         self.problems: list[dict[str, Any]] = []
 
-    def add(self, sql: str, params: dict[str, Any], source: str) -> None:
-        """Run the check `sql` over relation `batch` and stage its rows."""
-        path = self.folder / f"{self.chunks:06d}.parquet"
-        self.chunks += 1
-        self.con.execute(
-            f"""COPY (SELECT $src AS source_file, *,
-                   CASE WHEN reason IS NULL THEN {self.event_id} END AS event_id,
-                   CAST(ts AS DATE) AS event_date
-                FROM ({sql})) TO {literal(str(path))} (FORMAT parquet, COMPRESSION snappy)""",
-            {**params, "src": source},
-        )
-        self.started = True
+    def add(self, sql: str, params: dict[str, Any], source: str, stream: BatchStream) -> None:
+        """Run the check `sql` over relation `batch` (the whole stream) and stage its rows."""
+        out = self.folder / f"{self.runs:05d}"
+        self.runs += 1
+        self.con.register("batch", stream.reader())
+        try:
+            self.con.execute(
+                f"""COPY (
+                  SELECT {_STAGED_COLUMNS}, kind,
+                         CASE WHEN reason IS NULL THEN event_date END AS day
+                  FROM (SELECT *, $src AS source_file, line AS source_line,
+                          CASE WHEN reason IS NULL THEN {self.event_id} END AS event_id,
+                          CAST(ts AS DATE) AS event_date,
+                          CASE WHEN reason IS NOT NULL THEN 'quarantine'
+                               WHEN user_id = '' THEN 'guests' ELSE 'events' END AS kind
+                        FROM ({sql})))
+                TO {literal(str(out))} (FORMAT parquet, PARTITION_BY (kind, day),
+                    WRITE_PARTITION_COLUMNS false, FILENAME_PATTERN 'part-{{uuid}}',
+                    COMPRESSION zstd)""",
+                {**params, "src": source},
+            )
+        except duckdb.Error:
+            if stream.error is not None:
+                raise stream.error from None
+            raise
+        finally:
+            self.con.unregister("batch")
 
-    def view(self) -> None:
-        """Expose every staged row as view `checked`."""
-        files = literal(str(self.folder / "*.parquet"))
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP VIEW checked AS SELECT * FROM read_parquet({files})"
+    def files(self, kind: str) -> list[str]:
+        """The staged files of `kind` (events, guests or quarantine)."""
+        return sorted(str(p) for p in self.folder.glob(f"*/kind={kind}/*/*.parquet"))
+
+    def relation(self, kind: str) -> str:
+        """SQL for the staged rows of `kind`; the caller checks there are files."""
+        return (
+            f"read_parquet({literal_list(self.files(kind))}, hive_partitioning = false, "
+            "union_by_name = true)"
         )
 
     def add_problems(self, source: str, problems: list[FileProblem]) -> None:
@@ -174,73 +212,43 @@ def _ingest_file(
     mapping: ColumnMapping,
     settings: Settings,
     params: dict[str, Any],
-    stage: _Stager,
+    stage: _Stage,
     report: IngestReport,
     progress: Progress | None,
 ) -> None:
     size = path.stat().st_size
     fmt = detect_format(path)
     source = str(path)
-    con = stage.con
 
     def tick(nbytes: int) -> None:
         if progress is not None:
             progress(source, nbytes, size)
 
-    keys = mapping.json_keys(first_json_keys(path)) if fmt == "json" else {}
-    problems: list[FileProblem] = []
     items = read_file(path, fmt, chunk_bytes=settings.chunk_bytes, progress=tick)
-    for item in prefetch(items, depth=2):
-        if isinstance(item, FileProblem):
-            problems.append(item)
-            continue
-        con.register("batch", item.table)
-        try:
-            if isinstance(item, LineBatch):
-                _check_lines(stage, keys, mapping, params, source)
-            else:
-                _check_columns(stage, item, mapping, params, source)
-        finally:
-            con.unregister("batch")
-        report.lines_read += item.table.num_rows
-    if problems:
-        stage.add_problems(source, problems)
-        report.lines_read += sum(1 for p in problems if p.line is not None)
+    stream = BatchStream(prefetch(items, depth=2))
+    if stream.first is not None:
+        if isinstance(stream.first, LineBatch):
+            keys = mapping.json_keys(first_json_keys(path))
+            fields, paths = json_fields_sql(keys, constants=mapping.constants)
+            sql = validate_sql(fields, source_keys=keys, raw_text=JSON_RAW_TEXT, **_rules(mapping))
+            stage.add(sql, {**params, "paths": paths}, source, stream)
+        else:
+            sql = _columns_sql(stage.con, stream.schema, mapping)
+            stage.add(sql, params, source, stream)
+    report.lines_read += stream.rows
+    if stream.problems:
+        stage.add_problems(source, stream.problems)
+        report.lines_read += sum(1 for p in stream.problems if p.line is not None)
         report.file_problems.extend(
             {"file": source, "reason": p.reason, "detail": p.detail}
-            for p in problems
+            for p in stream.problems
             if p.line is None
         )
 
 
-def _check_lines(
-    stage: _Stager,
-    keys: dict[str, str],
-    mapping: ColumnMapping,
-    params: dict[str, Any],
-    source: str,
-) -> None:
-    """Check a batch of JSON lines; the fast path assumes valid UTF-8 and falls back if not."""
-    for safe in (False, True):
-        fields, paths = json_fields_sql(keys, constants=mapping.constants, safe_decode=safe)
-        sql = validate_sql(fields, source_keys=keys, raw_text=JSON_RAW_TEXT, **_rules(mapping))
-        try:
-            stage.add(sql, {**params, "paths": paths}, source)
-            return
-        except duckdb.ConversionException:
-            if safe:
-                raise
-
-
-def _check_columns(
-    stage: _Stager,
-    item: ColumnBatch,
-    mapping: ColumnMapping,
-    params: dict[str, Any],
-    source: str,
-) -> None:
-    con = stage.con
-    names = [n for n in item.table.column_names if n != "line"]
+def _columns_sql(con: duckdb.DuckDBPyConnection, schema: pa.Schema, mapping: ColumnMapping) -> str:
+    """The check of a tabular source (CSV, Parquet) with these columns."""
+    names = [n for n in schema.names if n != "line"]
     columns = mapping.resolve(names)
     absent = {f: c for f, c in columns.items() if c not in names}
     if absent:
@@ -248,12 +256,18 @@ def _check_columns(
             f"the column mapping names column(s) {sorted(absent.values())} that the file does not "
             f"have; it has {names}"
         )
-    types = {
-        row[0]: row[1]
-        for row in con.execute("SELECT column_name, column_type FROM (DESCRIBE batch)").fetchall()
-    }
+    con.register("batch_columns", schema.empty_table())
+    try:
+        types = {
+            row[0]: row[1]
+            for row in con.execute(
+                "SELECT column_name, column_type FROM (DESCRIBE batch_columns)"
+            ).fetchall()
+        }
+    finally:
+        con.unregister("batch_columns")
     fields = column_fields_sql(columns, types, mapping.constants)
-    stage.add(validate_sql(fields, source_keys=columns, **_rules(mapping)), params, source)
+    return validate_sql(fields, source_keys=columns, **_rules(mapping))
 
 
 def _rules(mapping: ColumnMapping) -> dict[str, Any]:
@@ -266,7 +280,7 @@ def _commit(
     con: duckdb.DuckDBPyConnection,
     store: EventStore,
     txn: StoreTransaction,
-    stage: _Stager,
+    stage: _Stage,
     report: IngestReport,
     *,
     strict: bool,
@@ -293,10 +307,10 @@ def _commit(
             f"{report.quarantined_by_reason} and {len(report.file_problems)} file problem(s); "
             f"nothing was stored. Quarantine: {report.quarantine_file}"
         )
-    _describe(con, report)
+    _describe(con, stage, report)
     new_files: dict[str, list[Path]] = {}
-    for kind, where in (("events", "user_id <> ''"), ("guests", "user_id = ''")):
-        new_rows, repeats = _dedupe(con, store, where, txn.staging / kind, kind=kind)
+    for kind in ("events", "guests"):
+        new_rows, repeats = _place(con, store, stage, kind, txn.staging / kind)
         if kind == "events":
             report.stored = new_rows
             report.duplicates = report.valid - new_rows
@@ -307,48 +321,50 @@ def _commit(
     txn.commit(new_files, report.to_dict(), con=con)
 
 
-def _count(con: duckdb.DuckDBPyConnection, stage: _Stager, report: IngestReport) -> None:
-    """Valid, guest and quarantined rows by reason, from the checked lines and the problems
+def _rows(con: duckdb.DuckDBPyConnection, files: list[str]) -> int:
+    """Rows in Parquet files (from their footers)."""
+    if not files:
+        return 0
+    return int(con.execute("SELECT count(*) FROM read_parquet($f)", {"f": files}).fetchall()[0][0])
+
+
+def _count(con: duckdb.DuckDBPyConnection, stage: _Stage, report: IngestReport) -> None:
+    """Valid, guest and quarantined rows by reason, from the staged rows and the problems
     found while reading (a problem without a line is a file problem, counted apart)."""
-    if stage.started:
-        for valid, guest, reason, n in con.execute(
-            """SELECT reason IS NULL AND user_id <> '', reason IS NULL AND user_id = '', reason,
-                      count(*) FROM checked GROUP BY ALL"""
+    report.valid = _rows(con, stage.files("events"))
+    report.guests = _rows(con, stage.files("guests"))
+    reasons: dict[str, int] = {}
+    if stage.files("quarantine"):
+        column = _QUARANTINE_IN["reason"]
+        for reason, n in con.execute(
+            f"SELECT {column}, count(*) FROM {stage.relation('quarantine')} GROUP BY ALL"
         ).fetchall():
-            if valid:
-                report.valid += n
-            elif guest:
-                report.guests += n
-            else:
-                report.quarantined_by_reason[reason] = n
+            reasons[reason] = n
     for p in stage.problems:
         if p["line"] is not None:
-            reasons = report.quarantined_by_reason
             reasons[p["reason"]] = reasons.get(p["reason"], 0) + 1
-    report.quarantined_by_reason = dict(sorted(report.quarantined_by_reason.items()))
+    report.quarantined_by_reason = dict(sorted(reasons.items()))
     report.quarantined = sum(report.quarantined_by_reason.values())
 
 
 def _write_quarantine(
-    con: duckdb.DuckDBPyConnection, store: EventStore, stage: _Stager, report: IngestReport
+    con: duckdb.DuckDBPyConnection, store: EventStore, stage: _Stage, report: IngestReport
 ) -> str:
     """Every rejected line, with its reason, to the store's quarantine folder; the path."""
     qdir = store.root / "quarantine"
     qdir.mkdir(parents=True, exist_ok=True)
     qpath = qdir / f"{report.run_id}.jsonl"
-    rows = (
-        "SELECT source_file, line, reason, detail, raw_text::VARCHAR AS raw FROM checked "
-        "WHERE reason IS NOT NULL"
-        if stage.started
-        else "SELECT * FROM problems_tbl WHERE false"
-    )
-    problems_sql = (
-        "UNION ALL SELECT source_file, line, reason, detail, raw FROM problems_tbl"
-        if stage.problems
-        else ""
-    )
+    parts = []
+    if stage.files("quarantine"):
+        q = _QUARANTINE_IN
+        parts.append(
+            f"SELECT source_file, source_line AS line, {q['reason']} AS reason, "
+            f"{q['detail']} AS detail, {q['raw_text']} AS raw FROM {stage.relation('quarantine')}"
+        )
+    if stage.problems:
+        parts.append("SELECT source_file, line, reason, detail, raw FROM problems_tbl")
     con.execute(
-        f"COPY ({rows} {problems_sql} ORDER BY source_file, line NULLS FIRST) "
+        f"COPY ({' UNION ALL '.join(parts)} ORDER BY source_file, line NULLS FIRST) "
         f"TO {literal(str(qpath))} (FORMAT json)"
     )
     return str(qpath)
@@ -365,29 +381,58 @@ _PROBLEM_SCHEMA = pa.schema(
 )
 
 
-def _dedupe(
+def _place(
+    con: duckdb.DuckDBPyConnection, store: EventStore, stage: _Stage, kind: str, out_dir: Path
+) -> tuple[int, int]:
+    """Put the staged rows of `kind` that are not yet in the store, once each, into `out_dir`
+    partitioned by date. Returns the rows placed and the rows that repeated another row of
+    this input.
+
+    A day's staged files are moved as they are when the store holds nothing for that day and
+    no row of the day repeats another; only the other days are rewritten, without the rows
+    already stored and keeping the first of repeated ones.
+    """
+    files = stage.files(kind)
+    if not files:
+        return 0, 0
+    by_day = {
+        day: (int(rows), int(repeats))
+        for day, rows, repeats in con.execute(
+            f"""SELECT event_date, sum(n), sum(n - 1) FROM (
+                  SELECT event_date, count(*) AS n FROM {stage.relation(kind)}
+                  GROUP BY event_date, user_id, ts, event_id)
+                GROUP BY event_date"""
+        ).fetchall()
+    }
+    existing = store.files(kind, dates=set(by_day))
+    stored_days = {date.fromisoformat(Path(f).parent.name.split("=", 1)[1]) for f in existing}
+    redo = {day for day, (_, repeats) in by_day.items() if repeats or day in stored_days}
+    placed = 0
+    if redo:
+        repeats = any(by_day[day][1] for day in redo)
+        placed = _rewrite(con, stage, kind, sorted(redo), existing, out_dir, once=repeats)
+    for path in map(Path, files):
+        day = date.fromisoformat(path.parent.name.split("=", 1)[1])
+        if day not in redo:
+            target = out_dir / f"event_date={day.isoformat()}" / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+    placed += sum(rows for day, (rows, _) in by_day.items() if day not in redo)
+    return placed, sum(repeats for _, repeats in by_day.values())
+
+
+def _rewrite(
     con: duckdb.DuckDBPyConnection,
-    store: EventStore,
-    where: str,
+    stage: _Stage,
+    kind: str,
+    days: list[date],
+    existing: list[str],
     out_dir: Path,
     *,
-    kind: str,
-) -> tuple[int, int]:
-    """Write the valid rows not yet in the store, once each, partitioned by date. Returns the
-    rows written and the rows that repeated another row of this input."""
-    con.execute(
-        f"""CREATE OR REPLACE TEMP VIEW staged AS
-        SELECT {CANONICAL_COLUMNS}, event_id, event_date, source_file, line AS source_line
-        FROM checked WHERE reason IS NULL AND {where}"""
-    )
-    day_list, repeats = con.execute(
-        "SELECT list(DISTINCT event_date), count(*) - count(DISTINCT (user_id, ts, event_id)) "
-        "FROM staged"
-    ).fetchall()[0]
-    dates = set(day_list or [])
-    if not dates:
-        return 0, 0
-    existing = store.files(kind, dates=dates)
+    once: bool,
+) -> int:
+    """Write the staged rows of `days` without those already stored and, with `once`, without
+    repeats (the first of each, in file and line order); the rows written."""
     anti = ""
     if existing:
         con.execute(
@@ -396,30 +441,36 @@ def _dedupe(
             "union_by_name = true)"
         )
         anti = "ANTI JOIN existing e USING (user_id, ts, event_id)"
-    once = (
+    first = (
         """QUALIFY row_number() OVER (PARTITION BY s.user_id, s.ts, s.event_id
                                       ORDER BY s.source_file, s.source_line) = 1"""
-        if repeats
+        if once
         else ""
     )
+    out = out_dir.parent / f"{out_dir.name}-rewritten"
     con.execute(
-        f"""COPY (SELECT s.* FROM staged s {anti} {once})
-        TO {literal(str(out_dir))} (FORMAT parquet, PARTITION_BY (event_date),
-             WRITE_PARTITION_COLUMNS true, FILENAME_PATTERN 'part-{{uuid}}', COMPRESSION zstd)"""
+        f"""COPY (
+          SELECT s.* FROM (SELECT * FROM {stage.relation(kind)} WHERE event_date IN $days) s
+          {anti} {first})
+        TO {literal(str(out))} (FORMAT parquet, PARTITION_BY (event_date),
+             WRITE_PARTITION_COLUMNS true, FILENAME_PATTERN 'part-{{uuid}}', COMPRESSION zstd)""",
+        {"days": days},
     )
-    written = [str(p) for p in out_dir.rglob("*.parquet")]
-    if not written:
-        return 0, int(repeats)
-    stored = con.execute("SELECT count(*) FROM read_parquet($f)", {"f": written}).fetchall()
-    return int(stored[0][0]), int(repeats)
+    written = sorted(out.rglob("*.parquet"))
+    rows = _rows(con, [str(p) for p in written])
+    for path in written:
+        target = out_dir / path.relative_to(out)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+    return rows
 
 
-def _describe(con: duckdb.DuckDBPyConnection, report: IngestReport) -> None:
+def _describe(con: duckdb.DuckDBPyConnection, stage: _Stage, report: IngestReport) -> None:
     """Users, sessions, date range and churn events among the valid user rows read."""
     users, sessions, first, last, churn = con.execute(
-        """SELECT count(DISTINCT user_id), count(DISTINCT (user_id, session_id)), min(ts), max(ts),
-                  count(DISTINCT (user_id, ts)) FILTER (page = $churn)
-           FROM checked WHERE reason IS NULL AND user_id <> ''""",
+        f"""SELECT count(DISTINCT user_id), count(DISTINCT (user_id, session_id)), min(ts),
+                  max(ts), count(DISTINCT (user_id, ts)) FILTER (page = $churn)
+           FROM {stage.relation("events")}""",
         {"churn": CHURN_PAGE},
     ).fetchall()[0]
     report.users = int(users)

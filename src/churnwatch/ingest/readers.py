@@ -143,6 +143,60 @@ def prefetch(items: Iterator[Item], *, depth: int) -> Iterator[Item]:
                 thread.join(timeout=0.05)
 
 
+class BatchStream:
+    """One file's batches as a single Arrow stream, for one DuckDB query over the whole file.
+
+    Problems met while reading (a truncated gzip, a bad CSV row) are kept in `problems`, the
+    rows handed on counted in `rows`. An exception raised while reading is kept in `error`:
+    DuckDB only sees that the stream failed, and the caller re-raises the original.
+    """
+
+    def __init__(self, items: Iterator[Item]) -> None:
+        self.problems: list[FileProblem] = []
+        self.rows = 0
+        self.error: BaseException | None = None
+        self._items = items
+        self.first: LineBatch | ColumnBatch | None = None
+        for item in items:  # problems before the first batch (an empty or damaged file)
+            if isinstance(item, FileProblem):
+                self.problems.append(item)
+            else:
+                self.first = item
+                break
+
+    @property
+    def schema(self) -> pa.Schema:
+        if self.first is None:
+            raise ValueError("the stream has no batch")
+        return self.first.table.schema
+
+    def reader(self) -> pa.RecordBatchReader:
+        """The batches, the first one included; readable once."""
+        return pa.RecordBatchReader.from_batches(self.schema, self._batches())
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        schema = self.schema
+        try:
+            item: Item | None = self.first
+            rest = iter(self._items)
+            while item is not None:
+                if isinstance(item, FileProblem):
+                    self.problems.append(item)
+                else:
+                    table = item.table
+                    if table.schema != schema:
+                        raise InputError(
+                            f"expected every chunk of a file to have the columns {schema.names}. "
+                            f"Got {table.schema.names}."
+                        )
+                    self.rows += table.num_rows
+                    yield from table.to_batches()
+                item = next(rest, None)
+        except BaseException as exc:  # kept for the caller: DuckDB would only show its text
+            self.error = exc
+            raise
+
+
 def format_from_suffix(path: Path) -> Format | None:
     """The file's format from its suffix (ignoring .gz); None when the suffix does not say."""
     suffixes = [s.lower() for s in path.suffixes]
