@@ -20,6 +20,7 @@ from churnwatch.cli import app
 from churnwatch.config import Settings
 from churnwatch.errors import InputError
 from churnwatch.ingest import EventStore, ingest
+from churnwatch.ingest.pipeline import STORE_COLUMNS
 from churnwatch.schema import ColumnMapping
 
 
@@ -265,3 +266,72 @@ def test_paths_directories_and_globs_expand_to_files(tmp_path: Path) -> None:
     (tmp_path / ".cache" / "logs").mkdir(parents=True)
     (tmp_path / ".cache" / "logs" / "x.jsonl").write_text("x")
     assert [p.name for p in expand_paths([tmp_path / ".cache" / "logs"])] == ["x.jsonl"]
+
+
+STORE_FILE_COLUMNS = [c.strip() for c in STORE_COLUMNS.split(",")]
+
+
+def test_store_files_hold_the_store_columns_only(small_sim: Path, tmp_path: Path) -> None:
+    """Checked rows are staged with their kind and day; quarantined ones carry their reason in
+    store columns. None of that may reach a store file, whichever way the file got there."""
+    log = tmp_path / "log.jsonl"
+    lines = [json.dumps(e) for e in small_sim_lines(small_sim, 300)]
+    log.write_text("\n".join([*lines[:150], "{broken", *lines[150:], lines[0]]) + "\n")
+    settings = Settings(store_dir=tmp_path / "store")
+    report = ingest([log], settings=settings)
+    assert report.quarantined == 1 and report.repeated == 1
+    store = EventStore(settings.store_path)
+    files = store.files("events")
+    for f in files:
+        assert pq.read_schema(f).names == STORE_FILE_COLUMNS
+    pages = duckdb.sql(
+        f"SELECT DISTINCT page FROM read_parquet({files!r}) WHERE page = 'invalid_json'"
+    ).fetchall()
+    assert pages == []
+
+
+def test_days_already_stored_are_rewritten_and_new_days_moved(
+    small_sim: Path, tmp_path: Path
+) -> None:
+    """A second ingest overlapping the store on some days: its rows of those days that are
+    already stored are dropped, the rest of those days and every new day are stored once."""
+    events = small_sim_lines(small_sim, 12_000)
+    days = sorted({e["ts"] // 86_400_000 for e in events})
+    assert len(days) >= 4
+    first_half = [e for e in events if e["ts"] // 86_400_000 <= days[1]]
+    later = [e for e in events if e["ts"] // 86_400_000 >= days[1]]  # day 2 in both
+    extra = [{**later[-1], "ts": later[-1]["ts"] + 1}]  # a new event on the last day
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("\n".join(json.dumps(e) for e in first_half))
+    b.write_text("\n".join(json.dumps(e) for e in [*later, *later[-3:], *extra]))  # last day
+    settings = Settings(store_dir=tmp_path / "store", chunk_bytes=1 << 16)
+
+    ingest([a], settings=settings)
+    report = ingest([b], settings=settings)
+    overlap = sum(1 for e in later if e["ts"] // 86_400_000 == days[1])
+    assert report.repeated == 3
+    assert report.stored == len(later) - overlap + len(extra)
+    files = EventStore(settings.store_path).files("events")
+    total, distinct = duckdb.sql(
+        f"SELECT count(*), count(DISTINCT (user_id, ts, event_id)) FROM read_parquet({files!r})"
+    ).fetchall()[0]
+    assert total == distinct == len(events) + len(extra)
+
+
+def test_an_error_while_reading_is_raised_as_itself(
+    small_sim: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader feeds one query per file; what fails inside the reader comes out as the
+    reader's own error, not as the query's, and the store is left as it was."""
+    from churnwatch.ingest import pipeline, readers
+
+    def failing(path: Path, fmt: str, **kwargs: object) -> object:
+        items = readers.read_file(path, fmt, **kwargs)  # type: ignore[arg-type]
+        yield next(items)
+        raise OSError(f"{path}: device went away")
+
+    monkeypatch.setattr(pipeline, "read_file", failing)
+    settings = Settings(store_dir=tmp_path / "store", chunk_bytes=1 << 16)
+    with pytest.raises(OSError, match="device went away"):
+        ingest([small_sim], settings=settings)
+    assert not EventStore(settings.store_path).exists()
