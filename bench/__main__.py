@@ -7,8 +7,9 @@
                     [--out bench/results]
 
 Figures: wall seconds, events per second, peak RSS of the task's process (from wait4).
-The default data: the eventsim dev log from ../shared (when present) and a simulated log of
-about 2M events, written once into the output folder. `--big` adds the 26M-event simulated log.
+The default data: the eventsim dev log from ../shared (when present) and simulated logs of 1.8M
+events (ingest) and 2.5M events (snapshots), written once into the output folder. `--big` adds
+the 26M-event simulated log.
 `cdnow` trains on the public CDNOW purchase log that ships with `lifetimes`, written as CSV.
 """
 
@@ -122,6 +123,32 @@ def cdnow_csv(out: Path) -> Path:
     return path
 
 
+def bench_ingest(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Ingest against DuckDB's bare JSON reader and pandas on the same file in the same run,
+    then raw log to snapshot table; the 1.8M-event log is the size issue #14 was measured on."""
+    rows: list[dict[str, Any]] = []
+    logs = [EVENTSIM] if EVENTSIM.is_file() else []
+    logs.append(ensure_sim(args.out, 1300, 60))
+    for log in logs:
+        churn = measure("ingest_churnwatch", [str(log)], args.runs)
+        native = measure("ingest_duckdb_native", [str(log)], args.runs)
+        pandas = measure("ingest_pandas", [str(log)], args.runs)
+        end = measure("raw_to_snapshots", [str(log)], args.runs)
+        churn["vs_duckdb_native"] = native["median_s"] / churn["median_s"]
+        churn["vs_pandas"] = pandas["median_s"] / churn["median_s"]
+        print(
+            f"  churnwatch ingest speed vs duckdb bare read_json {churn['vs_duckdb_native']:.2f}x, "
+            f"vs pandas {churn['vs_pandas']:.2f}x; raw to snapshots "
+            f"{end['events_per_s']:,.0f} ev/s, peak {end['peak_rss_mb']:.0f} MB",
+            flush=True,
+        )
+        rows += [churn, native, pandas, end]
+    if args.big:
+        big = str(ensure_sim(args.out, 18000, 60))
+        rows += [measure("ingest_churnwatch", [big], 1), measure("raw_to_snapshots", [big], 1)]
+    return rows
+
+
 def bench_snapshots(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     logs = [EVENTSIM] if EVENTSIM.is_file() else []
@@ -141,7 +168,6 @@ def bench_snapshots(args: argparse.Namespace) -> list[dict[str, Any]]:
         print(line, flush=True)
     if args.big:
         big = ensure_sim(args.out, 18000, 60)
-        rows.append(measure("raw_to_snapshots", [str(big)], 1))
         store = str(ensure_store(args.out, big))
         rows.append(measure("snapshots_duckdb", [store], args.runs))
         rows.append(measure("snapshots_spark", [store], 1))
@@ -183,22 +209,7 @@ def main() -> None:
         rows.append(measure("simulate_log", [str(users), str(days), str(target)], args.runs))
         target.unlink(missing_ok=True)
     if args.only in (None, "ingest"):
-        logs = [EVENTSIM] if EVENTSIM.is_file() else []
-        logs.append(ensure_sim(args.out, 1700, 60))  # about 2M events
-        for log in logs:
-            churn = measure("ingest_churnwatch", [str(log)], args.runs)
-            native = measure("ingest_duckdb_native", [str(log)], args.runs)
-            pandas = measure("ingest_pandas", [str(log)], args.runs)
-            churn["vs_duckdb_native"] = native["median_s"] / churn["median_s"]
-            churn["vs_pandas"] = pandas["median_s"] / churn["median_s"]
-            print(
-                f"  churnwatch speed vs duckdb-native {churn['vs_duckdb_native']:.2f}x, "
-                f"vs pandas {churn['vs_pandas']:.2f}x"
-            )
-            rows += [churn, native, pandas]
-        if args.big:
-            big = ensure_sim(args.out, 18000, 60)
-            rows.append(measure("ingest_churnwatch", [str(big)], 1))
+        rows += bench_ingest(args)
     if args.only in (None, "snapshots"):
         rows += bench_snapshots(args)
     if args.only in (None, "train") and EVENTSIM.is_file():

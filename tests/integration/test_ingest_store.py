@@ -326,7 +326,7 @@ def test_an_error_while_reading_is_raised_as_itself(
     from churnwatch.ingest import pipeline, readers
 
     def failing(path: Path, fmt: str, **kwargs: object) -> object:
-        items = readers.read_file(path, fmt, **kwargs)  # type: ignore[arg-type]
+        items = readers.read_file(path, fmt, **kwargs)
         yield next(items)
         raise OSError(f"{path}: device went away")
 

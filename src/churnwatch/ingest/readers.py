@@ -192,9 +192,15 @@ class BatchStream:
                     self.rows += table.num_rows
                     yield from table.to_batches()
                 item = next(rest, None)
+        except GeneratorExit:  # the query stopped reading (it failed): not a reading error
+            raise
         except BaseException as exc:  # kept for the caller: DuckDB would only show its text
             self.error = exc
             raise
+        finally:
+            close = getattr(self._items, "close", None)
+            if close is not None:
+                close()  # stops a prefetching thread
 
 
 def format_from_suffix(path: Path) -> Format | None:
