@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     chunk_bytes: int = Field(
         4 << 20,
         ge=1 << 16,
-        description="Decompressed bytes of input read at a time (cache-sized chunks ingest fastest).",
+        description="Decompressed bytes of input read at a time (small chunks ingest fastest).",
     )
     threads: int | None = Field(None, ge=1, description="DuckDB threads; default all cores.")
     memory_limit: str = Field(
