@@ -335,3 +335,24 @@ def test_an_error_while_reading_is_raised_as_itself(
     with pytest.raises(OSError, match="device went away"):
         ingest([small_sim], settings=settings)
     assert not EventStore(settings.store_path).exists()
+
+
+def test_many_small_files_of_one_day_are_stored_as_one_file(
+    small_sim: Path, tmp_path: Path
+) -> None:
+    """Each input file is checked by its own query; a day staged as many small files is
+    rewritten as one file rather than kept as a scatter of them."""
+    events = small_sim_lines(small_sim, 3000)
+    first_day = events[0]["ts"] // 86_400_000
+    day = [e for e in events if e["ts"] // 86_400_000 == first_day][:1200]
+    folder = tmp_path / "hourly"
+    folder.mkdir()
+    for i in range(12):
+        part = day[i * 100 : (i + 1) * 100]
+        (folder / f"part-{i:02d}.jsonl").write_text("\n".join(json.dumps(e) for e in part))
+    settings = Settings(store_dir=tmp_path / "store")
+    report = ingest([folder], settings=settings)
+    assert report.stored == len(day)
+    files = EventStore(settings.store_path).files("events")
+    assert len(files) == 1
+    assert stored_count(settings.store_path) == len(day)

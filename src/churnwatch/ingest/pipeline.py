@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -388,9 +389,9 @@ def _place(
     partitioned by date. Returns the rows placed and the rows that repeated another row of
     this input.
 
-    A day's staged files are moved as they are when the store holds nothing for that day and
-    no row of the day repeats another; only the other days are rewritten, without the rows
-    already stored and keeping the first of repeated ones.
+    A day's staged files are moved as they are when the store holds nothing for that day, no
+    row of the day repeats another and there are few of them; only the other days are
+    rewritten, without the rows already stored and keeping the first of repeated ones.
     """
     files = stage.files(kind)
     if not files:
@@ -405,20 +406,35 @@ def _place(
         ).fetchall()
     }
     existing = store.files(kind, dates=set(by_day))
-    stored_days = {date.fromisoformat(Path(f).parent.name.split("=", 1)[1]) for f in existing}
-    redo = {day for day, (_, repeats) in by_day.items() if repeats or day in stored_days}
+    stored_days = {_day_of(f) for f in existing}
+    staged = Counter(_day_of(f) for f in files)
+    redo = {
+        day
+        for day, (_, repeats) in by_day.items()
+        if repeats or day in stored_days or staged[day] > _FILES_PER_DAY
+    }
     placed = 0
     if redo:
         repeats = any(by_day[day][1] for day in redo)
         placed = _rewrite(con, stage, kind, sorted(redo), existing, out_dir, once=repeats)
     for path in map(Path, files):
-        day = date.fromisoformat(path.parent.name.split("=", 1)[1])
+        day = _day_of(path)
         if day not in redo:
             target = out_dir / f"event_date={day.isoformat()}" / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
     placed += sum(rows for day, (rows, _) in by_day.items() if day not in redo)
     return placed, sum(repeats for _, repeats in by_day.values())
+
+
+_FILES_PER_DAY = 4
+"""Most staged files of one day moved as they are; a day with more (an input of many small
+files) is rewritten as one file."""
+
+
+def _day_of(path: str | Path) -> date:
+    """The day of a partition file, from its folder (`day=...` or `event_date=...`)."""
+    return date.fromisoformat(Path(path).parent.name.split("=", 1)[1])
 
 
 def _rewrite(
