@@ -113,8 +113,9 @@ def ingest(
     params = {"ts_min": mapping.ts_min or settings.ts_min, "ts_max": ts_max}
     report.dedupe = mapping.dedupe
     con = connect(settings)
-    # a partitioned COPY buffers rows per partition until this many; the default (512k rows
-    # per partition, dozens of days open at once) grows past the memory limit on large logs
+    # each thread hands its partitioned rows on every this many rows: with the default
+    # (524,288) the day-partitioned write of the 26M-event log took 54 s and 2.1 GB, with
+    # 32,768 20 s and 0.8 GB (alone, from a staged file)
     con.execute("SET partitioned_write_flush_threshold = 32768")
     with store.writer(run_id) as txn:
         con.execute(f"SET temp_directory = {literal(str(txn.staging / 'spill'))}")

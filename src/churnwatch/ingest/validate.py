@@ -39,14 +39,14 @@ JSON_RAW_TEXT = "coalesce(rtrim(txt, E'\\r\\n'), CAST(raw AS VARCHAR))"
 
 
 def json_fields_sql(
-    keys: dict[str, str], *, constants: dict[str, str] | None = None, safe_decode: bool = True
+    keys: dict[str, str], *, constants: dict[str, str] | None = None
 ) -> tuple[str, list[str]]:
     """SELECT over relation `batch(line, raw)` giving `line, pre_reason, txt, raw, v_<field>...`.
 
-    Returns the SQL and the JSON paths to bind as `$paths`. With `safe_decode=False` invalid
-    UTF-8 raises a ConversionException instead of being flagged: faster, for a first attempt.
-    Checks are ordered so that the costly ones run only on lines the cheap ones cannot settle;
-    the raw text is built (JSON_RAW_TEXT) only for rejected lines.
+    Returns the SQL and the JSON paths to bind as `$paths`. Invalid UTF-8 is flagged, not
+    raised (`try` costs nothing on a batch where every line decodes). Checks are ordered so
+    that the costly ones run only on lines the cheap ones cannot settle; the raw text is built
+    (JSON_RAW_TEXT) only for rejected lines.
     """
     names = list(keys)
     paths = [json_path(keys[n]) for n in names]
@@ -55,9 +55,8 @@ def json_fields_sql(
     absent = [n for n in (*FIELDS, EVENT_KEY) if n not in keys and n not in fixed]
     missing = "".join(f", {literal(v)} AS v_{n}" for n, v in fixed.items())
     missing += "".join(f", NULL::VARCHAR AS v_{n}" for n in absent)
-    decode = "try(decode(raw))" if safe_decode else "decode(raw)"
     sql = f"""
-    WITH d AS (SELECT line, raw, {decode} AS txt FROM batch),
+    WITH d AS (SELECT line, raw, try(decode(raw)) AS txt FROM batch),
     x AS (SELECT line, raw, txt, try(json_extract_string(txt, $paths)) AS v FROM d)
     SELECT line, raw, txt,
       CASE WHEN txt IS NULL THEN 'invalid_utf8'
