@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     )
     threads: int | None = Field(None, ge=1, description="DuckDB threads; default all cores.")
     memory_limit: str = Field(
-        "2GB", description="DuckDB memory limit, e.g. '4GB'; larger work spills to disk."
+        "1.5GB",  # with Python around it, a 26M-event ingest or snapshot build stays under 2 GB
+        description="DuckDB memory limit, e.g. '4GB'; larger work spills to disk.",
     )
     # serving
     model_ref: str = Field(
