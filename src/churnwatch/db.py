@@ -40,3 +40,9 @@ def literal(value: str) -> str:
 def literal_list(values: list[str]) -> str:
     """A SQL list of string literals."""
     return "[" + ", ".join(literal(v) for v in values) + "]"
+
+
+def event_files(files: list[str]) -> str:
+    """SQL reading event Parquet files: columns matched by name (files written before a column
+    existed lack it), the event_date folders ignored (the column is in the files)."""
+    return f"read_parquet({literal_list(files)}, hive_partitioning = false, union_by_name = true)"

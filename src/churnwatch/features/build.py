@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from churnwatch.config import Settings
-from churnwatch.db import literal_list
+from churnwatch.db import event_files
 from churnwatch.errors import InputError
 from churnwatch.features.catalog import CHURN_PAGES, FeatureSpec, catalog
 from churnwatch.features.engines import Engine, make_engine, store_files
@@ -113,10 +113,7 @@ def spec_for(
     files = store_files(store)
     con = duckdb.connect()
     try:
-        con.execute(
-            "CREATE VIEW e AS SELECT * FROM read_parquet("
-            f"{literal_list(files)}, union_by_name = true, hive_partitioning = false)"
-        )
+        con.execute(f"CREATE VIEW e AS SELECT * FROM {event_files(files)}")
         has_value = "value" in [r[0] for r in con.execute("DESCRIBE e").fetchall()]
         pages = con.execute(
             "SELECT page, count(*) AS n FROM e GROUP BY page ORDER BY n DESC, page"

@@ -18,7 +18,7 @@ import sqlglot
 
 from churnwatch import optional
 from churnwatch.config import Settings
-from churnwatch.db import connect, literal, literal_list
+from churnwatch.db import connect, event_files, literal
 from churnwatch.errors import ConfigError, StoreError
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import US_PER_DAY
@@ -73,8 +73,7 @@ class DuckDBEngine:
                    epoch_us(ts) AS ts_us,
                    CAST(floor(epoch_us(ts) / {US_PER_DAY}) AS BIGINT) AS day,
                    epoch_us(registration) AS registration_us
-            FROM read_parquet({literal_list(files)}, hive_partitioning = false,
-                              union_by_name = true)
+            FROM {event_files(files)}
             {_until(until_us, "epoch_us(ts)")}"""
         )
 

@@ -20,7 +20,7 @@ import duckdb
 import pyarrow as pa
 
 from churnwatch.config import Settings
-from churnwatch.db import connect, literal, literal_list
+from churnwatch.db import connect, event_files, literal
 from churnwatch.errors import InputError, NoValidRowsError
 from churnwatch.ingest.readers import (
     BatchStream,
@@ -191,10 +191,7 @@ class _Stage:
 
     def relation(self, kind: str) -> str:
         """SQL for the staged rows of `kind`; the caller checks there are files."""
-        return (
-            f"read_parquet({literal_list(self.files(kind))}, hive_partitioning = false, "
-            "union_by_name = true)"
-        )
+        return event_files(self.files(kind))
 
     def add_problems(self, source: str, problems: list[FileProblem]) -> None:
         self.problems.extend(
@@ -454,8 +451,7 @@ def _rewrite(
     if existing:
         con.execute(
             "CREATE OR REPLACE TEMP VIEW existing AS SELECT user_id, ts, event_id "
-            f"FROM read_parquet({literal_list(existing)}, hive_partitioning = false, "
-            "union_by_name = true)"
+            f"FROM {event_files(existing)}"
         )
         anti = "ANTI JOIN existing e USING (user_id, ts, event_id)"
     first = (

@@ -31,7 +31,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from churnwatch.db import literal_list
+from churnwatch.db import event_files
 from churnwatch.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -122,9 +122,8 @@ class EventStore:
         """
         self.require()
         con.execute(
-            f"""CREATE OR REPLACE TEMP VIEW {name}_raw AS SELECT * FROM
-            read_parquet({literal_list(self.files("events"))}, hive_partitioning = false,
-                         union_by_name = true)"""
+            f"CREATE OR REPLACE TEMP VIEW {name}_raw AS "
+            f"SELECT * FROM {event_files(self.files('events'))}"
         )
         con.execute(
             f"""CREATE OR REPLACE TEMP VIEW {name} AS
