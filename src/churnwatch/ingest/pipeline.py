@@ -136,10 +136,9 @@ STORE_COLUMNS = f"{CANONICAL_COLUMNS}, event_id, event_date, source_file, source
 # Rows of kind quarantine keep the store's columns too, carrying their reason, its detail and
 # the raw text in these three (a quarantined row has no use for them):
 _QUARANTINE_IN = {"reason": "page", "detail": "song", "raw_text": "artist"}
+_CARRIES = {column: check for check, column in _QUARANTINE_IN.items()}
 _STAGED_COLUMNS = ", ".join(
-    f"CASE WHEN reason IS NULL THEN {c} ELSE {q} END AS {c}"
-    if (q := {v: k for k, v in _QUARANTINE_IN.items()}.get(c))
-    else c
+    f"CASE WHEN reason IS NULL THEN {c} ELSE {_CARRIES[c]} END AS {c}" if c in _CARRIES else c
     for c in (c.strip() for c in STORE_COLUMNS.split(","))
 )
 
