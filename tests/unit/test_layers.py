@@ -3,6 +3,7 @@ serving, monitoring, tracked runs, tracking, models, features, labels, ingest, b
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -52,3 +53,30 @@ def test_a_command_loads_only_its_own_module() -> None:
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "['churnwatch.cli.data']", run.stdout + run.stderr
+
+
+def test_the_root_help_lists_every_command_without_importing_one() -> None:
+    """`churnwatch --help` writes each command's one-line help from the root's table, so it
+    imports no command module; the table says what each command's own help says."""
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from churnwatch.cli import app\n"
+        "r = CliRunner().invoke(app, ['--help'], terminal_width=300)\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print(sorted(m for m in sys.modules if m.startswith('churnwatch.cli.')"
+        " and m != 'churnwatch.cli.common'))\n"
+        "print(r.output)\n"
+    )
+    env = {**os.environ, "COLUMNS": "300"}  # rich wraps at the terminal's width
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    loaded, output = run.stdout.split("\n", 1)
+    assert loaded == "[]", run.stdout + run.stderr
+    from churnwatch.cli import COMMANDS, load_command
+
+    for name, (*_, short) in COMMANDS.items():
+        command = load_command(None, name)
+        assert command.get_short_help_str(300) == short, name
+        assert re.search(rf"{name}\s+{re.escape(short)}", output), name
