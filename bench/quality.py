@@ -22,10 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
 
 from churnwatch.config import Settings
+from churnwatch.db import event_files
 from churnwatch.features import build_snapshots
 from churnwatch.ingest import EventStore, ingest
 from churnwatch.models.estimators import BASELINES
@@ -63,6 +66,48 @@ def _row(log: str, model: str, y: np.ndarray, p: np.ndarray, users: np.ndarray,
     return {**out, **extra}
 
 
+def _whole_log_rates(store: EventStore) -> pd.DataFrame:
+    """Each user's sessions per day over the whole log: from registration or the log's start
+    (whichever is later, never after the first event) to the user's cancellation or the log's
+    end. It reads the future, so it is no model: it bounds what history can tell."""
+    sql = f"""
+        WITH ev AS (SELECT user_id, session_id, ts, page, registration
+                    FROM {event_files(store.files("events"))} WHERE user_id <> ''),
+        bounds AS (SELECT min(ts) AS log_start, max(ts) AS log_end FROM ev),
+        per_user AS (
+            SELECT user_id, count(DISTINCT session_id) AS sessions, min(ts) AS first_ts,
+                   max(ts) AS last_ts, max(registration) AS reg,
+                   bool_or(page = 'Cancellation Confirmation') AS cancelled
+            FROM ev GROUP BY user_id)
+        SELECT user_id, sessions / greatest(epoch(
+                   CASE WHEN cancelled THEN last_ts ELSE log_end END
+                   - greatest(log_start, least(first_ts, coalesce(reg, first_ts)))) / 86400, 1)
+               AS rate
+        FROM per_user, bounds"""
+    with duckdb.connect() as con:
+        frame: pd.DataFrame = con.execute(sql).df()
+    return frame
+
+
+def ceiling(log: str, store: EventStore, df: pd.DataFrame, n_boot: int) -> list[dict[str, Any]]:
+    """Two bounds on the ranking of `df`'s rows: eventsim gives every user a fixed rate of
+    sessions and a chance of cancelling in a session that depends only on the level, so what
+    history can tell about a user is the rate and the level. (a) The rate measured over the
+    whole log; (b) a logistic regression of the label on its log and the level, fitted on the
+    scored rows themselves. Both read the future: no model is expected to reach them."""
+    rate = df["user_id"].map(_whole_log_rates(store).set_index("user_id")["rate"]).to_numpy()
+    y, users = df["label"].to_numpy(), df["user_id"].to_numpy()
+    X = np.c_[np.log(rate), df["is_paid"].to_numpy(dtype=float)]
+    fitted = LogisticRegression(class_weight="balanced").fit(X, y).predict_proba(X)[:, 1]
+    ranked = rate / (1 + rate)  # the same order, in [0, 1]
+    rows = [_row(f"{log} (bound)", "session rate over the whole log", y, ranked, users, n_boot),
+            _row(f"{log} (bound)", "whole-log session rate and level, fitted in sample",
+                 y, fitted, users, n_boot)]  # fmt: skip
+    for r in rows:  # rankings, not calibrated probabilities
+        r["brier"] = None
+    return rows
+
+
 def transfer(tmp: Path, n_boot: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     started = time.perf_counter()
     dev = _store(DATA / f"{DEV}.jsonl.gz", tmp / "dev")
@@ -77,10 +122,12 @@ def transfer(tmp: Path, n_boot: int) -> tuple[list[dict[str, Any]], dict[str, An
             models[b] = fit_calibrated(b, {}, lab, y_dev, w, seed=0)[0]
     rows = []
     for name in OTHERS:
-        df = _labelled(_store(DATA / f"{name}.jsonl.gz", tmp / name))
+        store = _store(DATA / f"{name}.jsonl.gz", tmp / name)
+        df = _labelled(store)
         y, users = df["label"].to_numpy(), df["user_id"].to_numpy()
         for model, est in models.items():
             rows.append(_row(name, model, y, est.predict_proba(df)[:, 1], users, n_boot))
+        rows += ceiling(name, store, df, n_boot)
     info = {"chosen": result.chosen.label, "rule": result.choice.rule,
             "reason_features": result.reason_features,
             "train_seconds": seconds, "choice": result.choice.table}  # fmt: skip
