@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from churnwatch.errors import InputError
-from churnwatch.models.metrics import evaluate_scores, top_decile_lift, top_decile_recall
+from churnwatch.models.metrics import (
+    SCORE_METRICS,
+    evaluate_scores,
+    threshold_metrics,
+    top_decile_lift,
+    top_decile_recall,
+)
 from churnwatch.models.train import choose_threshold
 
 
@@ -14,6 +20,33 @@ def test_lift_and_recall_of_a_perfect_and_a_useless_ranking() -> None:
     assert top_decile_lift(y, perfect) == pytest.approx(10.0)
     assert top_decile_recall(y, perfect) == pytest.approx(1.0)
     assert top_decile_lift(y, -perfect) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_metrics_equal_scikit_learns_with_ties_and_one_class(seed: int) -> None:
+    """The NumPy metrics (one sort, no input checks: fast in a bootstrap) are scikit-learn's."""
+    from sklearn import metrics as sk
+
+    rng = np.random.default_rng(seed)
+    for _ in range(200):
+        n = int(rng.integers(1, 80))
+        y = (rng.random(n) < rng.random()).astype(int)
+        p = np.round(rng.random(n), int(rng.integers(0, 3)))  # few decimals: many ties
+        expected = {
+            "brier": sk.brier_score_loss(y, p, labels=[0, 1]),
+            "log_loss": sk.log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1]),
+            "accuracy": sk.accuracy_score(y, p >= 0.5),
+            "f1": sk.f1_score(y, p >= 0.5, zero_division=0),
+        }
+        if 0 < y.sum() < n:
+            expected["roc_auc"] = sk.roc_auc_score(y, p)
+            expected["pr_auc"] = sk.average_precision_score(y, p)
+        else:
+            assert np.isnan(SCORE_METRICS["roc_auc"](y, p))
+            assert np.isnan(SCORE_METRICS["pr_auc"](y, p))
+        got = {**{k: SCORE_METRICS[k](y, p) for k in SCORE_METRICS}, **threshold_metrics(y, p, 0.5)}
+        for name, value in expected.items():
+            assert got[name] == pytest.approx(value, abs=1e-12), (name, y, p)
 
 
 def test_bootstrap_intervals_contain_the_point_estimate() -> None:

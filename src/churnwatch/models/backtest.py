@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 from churnwatch.errors import InputError
 from churnwatch.models.metrics import SCORE_METRICS
@@ -67,13 +66,8 @@ def rolling_folds(
 
 
 def auc(y: np.ndarray, s: np.ndarray) -> float:
-    """ROC-AUC from ranks (ties averaged): NaN when one class is missing."""
-    n1 = int(y.sum())
-    n0 = len(y) - n1
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    r = rankdata(s)
-    return float((r[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    """ROC-AUC (ties count half): NaN when one class is missing."""
+    return SCORE_METRICS["roc_auc"](y, s)
 
 
 @dataclass
