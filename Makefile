@@ -28,8 +28,9 @@ $(DEV): requirements-dev.txt pyproject.toml $(RUNTIME)
 ## demo: simulate a log, ingest it, build snapshots, train and register a model, then
 ## evaluate the champion on a second log it never saw and print the report's path
 demo: $(RUNTIME)
-	$(VENV)/bin/churnwatch simulate --users 500 --days 120 --seed 7 \
+	$(VENV)/bin/churnwatch simulate --users 2000 --days 120 --seed 7 \
 		--out $(DEMO_DIR)/sparkify_sim.jsonl.gz
+	rm -rf $(DEMO_DIR)/store  # a store of this log alone, whatever an earlier demo left
 	$(VENV)/bin/churnwatch ingest $(DEMO_DIR)/sparkify_sim.jsonl.gz --store $(DEMO_DIR)/store
 	$(VENV)/bin/churnwatch snapshots --store $(DEMO_DIR)/store --out $(DEMO_DIR)/snapshots.parquet
 	CHURNWATCH_DATA_DIR=$(DEMO_DIR) $(VENV)/bin/churnwatch train --store $(DEMO_DIR)/store

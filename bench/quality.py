@@ -34,7 +34,7 @@ from churnwatch.ingest import EventStore, ingest
 from churnwatch.models.estimators import BASELINES
 from churnwatch.models.metrics import evaluate_scores, oracle_metrics
 from churnwatch.models.train import TrainConfig, fit_calibrated, train
-from churnwatch.simulate import SimConfig, simulate, truth_path
+from churnwatch.simulate import DEFAULT_LOG, simulate, truth_path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "eventsim"
@@ -154,7 +154,7 @@ def backtest_500(tmp: Path, n_boot: int) -> tuple[list[dict[str, Any]], float]:
 
 def simulated(tmp: Path, n_boot: int) -> dict[str, Any]:
     log = tmp / "sim" / "default.jsonl.gz"
-    simulate(SimConfig(users=500, days=120, seed=0), log)
+    simulate(DEFAULT_LOG, log)
     result = train(_store(log, tmp / "sim" / "store"), TrainConfig(n_boot=n_boot))
     oracle = oracle_metrics(result.test_rows(), result.test_probability, [truth_path(log)],
                             horizon_days=result.horizon_days)  # fmt: skip

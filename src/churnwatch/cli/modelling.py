@@ -12,7 +12,7 @@ from churnwatch.cli import common as c
 from churnwatch.config import Settings
 from churnwatch.labels import CutoffSchedule
 from churnwatch.models import estimators
-from churnwatch.models.evaluate import Evaluation
+from churnwatch.models.evaluate import Evaluation, oracle_line
 from churnwatch.models.train import TrainConfig
 from churnwatch.runs import RunSummary, evaluate_registered, run_training
 
@@ -178,4 +178,6 @@ def evaluate(
     title = f"{model}: {ev.rows:,} labelled snapshots, {ev.positives:,} churned"
     c.out.print(c.table(title, rows, ("metric", "value", "95% interval"), numbers_from=1))
     c.out.print(ev.classification_report)
+    for what, line in oracle_line(ev.oracle).items():  # a simulated log: the true hazard
+        c.out.print(f"{what}: {line}")
     c.out.print(f"metrics: {ev.metrics_path}\nreport:  {ev.report_path}")

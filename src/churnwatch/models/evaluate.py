@@ -122,7 +122,7 @@ def evaluate_model(
         "labels": labels,
         "labelled snapshots": f"{len(lab):,} ({int(y.sum()):,} churned within the horizon)",
         "threshold": f"{thr:.3f}",
-        **_oracle_line(oracle),
+        **oracle_line(oracle),
         "how to read": "ROC-AUC and PR-AUC rank users; lift@10% is how many times more "
         "churners the top decile holds than a random tenth; Brier and the calibration "
         "plot say whether the probabilities can be read as probabilities.",
@@ -211,7 +211,7 @@ def _figures(
     return images, importance
 
 
-def _oracle_line(oracle: dict[str, float]) -> dict[str, str]:
+def oracle_line(oracle: dict[str, float]) -> dict[str, str]:
     if not oracle:
         return {}
     return {
