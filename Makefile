@@ -28,9 +28,10 @@ $(DEV): requirements-dev.txt pyproject.toml $(RUNTIME)
 ## demo: simulate a log, ingest it, build snapshots, train and register a model, then
 ## evaluate the champion on a second log it never saw and print the report's path
 demo: $(RUNTIME)
+	@# the demo starts afresh: a store of this log alone, its own registry and champion
+	rm -rf $(DEMO_DIR)/store $(DEMO_DIR)/mlflow.db $(DEMO_DIR)/mlartifacts $(DEMO_DIR)/evaluation
 	$(VENV)/bin/churnwatch simulate --users 2000 --days 120 --seed 7 \
 		--out $(DEMO_DIR)/sparkify_sim.jsonl.gz
-	rm -rf $(DEMO_DIR)/store  # a store of this log alone, whatever an earlier demo left
 	$(VENV)/bin/churnwatch ingest $(DEMO_DIR)/sparkify_sim.jsonl.gz --store $(DEMO_DIR)/store
 	$(VENV)/bin/churnwatch snapshots --store $(DEMO_DIR)/store --out $(DEMO_DIR)/snapshots.parquet
 	CHURNWATCH_DATA_DIR=$(DEMO_DIR) $(VENV)/bin/churnwatch train --store $(DEMO_DIR)/store

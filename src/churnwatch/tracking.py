@@ -243,6 +243,28 @@ def set_aliases(changes: dict[str, str | None]) -> None:
             client.set_registered_model_alias(MODEL_NAME, alias, version)
 
 
+def promote(version: str) -> str | None:
+    """Make `version` the champion: the champion it replaces becomes `previous` (and is
+    returned), and `challenger` no longer points at it. A RegistryError names the versions
+    there are when `version` is not one of them."""
+    versions = {v["version"]: v["aliases"] for v in list_versions()}
+    version = str(version)
+    if version not in versions:
+        raise RegistryError(
+            f"expected a registered version of {MODEL_NAME} "
+            f"({', '.join(versions) or 'none yet: run churnwatch train'}). Got {version!r}."
+        )
+    current: str | None = next((v for v, a in versions.items() if "champion" in a), None)
+    if current == version:
+        return current
+    changes: dict[str, str | None] = {"previous": current} if current else {}
+    changes["champion"] = version
+    if "challenger" in versions[version]:
+        changes["challenger"] = None
+    set_aliases(changes)
+    return current
+
+
 def last_run_of_kind(kind: str) -> dict[str, Any] | None:
     """The newest run tagged `churnwatch.kind=<kind>`: when, parameters, metrics."""
     exp = mlflow.get_experiment_by_name(EXPERIMENT)

@@ -137,8 +137,14 @@ def _print_training(summary: RunSummary) -> None:
     c.out.print(c.table(title, rows, ("user", "P(churn in the next horizon)"), numbers_from=1))
     c.out.print(
         f"base-rate Brier {result.base_rate_brier:.4f}; threshold {result.threshold:.3f}; "
-        f"registered churnwatch v{summary.model_version} {list(summary.aliases) or ''}; "
-        f"run {summary.run_id}; tracking {summary.tracking_uri}"
+        f"registered churnwatch v{summary.model_version}"
+        + (
+            ", the champion; "
+            if "champion" in summary.aliases
+            else f" (the champion stays: `churnwatch models promote {summary.model_version}` "
+            "serves this one); "
+        )
+        + f"run {summary.run_id}; tracking {summary.tracking_uri}"
     )
 
 

@@ -144,6 +144,23 @@ def alerts_list(
     c.out.print(c.table("churnwatch alerts", rows, header))
 
 
+@models.command("promote")
+def models_promote(
+    version: Annotated[str, typer.Argument(help="The registered version to serve, e.g. 3.")],
+) -> None:
+    """Make a registered version the champion, the model the API and scoring serve."""
+    settings = Settings()
+    tracking.setup(settings)
+    before = c.run(lambda: tracking.promote(version))
+    if before == version:
+        c.out.print(f"v{version} is already the champion")
+        return
+    was = f" (was v{before}, now aliased previous)" if before else ""
+    c.out.print(f"champion: v{version}{was}. A running API serves it at its next look at the "
+                f"registry (every {settings.reload_poll_seconds:g} s) or at once after "
+                "POST /admin/reload.")  # fmt: skip
+
+
 @models.command("list")
 def models_list() -> None:
     """Registered versions of the model, their aliases and key test metrics."""
