@@ -39,7 +39,14 @@ def test_every_candidate_is_backtested_out_of_time(trained: tuple[RunSummary, Se
     chosen = result.chosen
     assert chosen.label == result.choice.name
     assert {"brier", "f1", "accuracy"} <= set(chosen.test)
-    assert chosen.calibration in ("sigmoid", "isotonic")
+    assert chosen.calibration == "sigmoid"
+    # the served probabilities keep the model's ranking: users the raw scores tell apart are
+    # never given one probability (isotonic steps did that)
+    latest = result.snapshots[result.snapshots["cutoff"] == result.snapshots["cutoff"].max()]
+    raw = chosen.estimator._raw(latest)
+    served = chosen.estimator.predict_proba(latest)[:, 1]
+    assert len(np.unique(served)) == len(np.unique(raw)) > 100
+    assert np.all(np.diff(served[np.argsort(raw)]) >= 0)
     # training is denser than evaluation, and the final model learnt from every labelled day
     labelled = result.snapshots[result.snapshots["label"].notna()]
     assert len(result.fit_cutoffs) == labelled["cutoff_date"].nunique() > 3 * len(tested)
@@ -119,3 +126,43 @@ def test_evaluate_on_a_log_the_model_never_saw(
     assert ev.oracle["oracle_roc_auc"] > 0.6 and 0.5 < ev.oracle["model_to_oracle_roc_auc"] < 1.3
     assert "oracle (simulated log, true hazard)" in ev.report_path.read_text()
     assert [c["cutoff"] for c in ev.per_cutoff] == sorted(c["cutoff"] for c in ev.per_cutoff)
+
+
+def test_cli_models_promote_serves_another_version(
+    trained: tuple[RunSummary, Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`churnwatch models promote N` moves `champion` to version N (the old champion becomes
+    `previous`); an unknown version is refused with the versions there are. On a copy of the
+    registry, so the other tests keep theirs."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from churnwatch import tracking
+    from churnwatch.cli import app
+
+    summary, settings = trained
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(settings.data_dir / "mlflow.db", data / "mlflow.db")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("CHURNWATCH_DATA_DIR", str(data))
+    tracking.setup(Settings(data_dir=data))
+    churn_model = tracking.load("models:/churnwatch@champion").unwrap_python_model()
+    with tracking.run("second"):
+        second = tracking.log_model(churn_model, summary.result.snapshots.head(50))
+    assert second.version == "2" and second.aliases == ()  # a later model does not take over
+
+    runner = CliRunner()
+    moved = runner.invoke(app, ["models", "promote", "2"])
+    assert moved.exit_code == 0, moved.output
+    assert "champion: v2 (was v1" in moved.output
+    aliases = {v["version"]: v["aliases"] for v in tracking.list_versions()}
+    assert aliases == {"2": ["champion"], "1": ["previous"]}
+
+    again = runner.invoke(app, ["models", "promote", "2"])
+    assert again.exit_code == 0 and "already the champion" in again.output
+    unknown = runner.invoke(app, ["models", "promote", "7"])
+    assert unknown.exit_code == 1
+    assert "expected a registered version of churnwatch (2, 1). Got '7'." in unknown.output
+    assert {v["version"]: v["aliases"] for v in tracking.list_versions()} == aliases

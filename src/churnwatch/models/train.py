@@ -6,8 +6,8 @@
 2. Every candidate, baselines included, is fitted on each backtest fold's past and scored on
    its cutoff (`churnwatch.models.backtest`). The choice is the one-standard-error rule on the
    mean per-fold ROC-AUC: a more complex candidate has to win by more than the noise.
-3. The chosen recipe is refitted on every labelled cutoff, calibration included (isotonic or
-   Platt on out-of-fold scores grouped by user). The reported test figures are the backtest's
+3. The chosen recipe is refitted on every labelled cutoff, calibration included (Platt
+   scaling on out-of-fold scores grouped by user). The reported test figures are the backtest's
    out-of-time figures, never the refitted model's in-sample ones.
 """
 
@@ -180,7 +180,7 @@ def fit_calibrated(
         raw = est.predict_proba(X)[:, 1]
         return Calibrated(est, "sigmoid").fit_scores(raw, y), "sigmoid (in-sample: few users)"
     oof = out_of_fold(name, params, X, y, w, seed=seed)
-    return calibrate(est, oof, y, X["user_id"].to_numpy(), seed=seed)
+    return calibrate(est, oof, y)
 
 
 def choose_threshold(y: np.ndarray, p: np.ndarray, rule: str) -> float:
