@@ -1,7 +1,6 @@
 """Calibration: raw scores to probabilities (Platt scaling on the log-odds; isotonic
 regression for models registered before it was dropped), fitted on rows the model did not
-learn from; `logit`, which the serving scorer
-also uses to apply a Platt calibrator."""
+learn from; `logit`, which the serving scorer also uses to apply a Platt calibrator."""
 
 from __future__ import annotations
 

@@ -47,10 +47,11 @@ from churnwatch.simulate.world import (
 
 __all__ = ["DEFAULT_LOG", "PAGES", "SimConfig", "SimResult", "simulate", "summary", "truth_path"]
 
-# The built-in default log (`python train.py`, `make demo`, `bench quality`). 2,000 users: with
-# 500, the backtest's intervals were too wide for the one-standard-error rule to prefer a better
-# candidate than the seed's logistic regression (model/oracle ROC-AUC 0.93 at 500 users, 0.949
-# at 1,000, 0.96 and 0.97 at 2,000 with seeds 0 and 1).
+# The built-in default log of `python train.py` and `bench quality` (`make demo` simulates as
+# many users with another seed). 2,000 users: with 500, the backtest's intervals were too wide
+# for the one-standard-error rule to prefer a better candidate than the seed's logistic
+# regression (model/oracle ROC-AUC 0.93 at 500 users, 0.949 at 1,000, 0.96 and 0.97 at 2,000
+# with seeds 0 and 1).
 DEFAULT_LOG = SimConfig(users=2000, days=120, seed=0)
 
 
