@@ -26,10 +26,24 @@ FORMAT = 1
 
 
 def feature_version(spec: FeatureSpec | None = None) -> str:
-    """A short hash of the feature catalog (names and kinds, in order): two models with the
-    same version read the same snapshot columns with the same meaning."""
-    text = "\n".join(f"{f.name}:{f.kind}" for f in catalog(spec))
+    """A short hash of the feature catalog (names, kinds, windows and SQL, in order): two
+    models with the same version read the same snapshot columns with the same meaning."""
+    text = "\n".join(f"{f.name}:{f.kind}:{f.window}:{f.sql}" for f in catalog(spec))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def feature_mismatch(recipe: Recipe, what: str) -> str | None:
+    """Why `what` (a model) may not get the features it learnt from, or None: the feature
+    version it was trained with differs from what this churnwatch computes for its catalog
+    (a definition changed since). None too for a recipe that recorded no version."""
+    now = feature_version(recipe.spec)
+    if not recipe.feature_version or recipe.feature_version == now:
+        return None
+    return (
+        f"{what} was trained with feature version {recipe.feature_version}; this churnwatch "
+        f"computes version {now} for its catalog, so some features may not mean what the model "
+        "learnt. Train it again (churnwatch train or retrain) to serve consistent scores."
+    )
 
 
 @dataclass(frozen=True)

@@ -178,3 +178,25 @@ def test_the_drift_demo_never_deletes_a_folder_it_did_not_make(tmp_path: Path) -
     (made / "old.txt").write_text("from the last demo")
     _fresh(made)  # the demo's own folder is emptied and reused
     assert [p.name for p in made.iterdir()] == [MARKER]
+
+
+def test_the_feature_version_covers_definitions_and_a_change_is_told(monkeypatch: Any) -> None:
+    """The version hashes each feature's SQL too: a changed definition changes it, and a model
+    trained on the old one is told (served models say so on /model and in the log)."""
+    import dataclasses
+
+    import churnwatch.recipe as recipe_module
+    from churnwatch.features.catalog import catalog
+    from churnwatch.recipe import feature_mismatch
+
+    now = feature_version()
+    assert feature_mismatch(Recipe(feature_version=now), "v1") is None
+    assert feature_mismatch(Recipe(), "v1") is None  # nothing recorded: nothing to compare
+    told = feature_mismatch(Recipe(feature_version="0123456789ab"), "model v1")
+    assert told is not None and "model v1 was trained with feature version 0123456789ab" in told
+    assert f"computes version {now}" in told
+
+    features = list(catalog())
+    changed = [dataclasses.replace(features[-1], sql=f"({features[-1].sql}) + 0")]
+    monkeypatch.setattr(recipe_module, "catalog", lambda spec=None: [*features[:-1], *changed])
+    assert feature_version() != now  # same names and kinds, another definition

@@ -332,3 +332,18 @@ def test_retention_curves_start_at_one_and_never_rise(client: TestClient) -> Non
         assert curve["days"][0] == 0 and curve["users"] >= 10
     bad = client.get("/dashboard/api/retention", params={"date": "1999-01-01"})
     assert bad.status_code == 404 and "scored day" in bad.json()["message"]
+
+
+def test_a_model_trained_on_other_feature_definitions_is_flagged(
+    client: TestClient, served_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The served model matches this churnwatch's features; had a definition changed since it
+    was trained, /model would say so."""
+    assert client.get("/model").json()["feature_warning"] is None
+    import churnwatch.recipe as recipe_module
+
+    monkeypatch.setattr(recipe_module, "feature_version", lambda spec=None: "0123456789ab")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with TestClient(create_app(Settings(data_dir=served_data))) as other:
+        warning = other.get("/model").json()["feature_warning"]
+    assert warning and "this churnwatch computes version 0123456789ab" in warning

@@ -34,7 +34,7 @@ from churnwatch.labels import CutoffSchedule, cutoff_for
 from churnwatch.models.plan import Offer, make_plan, values_for
 from churnwatch.models.scorer import Scorer
 from churnwatch.models.survival import HORIZONS, median_days, risk_at
-from churnwatch.recipe import Recipe
+from churnwatch.recipe import Recipe, feature_mismatch
 from churnwatch.serving.reasons import top_reasons
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,11 @@ def _job(
     meta = tracking.describe(ref)
     cutoff, until = cutoff_for(store.last_event(), as_of)
     model = f"{meta['name']} v{meta['version']}" if meta["version"] else ref
-    return _Job(store, ref, tracking.read_recipe(meta), model, cutoff, until)
+    recipe = tracking.read_recipe(meta)
+    warning = feature_mismatch(recipe, model)
+    if warning:
+        log.warning(warning)
+    return _Job(store, ref, recipe, model, cutoff, until)
 
 
 def _scored(

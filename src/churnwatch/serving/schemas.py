@@ -293,6 +293,11 @@ class ModelResponse(BaseModel):
     metrics: dict[str, float]
     features: list[str]
     population: dict[str, Any] | None
+    feature_warning: str | None = Field(
+        None,
+        description="Set when the model was trained on features defined otherwise than this "
+        "churnwatch computes them: retrain it.",
+    )
 
 
 class Problem(BaseModel):

@@ -32,7 +32,7 @@ from churnwatch.ingest.store import EventStore
 from churnwatch.labels import CutoffSchedule, cutoff_for
 from churnwatch.models.scorer import Scorer
 from churnwatch.models.survival import survival_view
-from churnwatch.recipe import Recipe
+from churnwatch.recipe import Recipe, feature_mismatch
 from churnwatch.schema import CHURN_PAGE, DOWNGRADE_PAGE
 from churnwatch.serving.batch import band
 from churnwatch.serving.feature_check import FeatureCheck
@@ -78,6 +78,7 @@ class ModelInfo:
     features: list[str]
     explains: bool
     recipe: Recipe = field(default_factory=Recipe)  # the definition populations follow
+    feature_warning: str | None = None  # trained on features defined otherwise than now
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,10 @@ class ChurnService:
                 "Train one with `churnwatch train`."
             ) from exc
         scorer = Scorer(pyfunc.unwrap_python_model())
+        recipe = tracking.read_recipe(meta)
+        warning = feature_mismatch(recipe, f"the model at {ref} (version {meta['version']})")
+        if warning:
+            log.warning(warning)
         info = ModelInfo(
             ref=ref,
             kind=scorer.kind,
@@ -168,7 +173,8 @@ class ChurnService:
             threshold=scorer.threshold,
             features=scorer.features,
             explains=scorer.explains,
-            recipe=tracking.read_recipe(meta),
+            recipe=recipe,
+            feature_warning=warning,
             **meta,
         )
         return scorer, info
