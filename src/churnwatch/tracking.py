@@ -247,19 +247,20 @@ def promote(version: str) -> str | None:
     """Make `version` the champion: the champion it replaces becomes `previous` (and is
     returned), and `challenger` no longer points at it. A RegistryError names the versions
     there are when `version` is not one of them."""
-    versions = {v["version"]: v["aliases"] for v in list_versions()}
+    newest, aliases = _registered()  # versions and aliases only: no run is read
+    known = [str(v.version) for v in newest]
     version = str(version)
-    if version not in versions:
+    if version not in known:
         raise RegistryError(
             f"expected a registered version of {MODEL_NAME} "
-            f"({', '.join(versions) or 'none yet: run churnwatch train'}). Got {version!r}."
+            f"({', '.join(known) or 'none yet: run churnwatch train'}). Got {version!r}."
         )
-    current: str | None = next((v for v, a in versions.items() if "champion" in a), None)
+    current: str | None = next((v for v in known if "champion" in aliases[v]), None)
     if current == version:
         return current
     changes: dict[str, str | None] = {"previous": current} if current else {}
     changes["champion"] = version
-    if "challenger" in versions[version]:
+    if "challenger" in aliases[version]:
         changes["challenger"] = None
     set_aliases(changes)
     return current
@@ -285,26 +286,35 @@ def last_run_of_kind(kind: str) -> dict[str, Any] | None:
     }
 
 
-def list_versions() -> list[dict[str, Any]]:
-    """Every registered version of the model, newest first, with aliases and key metrics."""
+def _registered() -> tuple[list[Any], dict[str, list[str]]]:
+    """The registered versions of the model, newest first, and each version's aliases (sorted);
+    nothing when none is registered."""
     client = MlflowClient()
     try:
         versions = client.search_model_versions(f"name='{MODEL_NAME}'")
     except mlflow.exceptions.MlflowException:
-        return []
+        return [], {}
     if not versions:  # nothing registered yet: the registered model may not exist either
-        return []
-    by_version: dict[str, list[str]] = {}
+        return [], {}
+    by_version: dict[str, list[str]] = {str(v.version): [] for v in versions}
     for alias, version in client.get_registered_model(MODEL_NAME).aliases.items():
         by_version.setdefault(str(version), []).append(alias)
+    newest = sorted(versions, key=lambda v: int(v.version), reverse=True)
+    return newest, {v: sorted(a) for v, a in by_version.items()}
+
+
+def list_versions() -> list[dict[str, Any]]:
+    """Every registered version of the model, newest first, with aliases and key metrics."""
+    versions, aliases = _registered()
+    client = MlflowClient()
     out = []
-    for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
+    for v in versions:
         run = client.get_run(v.run_id) if v.run_id else None
         m = run.data.metrics if run else {}
         out.append(
             {
                 "version": str(v.version),
-                "aliases": sorted(by_version.get(str(v.version), [])),
+                "aliases": aliases[str(v.version)],
                 "model": run.data.params.get("model", "") if run else "",
                 "created": v.creation_timestamp,
                 "test_roc_auc": m.get("test_roc_auc"),

@@ -68,7 +68,7 @@ def logit(p: np.ndarray) -> np.ndarray:
     return np.asarray(np.log(q / (1 - q)))
 
 
-def calibrate(estimator: Any, scores: np.ndarray, y: np.ndarray) -> tuple[Calibrated, str]:
+def calibrate(estimator: Any, scores: np.ndarray, y: np.ndarray) -> Calibrated:
     """Calibrate a fitted estimator from raw `scores` on rows it did not learn from, by Platt
     scaling on the log-odds.
 
@@ -78,4 +78,4 @@ def calibrate(estimator: Any, scores: np.ndarray, y: np.ndarray) -> tuple[Calibr
     lift are measured on the raw scores. Platt's map is strictly increasing: the served
     ranking is the model's.
     """
-    return Calibrated(estimator, "sigmoid").fit_scores(scores, y), "sigmoid"
+    return Calibrated(estimator, "sigmoid").fit_scores(scores, y)

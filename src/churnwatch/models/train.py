@@ -180,7 +180,7 @@ def fit_calibrated(
         raw = est.predict_proba(X)[:, 1]
         return Calibrated(est, "sigmoid").fit_scores(raw, y), "sigmoid (in-sample: few users)"
     oof = out_of_fold(name, params, X, y, w, seed=seed)
-    return calibrate(est, oof, y)
+    return calibrate(est, oof, y), "sigmoid"
 
 
 def choose_threshold(y: np.ndarray, p: np.ndarray, rule: str) -> float:
