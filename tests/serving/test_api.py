@@ -204,12 +204,20 @@ def test_ops_endpoints(client: TestClient) -> None:
     assert client.get("/health").json() == {"status": "alive"}
     ready = client.get("/ready")
     assert ready.status_code == 200 and ready.json()["store"] is True
+    assert client.post("/predict", json={"user_id": _a_user(client)}).status_code == 200
     text = client.get("/metrics").text
     assert 'churnwatch_requests_total{method="POST",route="/predict"' in text
     assert "churnwatch_prediction_probability_bucket" in text
     docs = client.get("/openapi.json").json()
     assert docs["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
     assert "examples" in json.dumps(docs["components"]["schemas"]["PredictRequest"])
+    # the retention plan and the risk at other horizons are part of the contract
+    plan = docs["paths"]["/plan"]["post"]
+    assert plan["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/PlanRequest"
+    )
+    assert "/PlanResponse" in json.dumps(plan["responses"]["200"])
+    assert "horizons" in docs["components"]["schemas"]["Prediction"]["properties"]
 
 
 def test_no_model_answers_503(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
