@@ -96,6 +96,24 @@ def test_churn_is_written_as_cancel_then_confirmation_last(
     assert auth == [("Cancelled",)]
 
 
+def test_the_log_ends_with_the_simulated_period(
+    sim: tuple[Path, duckdb.DuckDBPyConnection],
+) -> None:
+    """Evening sessions of the last day run past midnight: they are cut where the period ends
+    (60 days from 2018-10-01), and the last day is a full one, not a trickle of a few users."""
+    _, con = sim
+    end_ms = 1538352000000 + 60 * 86_400_000
+    last, users_last_day, users_day_before = con.execute(
+        f"""SELECT max(ts),
+                   count(DISTINCT userId) FILTER (ts >= {end_ms - 86_400_000}),
+                   count(DISTINCT userId) FILTER (ts >= {end_ms - 2 * 86_400_000}
+                                                  AND ts < {end_ms - 86_400_000})
+            FROM ev WHERE userId <> ''"""
+    ).fetchall()[0]
+    assert end_ms - 86_400_000 < last < end_ms
+    assert users_last_day > 0.5 * users_day_before
+
+
 def test_arrivals_register_and_levels_change(sim: tuple[Path, duckdb.DuckDBPyConnection]) -> None:
     _, con = sim
     arrivals = con.execute(

@@ -24,12 +24,14 @@ user and day: hazard, satisfaction, engagement, churned) goes to a Parquet file 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from churnwatch.errors import InputError
@@ -82,12 +84,15 @@ def simulate(
     truth_writer: pq.ParquetWriter | None = None
     pq_writer: pq.ParquetWriter | None = None
     session_counter = [1]
+    start = datetime(cfg.start.year, cfg.start.month, cfg.start.day, tzinfo=UTC)
+    end_ms = int((start + timedelta(days=cfg.days)).timestamp() * 1000)
     with out.open("wb") as fh:
         for day in range(cfg.days):
             n_new = int(rng.poisson(arrivals))
             if n_new:
                 arrive(users, rng, cfg, n_new, day=day)
             table, truth = simulate_day(users, rng, cfg, catalog, day, session_counter)
+            table, truth = _until_end(table, truth, users, end_ms)
             counts += np.bincount(table["page_idx"].to_numpy(), minlength=len(PAGES))
             table = table.drop_columns(["page_idx"])
             result.events += table.num_rows
@@ -110,6 +115,27 @@ def simulate(
     result.page_counts = {PAGES[i]: int(c) for i, c in enumerate(counts) if c}
     result.seconds = (datetime.now(UTC) - started).total_seconds()
     return result
+
+
+def _until_end(
+    table: pa.Table, truth: pa.Table, users: Users, end_ms: int
+) -> tuple[pa.Table, pa.Table]:
+    """The log ends where the simulated period does, as an export would: an evening session
+    of the last day runs past midnight, and without the cut a few users' events trailed a day
+    or two past the end, so that at the log's last day every other user looked inactive (new
+    users then topped the risk list). A cancellation that falls after the end is not in the
+    log, so it is not in the ground truth either."""
+    late = pc.greater_equal(table["ts"], end_ms)
+    if not pc.any(late).as_py():
+        return table, truth
+    cut = table.filter(late)
+    gone = cut.filter(pc.equal(cut["page"], "Cancellation Confirmation"))["userId"]
+    if len(gone):
+        ids = pc.is_in(truth["user_id"], value_set=gone)
+        truth = truth.set_column(truth.schema.get_field_index("churned"), "churned",
+                                 pc.and_(truth["churned"], pc.invert(ids)))  # fmt: skip
+        users.churn_day[np.isin(users.uid.astype(str), gone.to_numpy(zero_copy_only=False))] = -1
+    return table.filter(pc.invert(late)), truth
 
 
 def summary(result: SimResult) -> dict[str, Any]:
