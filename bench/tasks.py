@@ -52,6 +52,65 @@ def ingest_duckdb_native(log: str) -> dict[str, Any]:
     return {"seconds": seconds, "events": n}
 
 
+def _lines_sql(log: str) -> str:
+    """DuckDB reading a JSON-lines file as raw text, one VARCHAR column, nothing parsed."""
+    return (
+        f"read_csv('{log}', columns={{'raw': 'VARCHAR'}}, header=false, delim='\\x01', "
+        "quote='', escape='', auto_detect=false)"
+    )
+
+
+@task
+def ingest_duckdb_lines(log: str) -> dict[str, Any]:
+    """A floor for any DuckDB-based ingest: the raw lines copied to Parquet, nothing parsed."""
+    import duckdb
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        con = duckdb.connect()
+        con.execute(f"COPY (SELECT raw FROM {_lines_sql(log)}) TO '{tmp}/out.parquet'")
+        n = con.execute(f"SELECT count(*) FROM '{tmp}/out.parquet'").fetchall()[0][0]
+        seconds = time.perf_counter() - t
+    return {"seconds": seconds, "events": n}
+
+
+@task
+def ingest_duckdb_extract(log: str) -> dict[str, Any]:
+    """The raw lines with every field of the first line pulled out as text (one JSON parse per
+    line), to Parquet: the SQL-over-lines design without any check, line number or partition."""
+    import duckdb
+
+    from churnwatch.ingest.readers import first_json_keys
+
+    keys = first_json_keys(Path(log))
+    paths = ", ".join(f"'$.{k}'" for k in keys)
+    fields = ", ".join(f'j[{i + 1}] AS "{k}"' for i, k in enumerate(keys))
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        con = duckdb.connect()
+        con.execute(
+            f"COPY (SELECT {fields} FROM (SELECT json_extract_string(raw, [{paths}]) AS j "
+            f"FROM {_lines_sql(log)})) TO '{tmp}/out.parquet'"
+        )
+        n = con.execute(f"SELECT count(*) FROM '{tmp}/out.parquet'").fetchall()[0][0]
+        seconds = time.perf_counter() - t
+    return {"seconds": seconds, "events": n}
+
+
+@task
+def decompress_only(log: str) -> dict[str, Any]:
+    """A floor for any ingest: the gzip decompressed (isal, the fastest inflate in the stack,
+    what churnwatch's reader uses) and its newlines counted, nothing else."""
+    from isal import igzip
+
+    t = time.perf_counter()
+    n = 0
+    with igzip.open(log, "rb") as f:
+        while block := f.read(1 << 22):
+            n += block.count(b"\n")
+    return {"seconds": time.perf_counter() - t, "events": n}
+
+
 @task
 def ingest_pandas(log: str) -> dict[str, Any]:
     """What most Sparkify notebooks do: pandas.read_json(lines=True), then to_parquet."""
