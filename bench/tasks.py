@@ -35,21 +35,23 @@ def ingest_churnwatch(log: str) -> dict[str, Any]:
     return {"seconds": seconds, "events": report.lines_read}
 
 
-@task
-def ingest_duckdb_native(log: str) -> dict[str, Any]:
-    """Ceiling: DuckDB's own JSON reader straight to one Parquet file, no checks at all."""
+def _duckdb_to_parquet(select: str) -> dict[str, Any]:
+    """Time DuckDB writing `select` to one Parquet file, and count the rows written."""
     import duckdb
 
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         con = duckdb.connect()
-        con.execute(
-            f"COPY (SELECT * FROM read_json('{log}', format='newline_delimited')) "
-            f"TO '{tmp}/out.parquet' (FORMAT parquet)"
-        )
+        con.execute(f"COPY ({select}) TO '{tmp}/out.parquet' (FORMAT parquet)")
         n = con.execute(f"SELECT count(*) FROM '{tmp}/out.parquet'").fetchall()[0][0]
         seconds = time.perf_counter() - t
     return {"seconds": seconds, "events": n}
+
+
+@task
+def ingest_duckdb_native(log: str) -> dict[str, Any]:
+    """Ceiling: DuckDB's own JSON reader straight to one Parquet file, no checks at all."""
+    return _duckdb_to_parquet(f"SELECT * FROM read_json('{log}', format='newline_delimited')")
 
 
 def _lines_sql(log: str) -> str:
@@ -63,38 +65,22 @@ def _lines_sql(log: str) -> str:
 @task
 def ingest_duckdb_lines(log: str) -> dict[str, Any]:
     """A floor for any DuckDB-based ingest: the raw lines copied to Parquet, nothing parsed."""
-    import duckdb
-
-    with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        con = duckdb.connect()
-        con.execute(f"COPY (SELECT raw FROM {_lines_sql(log)}) TO '{tmp}/out.parquet'")
-        n = con.execute(f"SELECT count(*) FROM '{tmp}/out.parquet'").fetchall()[0][0]
-        seconds = time.perf_counter() - t
-    return {"seconds": seconds, "events": n}
+    return _duckdb_to_parquet(f"SELECT raw FROM {_lines_sql(log)}")
 
 
 @task
 def ingest_duckdb_extract(log: str) -> dict[str, Any]:
     """The raw lines with every field of the first line pulled out as text (one JSON parse per
     line), to Parquet: the SQL-over-lines design without any check, line number or partition."""
-    import duckdb
-
     from churnwatch.ingest.readers import first_json_keys
 
     keys = first_json_keys(Path(log))
     paths = ", ".join(f"'$.{k}'" for k in keys)
     fields = ", ".join(f'j[{i + 1}] AS "{k}"' for i, k in enumerate(keys))
-    with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        con = duckdb.connect()
-        con.execute(
-            f"COPY (SELECT {fields} FROM (SELECT json_extract_string(raw, [{paths}]) AS j "
-            f"FROM {_lines_sql(log)})) TO '{tmp}/out.parquet'"
-        )
-        n = con.execute(f"SELECT count(*) FROM '{tmp}/out.parquet'").fetchall()[0][0]
-        seconds = time.perf_counter() - t
-    return {"seconds": seconds, "events": n}
+    return _duckdb_to_parquet(
+        f"SELECT {fields} FROM (SELECT json_extract_string(raw, [{paths}]) AS j "
+        f"FROM {_lines_sql(log)})"
+    )
 
 
 @task
