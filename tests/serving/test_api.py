@@ -52,6 +52,24 @@ def test_feature_payload_with_missing_features_is_imputed(client: TestClient) ->
     assert r.status_code == 200 and sorted(r.json()["imputed"]) == sorted(served)
 
 
+def test_a_payloads_level_sets_is_paid_as_the_snapshots_do(client: TestClient) -> None:
+    """level 'free' means is_paid 0, as in the snapshot SQL: not an imputed typical value."""
+    base = {"thumbs_down_per_exposure_day": 2.0, "settings_per_exposure_day": 0.5}
+
+    def predict(**extra: Any) -> dict[str, Any]:
+        r = client.post("/predict", json={"features": {**base, **extra}})
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    free, paid = predict(level="free"), predict(level="paid")
+    assert "is_paid" not in free["imputed"] and "is_paid" in predict()["imputed"]
+    assert free["probability"] == pytest.approx(predict(level="free", is_paid=0)["probability"])
+    assert paid["probability"] == pytest.approx(predict(level="paid", is_paid=1)["probability"])
+    assert free["probability"] != pytest.approx(paid["probability"])
+    both = client.post("/predict", json={"features": {"level": "free", "is_paid": 1}})
+    assert both.status_code == 422 and "'is_paid' expected 0 with level 'free'" in both.text
+
+
 @pytest.mark.parametrize(
     ("body", "status", "names"),
     [

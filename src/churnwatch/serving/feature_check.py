@@ -45,3 +45,30 @@ class FeatureCheck:
             raise InputError(
                 f"{where}feature {name!r} expected {kind}. Got {first.get('input')!r}."
             ) from None
+
+
+# Indicators the snapshot SQL computes from a category (features/sparkify.py): a payload that
+# gives the category but not the indicator gets it the same way, rather than imputed as typical.
+INDICATORS = {"is_paid": ("level", "paid"), "is_male": ("gender", "M")}
+
+
+def with_indicators(
+    row: dict[str, Any], features: list[str], *, index: int | None = None
+) -> dict[str, Any]:
+    """`row` with each missing indicator of INDICATORS that the model uses derived from its
+    category; an indicator given beside a category it contradicts is an error."""
+    out = dict(row)
+    where = "" if index is None else f"rows[{index}]: "
+    for name, (category, value) in INDICATORS.items():
+        given = row.get(category)
+        if name not in features or given is None:
+            continue
+        derived = 1 if given == value else 0
+        if out.get(name) is None:
+            out[name] = derived
+        elif out[name] != derived:
+            raise InputError(
+                f"{where}feature {name!r} expected {derived} with {category} {given!r}. "
+                f"Got {out[name]!r}."
+            )
+    return out

@@ -35,7 +35,7 @@ from churnwatch.models.survival import survival_view
 from churnwatch.recipe import Recipe, feature_mismatch
 from churnwatch.schema import CHURN_PAGE, DOWNGRADE_PAGE
 from churnwatch.serving.batch import band
-from churnwatch.serving.feature_check import FeatureCheck
+from churnwatch.serving.feature_check import FeatureCheck, with_indicators
 from churnwatch.serving.reasons import top_reasons
 
 log = logging.getLogger(__name__)
@@ -284,6 +284,10 @@ class ChurnService:
         live = self.current()
         for i, row in enumerate(rows):
             live.check(row, index=i if len(rows) > 1 else None)
+        rows = [
+            with_indicators(row, live.info.features, index=i if len(rows) > 1 else None)
+            for i, row in enumerate(rows)
+        ]
         scores = live.scorer.score_records(rows, explain=explain)
         out = []
         for i, row in enumerate(rows):
