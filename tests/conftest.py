@@ -54,8 +54,8 @@ def settings(tmp_path: Path) -> Settings:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunSummary, Settings]:
     root = tmp_path_factory.mktemp("train")
     log = root / "sim.jsonl.gz"
-    # 70 days: four backtest folds (the log ends where the simulated period does, so 63 days
-    # labelled only three, too few for the one-standard-error rule to leave the baselines)
+    # 70 days: four backtest folds, as the fixture had before the simulator cut its log where
+    # the simulated period ends (63 days then labelled three)
     simulate(SimConfig(users=400, days=70, seed=21), log)
     settings = Settings(data_dir=root / "data")
     mp = pytest.MonkeyPatch()
