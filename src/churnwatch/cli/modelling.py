@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Annotated
 
@@ -88,11 +89,17 @@ def train(
 
 def _models_table() -> Table:
     """Every candidate `train --models` accepts, simplest first."""
-    doc = estimators.__doc__ or ""
+    lines = (estimators.__doc__ or "").splitlines()
     rows = []
     for name in estimators.ALL_MODELS:
-        line = next((ln for ln in doc.splitlines() if ln.startswith(f"- `{name}`")), "")
-        what = line.partition(": ")[2]
+        # the model's bullet in the module's docstring, with its indented continuation lines
+        start = next((i for i, ln in enumerate(lines) if ln.startswith(f"- `{name}`")), None)
+        bullet = []
+        if start is not None:
+            bullet = [lines[start]]
+            bullet += [ln.strip() for ln in itertools.takewhile(
+                lambda ln: ln.startswith("  "), lines[start + 1 :])]  # fmt: skip
+        what = " ".join(bullet).partition(": ")[2].rstrip(";,.")
         if name in estimators.PATHS:
             key, values = estimators.PATHS[name]
             what += f" ({key} chosen on the backtest among {', '.join(map(str, values))})"

@@ -16,7 +16,9 @@ after `logistic`):
 - `lightgbm`: boosted trees on the transferable features (rates, shares, trends, level);
 - `ensemble`: the mean log-odds of `activity_logistic` and `lightgbm`;
 - `mlp`: a small neural network on the `logistic` inputs;
-- `random_forest`, `xgboost`: on every feature (the previous release's candidates).
+- `random_forest`: a class-weighted random forest on every feature (a previous release's
+  candidate);
+- `xgboost`: boosted trees (XGBoost) on every feature (a previous release's candidate).
 
 Logs that are not eventsim's (an `events` feature catalog) have candidates of their own:
 - `recency_rule` (baseline): no training; the days since the user's last event;
