@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from churnwatch.errors import InputError
-from churnwatch.models.metrics import SCORE_METRICS
+from churnwatch.models.metrics import SCORE_METRICS, user_resamples
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +112,8 @@ class Backtest:
         """(n_boot, len(names)) mean per-fold ROC-AUC on user-bootstrap resamples; the same
         resample for every name, so differences are paired."""
         users = self.rows["user_id"].to_numpy()
-        uniq, inverse = np.unique(users, return_inverse=True)
-        order = np.argsort(inverse, kind="stable")
-        bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
-        rng = np.random.default_rng(seed)
         out = np.empty((n_boot, len(names)))
-        for b in range(n_boot):
-            pick = rng.integers(0, len(uniq), len(uniq))
-            idx = np.concatenate([order[bounds[i] : bounds[i + 1]] for i in pick])
+        for b, idx in enumerate(user_resamples(users, n_boot=n_boot, seed=seed)):
             out[b] = [self.mean_auc(n, idx) for n in names]
         return out
 

@@ -6,7 +6,7 @@ user's rows together), not rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,6 +119,19 @@ class Estimate:
 RANKING = ("roc_auc", "pr_auc", "lift_top10", "recall_top10")
 
 
+def user_resamples(users: np.ndarray, *, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """Row indices of `n_boot` bootstrap resamples of the users (drawn with replacement), each
+    drawn user bringing all their rows: the resampling behind every interval over users."""
+    uniq, inverse = np.unique(np.asarray(users), return_inverse=True)
+    by_user = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[by_user], np.arange(len(uniq) + 1))
+    rows_of = [by_user[bounds[i] : bounds[i + 1]] for i in range(len(uniq))]
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(uniq), len(uniq))
+        yield np.concatenate([rows_of[i] for i in pick])
+
+
 def evaluate_scores(
     y: np.ndarray,
     p: np.ndarray,
@@ -146,15 +159,9 @@ def evaluate_scores(
 
     point = compute(slice(None))
     metrics = [*SCORE_METRICS, "accuracy", "f1"]
-    uniq, inverse = np.unique(np.asarray(users), return_inverse=True)
-    by_user = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[by_user], np.arange(len(uniq) + 1))
-    rows_of = [by_user[bounds[i] : bounds[i + 1]] for i in range(len(uniq))]
-    rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {name: [] for name in metrics}
-    for _ in range(n_boot):
-        pick = rng.integers(0, len(uniq), len(uniq))
-        drawn = compute(np.concatenate([rows_of[i] for i in pick]))
+    for idx in user_resamples(users, n_boot=n_boot, seed=seed):
+        drawn = compute(idx)
         for name in metrics:
             draws[name].append(drawn[name])
     out = {}
