@@ -24,7 +24,7 @@ user and day: hazard, satisfaction, engagement, churned) goes to a Parquet file 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +88,7 @@ def simulate(
     truth_writer: pq.ParquetWriter | None = None
     pq_writer: pq.ParquetWriter | None = None
     session_counter = [1]
-    start = datetime(cfg.start.year, cfg.start.month, cfg.start.day, tzinfo=UTC)
-    end_ms = int((start + timedelta(days=cfg.days)).timestamp() * 1000)
+    end_ms = int(cfg.midnight(cfg.days).timestamp() * 1000)
     with out.open("wb") as fh:
         for day in range(cfg.days):
             n_new = int(rng.poisson(arrivals))

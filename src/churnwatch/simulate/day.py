@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
@@ -32,9 +32,7 @@ def simulate_day(
 ) -> tuple[pa.Table, pa.Table]:
     """One day for every user, the steps of the package docstring in their order. The order
     of the random draws is the order of the steps: the same seed gives the same bytes."""
-    day0 = datetime(cfg.start.year, cfg.start.month, cfg.start.day, tzinfo=UTC) + timedelta(
-        days=day
-    )
+    day0 = cfg.midnight(day)
     drifted = cfg.drift_day is not None and day >= cfg.drift_day
     alive = np.flatnonzero((users.churn_day < 0) & (users.arrival_day <= day))
     sat, paid = users.satisfaction[alive], users.paid[alive]

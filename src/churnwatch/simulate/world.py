@@ -4,7 +4,7 @@ day's steps share."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +107,12 @@ class SimConfig:
     advert_multiplier: float = 2.0
     error_multiplier: float = 3.0
 
+    def midnight(self, day: int) -> datetime:
+        """The UTC midnight that starts simulated day `day` (0: `start`; `days`: the end)."""
+        return datetime(self.start.year, self.start.month, self.start.day, tzinfo=UTC) + timedelta(
+            days=day
+        )
+
     def __post_init__(self) -> None:
         if self.users < 1 or self.days < 1:
             raise InputError(
@@ -175,7 +181,7 @@ def song_catalog(rng: np.random.Generator, cfg: SimConfig) -> dict[str, np.ndarr
 def arrive(users: Users, rng: np.random.Generator, cfg: SimConfig, n: int, *, day: int) -> None:
     """Add `n` users: the initial population (day -1, registered earlier) or new arrivals."""
     start = len(users)
-    day0 = datetime(cfg.start.year, cfg.start.month, cfg.start.day, tzinfo=UTC).timestamp()
+    day0 = cfg.midnight(0).timestamp()
     if day < 0:
         reg = day0 - rng.uniform(1, 365, n) * 86400
         paid = rng.random(n) < 0.35
