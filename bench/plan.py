@@ -31,11 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "eventsim"
 LOGS = ("dev_accordion_500u_seed303", "dev_mixed26_seed404", "sparkify_like_accordion_seed101")
 BUDGETS = (20.0, 50.0, 100.0)
+PERIOD_DAYS = 180  # a user's value is counted over this many days
 COLUMNS = ["cutoff", "user_id", "probability", "value", "label"]
 
 
-def _campaign_rows(log: str, settings: Settings) -> tuple[pd.DataFrame, str, Any]:
-    """The backtest's out-of-time rows of one log, with their probabilities and labels."""
+def _campaign_rows(log: str, settings: Settings) -> tuple[pd.DataFrame, str]:
+    """The backtest's out-of-time rows of one log, with their probabilities, values and
+    labels, and the chosen model."""
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "store"
         ingest([DATA / f"{log}.jsonl.gz"], settings=Settings(store_dir=store))
@@ -43,9 +45,10 @@ def _campaign_rows(log: str, settings: Settings) -> tuple[pd.DataFrame, str, Any
     rows = result.test_rows().reset_index(drop=True).copy()
     rows["probability"] = np.asarray(result.test_probability, dtype=float)
     rows["label"] = rows["label"].astype(int)
+    rows["value"] = values_for(rows, result.spec, settings, PERIOD_DAYS)
     # a campaign is one cutoff of one log
     rows["cutoff"] = log + " " + rows["cutoff"].astype(str)
-    return rows, result.chosen.label, result.spec
+    return rows[COLUMNS], result.chosen.label
 
 
 def main(argv: list[str]) -> None:
@@ -58,15 +61,12 @@ def main(argv: list[str]) -> None:
     logs = {log: _campaign_rows(log, settings) for log in args.logs}
     out = []
     for budget in BUDGETS:
-        offer = Offer(budget=budget, offer_cost=1.0, save_rate=0.3, period_days=180)
-        parts = []
-        for log, (rows, model, spec) in logs.items():
-            rows["value"] = values_for(rows, spec, settings, offer.period_days)
-            parts.append(rows[COLUMNS])
-            out.append(_report(compare_targeting(rows[COLUMNS], offer, n_boot=args.n_boot),
+        offer = Offer(budget=budget, offer_cost=1.0, save_rate=0.3, period_days=PERIOD_DAYS)
+        for log, (rows, model) in logs.items():
+            out.append(_report(compare_targeting(rows, offer, n_boot=args.n_boot),
                                log=log, model=model, budget=budget))  # fmt: skip
-        if len(parts) > 1:
-            pooled = pd.concat(parts, ignore_index=True)
+        if len(logs) > 1:
+            pooled = pd.concat([rows for rows, _ in logs.values()], ignore_index=True)
             out.append(_report(compare_targeting(pooled, offer, n_boot=args.n_boot),
                                log="pooled", model="each log's own", budget=budget))  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
