@@ -10,7 +10,7 @@ from churnwatch.models import estimators
 
 def test_every_candidate_is_listed_in_order_with_its_whole_description() -> None:
     table = _models_table()
-    names, kinds, _, whats = (list(col.cells) for col in table.columns)
+    names, kinds, _, whats = ([str(cell) for cell in col.cells] for col in table.columns)
     assert names == list(estimators.ALL_MODELS)
     assert all(what.strip() for what in whats), [
         n for n, w in zip(names, whats, strict=True) if not w

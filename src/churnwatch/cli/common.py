@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -20,6 +21,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from churnwatch.config import Settings
 from churnwatch.errors import ChurnwatchError, ConfigError
@@ -27,7 +29,7 @@ from churnwatch.features.engines import Engine, make_engine
 from churnwatch.labels import ChurnDefinition
 
 console = Console(stderr=True)  # progress, warnings and errors
-out = Console()  # results
+out = Console(markup=False)  # results: data, printed as it is (a "[x]" is no style)
 T = TypeVar("T")
 
 # The churn definition and cutoff schedule, spelled the same way by every command that takes
@@ -75,7 +77,7 @@ def run(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except ChurnwatchError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(code=1) from None
 
 
@@ -88,18 +90,20 @@ def table(
     caption: str | None = None,
 ) -> Table:
     """A results table. With `columns`: a header, and columns from `numbers_from` on aligned
-    right. Without: a key/value table with bold keys. Cells are printed with str()."""
+    right. Without: a key/value table with bold keys. Cells are printed with str(), as text:
+    a value that looks like console markup ("[baseline]", a user id "[/x]") shows as it is.
+    The first column, what a row is about, is never wrapped."""
     t = Table(title=title, title_justify="left", show_header=bool(columns), caption=caption,
               caption_justify="left")  # fmt: skip
     if columns:
         for i, col in enumerate(columns):
             right = numbers_from is not None and i >= numbers_from
-            t.add_column(col, justify="right" if right else "left")
+            t.add_column(col, justify="right" if right else "left", no_wrap=i == 0)
     else:
-        t.add_column(style="bold")
+        t.add_column(style="bold", no_wrap=True)
         t.add_column(justify="right")
     for row in rows:
-        t.add_row(*(str(v) for v in row))
+        t.add_row(*(Text(str(v)) for v in row))
     return t
 
 
@@ -171,6 +175,12 @@ def bytes_progress(description: str) -> Iterator[Callable[[str, int, int], None]
 def ci(est: Any) -> str:
     """An estimate with its interval: 0.743 [0.692, 0.784]."""
     return f"{est.value:.3f} [{est.low:.3f}, {est.high:.3f}]"
+
+
+def ci_cell(est: Any) -> str:
+    """An estimate over its interval, narrow enough for a table of several (two lines):
+    0.743 / 0.69-0.78."""
+    return f"{est.value:.3f}\n{est.low:.2f}-{est.high:.2f}"
 
 
 def api_key(settings: Settings) -> str | None:

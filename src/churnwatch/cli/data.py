@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from churnwatch.cli import common as c
@@ -86,7 +87,7 @@ def ingest(
     report = c.run(work)
     c.out.print(c.table(f"ingest {report.run_id}", _ingest_rows(report)))
     for problem in report.file_problems:
-        c.console.print(f"[yellow]warning:[/] {problem['detail']}")
+        c.console.print(f"[yellow]warning:[/] {escape(problem['detail'])}")
 
 
 def _ingest_rows(r: IngestReport) -> list[tuple[str, str]]:
@@ -222,7 +223,7 @@ def features_(
         churn = c.definition("cancellation", horizon, 30, False)
         spec = c.run(lambda: spec_for(EventStore(store), churn, CutoffSchedule(every_days=every),
                                       features=features, event_types=event_types))  # type: ignore[arg-type]  # fmt: skip
-        c.console.print(spec.describe())
+        c.console.print(spec.describe(), markup=False)
     feats = catalog(spec)
     if as_markdown:
         print(markdown(), end="")

@@ -1,0 +1,67 @@
+"""What the CLI prints is the data as it is: values that look like console markup stay text."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+import typer
+from rich.console import Console
+
+from churnwatch import tracking
+from churnwatch.cli import common as c
+from churnwatch.errors import InputError
+
+
+def _render(renderable: object, *, markup: bool = True) -> str:
+    console = Console(file=io.StringIO(), width=120, markup=markup, color_system=None)
+    console.print(renderable)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_table_cells_that_look_like_markup_are_printed_as_they_are() -> None:
+    rows = [("rate_rule [baseline]", "0.708"), ("[/closing]", "[bold]x")]
+    for markup in (True, False):  # whatever the console does with markup
+        text = _render(c.table("t", rows, ("model", "value"), numbers_from=1), markup=markup)
+        assert "rate_rule [baseline]" in text
+        assert "[/closing]" in text and "[bold]x" in text
+
+
+def test_an_error_that_looks_like_markup_is_printed_whole(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def fail() -> None:
+        raise InputError("expected a user id. Got '[/user]' and [red] instead.")
+
+    with pytest.raises(typer.Exit):
+        c.run(fail)
+    err = capsys.readouterr().err
+    assert "'[/user]' and [red] instead." in err
+
+
+def test_the_results_console_prints_text_without_styles(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    c.out.print("ALERT drift: feature [thumbs_down] moved")
+    assert "[thumbs_down]" in capsys.readouterr().out
+
+
+def test_mlflows_hint_on_pickled_models_is_dropped_but_its_other_warnings_show() -> None:
+    handler = logging.StreamHandler(io.StringIO())
+    logger = logging.getLogger("mlflow")
+    logger.addHandler(handler)
+    try:
+        with tracking._quiet_mlflow():
+            logger.warning("Passing a Python object as `python_model` causes it to be pickled")
+            logger.warning("Validating input example against model signature")
+            logger.warning("something a user should see")
+        logger.warning("Validating input example, after the context")
+    finally:
+        logger.removeHandler(handler)
+    shown = handler.stream.getvalue()
+    assert "python_model" not in shown
+    assert shown.splitlines() == [
+        "something a user should see",
+        "Validating input example, after the context",
+    ]
