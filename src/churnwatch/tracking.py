@@ -29,6 +29,10 @@ from churnwatch.recipe import ARTIFACT as RECIPE
 from churnwatch.recipe import Recipe
 
 log = logging.getLogger(__name__)
+
+# MLflow draws a progress bar for every artifact download, even a local copy of one small file
+# (each `evaluate`, `score` and API start): noise in the output. A user who wants it sets it.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 MODEL_NAME = "churnwatch"
 EXPERIMENT = "churnwatch"
 
@@ -101,13 +105,14 @@ def log_model(
     with warnings.catch_warnings():  # MLflow's hint on integer columns: they carry no nulls
         warnings.filterwarnings("ignore", message=".*Inferred schema contains integer")
         signature = infer_signature(rows, model.predict(None, rows))
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=model,
-        signature=signature,
-        input_example=rows.head(3),
-        registered_model_name=MODEL_NAME,
-    )
+    with _quiet_mlflow():
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=model,
+            signature=signature,
+            input_example=rows.head(3),
+            registered_model_name=MODEL_NAME,
+        )
     client = MlflowClient()
     version = str(info.registered_model_version)
     aliases: list[str] = []
@@ -119,6 +124,32 @@ def log_model(
             aliases.append("champion")
     active = mlflow.active_run()
     return Registered(MODEL_NAME, version, active.info.run_id if active else "", tuple(aliases))
+
+
+# What MLflow logs while it logs a model that says nothing a user can act on: the hint to log
+# models from code instead of a pickled object (a choice made here, once) and the check of the
+# input example. (Its lines on the registration are printed, not logged: they stay.)
+_MLFLOW_CHATTER = ("Passing a Python object as `python_model`", "Validating input example")
+
+
+class _DropChatter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_MLFLOW_CHATTER)
+
+
+@contextmanager
+def _quiet_mlflow() -> Iterator[None]:
+    """Drop MLflow's _MLFLOW_CHATTER from its handlers (its logger does not propagate); every
+    other message, warnings included, still shows."""
+    handlers = logging.getLogger("mlflow").handlers
+    drop = _DropChatter()
+    for h in handlers:
+        h.addFilter(drop)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(drop)
 
 
 @contextmanager

@@ -115,15 +115,20 @@ def _print_training(summary: RunSummary) -> None:
     rows: list[tuple[str, ...]] = []
     for cand in result.candidates:
         t = cand.test
-        label = cand.label + (" (chosen)" if cand is result.chosen else "")
-        label += " [baseline]" if cand.name in estimators.BASELINES else ""
-        rows.append((label, f"{cand.mean_roc_auc:.3f}", c.ci(t["roc_auc"]), c.ci(t["pr_auc"]),
-                     c.ci(t["lift_top10"]), c.ci(t["brier"]) if "brier" in t else "-"))  # fmt: skip
-    header = ("model", "mean fold ROC-AUC", "ROC-AUC", "PR-AUC", "lift@10%", "Brier")
-    caption = ("pooled over the folds, 95% intervals over users; Brier for the chosen model "
-               "(calibrated in every fold)")  # fmt: skip
+        label = cand.label + (" *" if cand is result.chosen else "")
+        label += " (baseline)" if cand.name in estimators.BASELINES else ""
+        rows.append((label, f"{cand.mean_roc_auc:.3f}", c.ci_cell(t["roc_auc"]),
+                     c.ci_cell(t["pr_auc"]), c.ci_cell(t["lift_top10"])))  # fmt: skip
+    header = ("model", "fold mean ROC-AUC", "ROC-AUC", "PR-AUC", "lift@10%")
+    caption = "* chosen. Pooled over the folds, with 95% intervals over users."
     title = f"models, out of time: {result.describe()}"
     c.out.print(c.table(title, rows, header, numbers_from=1, caption=caption))
+    if "brier" in result.chosen.test:
+        b = result.chosen.test["brier"]
+        c.out.print(
+            f"{result.chosen.label}, calibrated in every fold: Brier {b.value:.4f} "
+            f"[{b.low:.4f}, {b.high:.4f}] (the base rate's {result.base_rate_brier:.4f})"
+        )
     c.out.print(result.choice.rule)
     if summary.oracle:
         o = summary.oracle
@@ -143,7 +148,7 @@ def _print_training(summary: RunSummary) -> None:
     rows = [(str(r.user_id), f"{r.probability:.1%}") for r in risk.itertuples()]
     c.out.print(c.table(title, rows, ("user", "P(churn in the next horizon)"), numbers_from=1))
     c.out.print(
-        f"base-rate Brier {result.base_rate_brier:.4f}; threshold {result.threshold:.3f}; "
+        f"threshold {result.threshold:.3f}; "
         f"registered churnwatch v{summary.model_version}"
         + (
             ", the champion; "
