@@ -139,6 +139,15 @@ def test_dashboard_in_chromium(dashboard_server: tuple[str, Path], tmp_path: Pat
         assert page.eval_on_selector("#plan-save", "e => e.validity.valid") is False
         assert page.inner_text("#plan-summary") == before
         page.fill("#plan-save", "0.3")
+        page.fill("#plan-budget", "5000")
+        page.fill("#plan-cost", "1000")  # dearer than anyone's saving: the page says so
+        page.click("#plan-run")
+        expect(page.locator("#plan-summary")).to_contain_text("Nobody to contact", timeout=30_000)
+        assert "against 1,000.00" in page.inner_text("#plan-summary")
+        page.fill("#plan-budget", "20")
+        page.fill("#plan-cost", "1")
+        page.click("#plan-run")
+        expect(page.locator("#plan-summary")).to_contain_text(before.split(":")[0])
         for s in shots:
             page.locator("#plan-panel").screenshot(path=str(s / "dashboard_plan.png"))
 

@@ -46,6 +46,19 @@ def test_the_plan_contacts_by_expected_net_gain_within_the_budget() -> None:
     assert small.contacted["user_id"].tolist() == ["b"]
     curve = plan.curve()
     assert [c["contacted"] for c in curve] == [0, 1, 2] and curve[-1]["expected_net"] == 18.5
+    assert plan.why_nobody() is None
+
+
+def test_a_plan_that_contacts_no_one_says_why_and_what_would_change_it() -> None:
+    p, v = np.array([0.2, 0.5]), np.array([100.0, 20.0])
+    dear = make_plan(["a", "b"], p, v, Offer(budget=100.0, offer_cost=6.0, save_rate=0.25))
+    # the best saving: a, 0.2 x 100 x 0.25 = 5.00 < 6.00
+    assert dear.contacted.empty
+    why = dear.why_nobody()
+    assert why is not None and "the best is 5.00 (user a" in why and "against 6.00" in why
+    poor = make_plan(["a", "b"], p, v, Offer(budget=3.0, offer_cost=4.0, save_rate=0.25))
+    assert poor.why_nobody() == "the budget 3.00 pays for no offer at 4.00."
+    assert make_plan([], np.array([]), np.array([]), Offer(10.0, 1.0, 0.5)).why_nobody() is None
 
 
 @pytest.mark.parametrize(

@@ -330,6 +330,9 @@ def test_plan_contacts_by_expected_net_gain_within_the_budget(client: TestClient
     curve = plan["curve"]
     assert curve[0] == {"contacted": 0, "expected_net": 0.0}
     assert max(p["expected_net"] for p in curve) == pytest.approx(plan["expected_net"])
+    assert plan["why_nobody"] is None
+    dear = client.post("/plan", json={**terms, "offer_cost": 100, "budget": 1000}).json()
+    assert dear["users_contacted"] == 0 and "against 100.00" in dear["why_nobody"]
     for bad, field in (({**terms, "save_rate": 1.5}, "save_rate"),
                        ({**terms, "offer_cost": 0}, "offer_cost"),
                        ({**terms, "discount": 3}, "discount")):  # fmt: skip

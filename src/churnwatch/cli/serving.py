@@ -95,8 +95,10 @@ def plan(
     """Whom to contact this week: the users whose expected saved value most exceeds the offer.
 
     Value: the level's price (settings: level_prices, per 30 days) or the log's value column.
-    Expected net gain = P(churn) x value x save rate - offer cost; users are contacted while it
-    is positive and the budget lasts."""
+
+    Expected net gain = P(churn) x value x save rate - offer cost.
+
+    Users are contacted, best first, while it is positive and the budget lasts."""
     settings = Settings()
 
     def work() -> PlanReport:
@@ -120,4 +122,6 @@ def plan(
         ("expected net", f"{s['expected_net']:,.2f}"),
     ]
     c.out.print(c.table(f"plan as of {report.cutoff} with {report.model}", rows))
+    if report.why_nobody:
+        c.out.print(f"nobody to contact: {report.why_nobody}")
     c.out.print(f"plan: {report.out}")

@@ -107,6 +107,24 @@ class Plan:
             "expected_net": saved - cost,
         }
 
+    def why_nobody(self) -> str | None:
+        """Why the plan contacts no one, in words a user can act on; None when it contacts
+        someone or there is no one to contact."""
+        if len(self.contacted) or not len(self.users):
+            return None
+        o = self.offer
+        if o.max_contacts == 0:
+            return f"the budget {o.budget:,.2f} pays for no offer at {o.offer_cost:,.2f}."
+        best = self.users.iloc[0]  # the order is by expected net gain: the best saving first
+        saved = float(best["probability"] * best["value"] * o.save_rate)
+        return (
+            f"no user's expected saving exceeds the offer's cost: the best is {saved:,.2f} "
+            f"(user {best['user_id']}: P(churn) {best['probability']:.1%}, value "
+            f"{best['value']:,.2f} over {o.period_days} days, save rate {o.save_rate:.0%}) "
+            f"against {o.offer_cost:,.2f}. A cheaper offer, a higher save rate or a longer "
+            "value period changes that."
+        )
+
     def curve(self, points: int = 200) -> list[dict[str, float]]:
         """Expected net gain against the number contacted, in plan order (the profit curve),
         at most `points` points; it ends where the budget does."""

@@ -212,6 +212,7 @@ class PlanReport:
     model: str
     out: str
     seconds: float
+    why_nobody: str | None = None  # why no one is to be contacted, when no one is
 
 
 PLAN_COLUMNS = ["user_id", "contact", "probability", "value", "expected_loss",
@@ -249,6 +250,7 @@ def plan_store(
         model=job.model,
         out=str(out),
         seconds=time.perf_counter() - started,
+        why_nobody=plan.why_nobody(),
     )
 
 

@@ -62,4 +62,4 @@ def plan(service: ChurnService, offer: Offer, limit: int) -> dict[str, Any]:
         keep = ("user_id", "probability", "value", "expected_loss", "expected_net_gain")
         users.append({**{k: row[k] for k in keep}, "reasons": reasons})
     return {"as_of": pop.cutoff, "model_version": live.info.version, **made.summary(),
-            "users": users, "curve": made.curve()}  # fmt: skip
+            "users": users, "curve": made.curve(), "why_nobody": made.why_nobody()}  # fmt: skip

@@ -270,6 +270,7 @@ class PlanResponse(BaseModel):
     expected_net: float
     users: list[PlannedUser]  # the users to contact, in plan order (at most `limit`)
     curve: list[CurvePoint]  # expected net gain against the number contacted
+    why_nobody: str | None = None  # when no one is to be contacted: why, and what would change it
 
 
 class AtRiskResponse(BaseModel):
