@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
 from churnwatch import tracking
+from churnwatch.cli.operations import _not_matured
 from churnwatch.config import Settings
 from churnwatch.ingest.store import EventStore
 from churnwatch.monitoring.monitor import monitor, results
@@ -41,6 +42,11 @@ def test_monitor_judges_a_cohort_once_its_labels_mature(
     end = store.last_event()
     early = monitor(data_copy, as_of=end - timedelta(days=21), out_dir=tmp_path / "early")
     assert early.cohorts and not any(c["matured"] for c in early.cohorts)
+    # before any label: when the first one will come, and the estimate meanwhile
+    ready = pd.Timestamp(early.cutoff) + timedelta(days=early.horizon_days)
+    said = _not_matured(early)
+    assert f"(cutoff {early.cutoff})" in said and f"reaches {ready.date()}" in said
+    assert "(CBPE): 0." in said
     assert Path(early.html).stat().st_size > 100_000  # Evidently's self-contained report
     summary = json.loads((tmp_path / "early" / "summary.json").read_text())
     assert 0 <= summary["drift"]["share_drifted"] <= 1 and summary["run_id"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -102,9 +103,26 @@ def _print_monitoring(report: MonitorReport) -> None:
             f"ROC-AUC {r.get('roc_auc', float('nan')):.3f}, "
             f"PR-AUC {r.get('pr_auc', float('nan')):.3f}"
         )
+    else:
+        c.out.print(_not_matured(report))
     for a in report.alerts:
         c.out.print(f"ALERT {a['kind']}: {a['message']}")
     c.out.print(f"report: {report.html}")
+
+
+def _not_matured(report: MonitorReport) -> str:
+    """What monitoring can say of performance before any logged scores have met their labels."""
+    first = min((str(k["cutoff"])[:10] for k in report.cohorts), default=report.cutoff)
+    ready = date.fromisoformat(first) + timedelta(days=report.horizon_days)
+    line = (
+        f"realised performance: no logged scores have matured yet; the earliest (cutoff "
+        f"{first}) meet their labels once the data reaches {ready}"
+    )
+    now = [k for k in report.cohorts if str(k["cutoff"])[:10] == report.cutoff]
+    estimate = now[-1].get("estimated_roc_auc") if now else None
+    if estimate is not None and estimate == estimate:  # not NaN
+        line += f"; estimated ROC-AUC of these scores, if calibrated (CBPE): {estimate:.3f}"
+    return line
 
 
 @app.command()

@@ -105,6 +105,7 @@ class MonitorReport:
     html: str
     run_id: str = ""
     latest_realised: dict[str, Any] = field(default_factory=dict)
+    horizon_days: int = 0  # a cohort matures this many days after its cutoff
 
 
 def _quarantine_rate(store: EventStore, since: pd.Timestamp | None) -> float | None:
@@ -187,6 +188,7 @@ def monitor(
         cohorts=json.loads(cohorts.to_json(orient="records", date_format="iso")),
         alerts=[{"kind": a.kind, "key": a.key, "message": a.message} for a in raised],
         quarantine_rate=q_rate, out_dir=str(out_dir), html=str(html), latest_realised=latest,
+        horizon_days=recipe.definition.horizon_days,
     )  # fmt: skip
     figure = plot_cohorts(cohorts, out_dir / "performance.png")
     _write(report, out_dir, [html, figure, out_dir / COHORTS], drift,
