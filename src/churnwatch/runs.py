@@ -7,6 +7,7 @@ import json
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +173,12 @@ def _run_metrics(result: TrainResult, oracle: dict[str, float]) -> dict[str, flo
     return metrics
 
 
+def labels_seen_until(result: TrainResult) -> date:
+    """When the last horizon the final model learnt from ends: it knows nothing of any churn
+    after this day, so it is scored out of time on cutoffs from this day on."""
+    return result.fit_cutoffs[-1] + timedelta(days=result.horizon_days)
+
+
 def _run_params(
     result: TrainResult, config: TrainConfig, recipe: Recipe, fp: dict[str, Any]
 ) -> dict[str, Any]:
@@ -190,6 +197,8 @@ def _run_params(
         **{f"param_{k}": v for k, v in result.chosen.params.items()},
         "threshold_rule": config.threshold_rule,
         "split": result.describe(),
+        # the end of the last label the served model learnt: a later cutoff is out of time for it
+        "labels_seen_until": labels_seen_until(result).isoformat(),
         "seed": config.seed,
         **{f"data_{k}": v for k, v in fp.items()},
     }

@@ -3,6 +3,7 @@ and a crash at any step leaves the champion where it was."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
 
 import mlflow
@@ -13,6 +14,7 @@ from sklearn.dummy import DummyClassifier
 
 from churnwatch import tracking
 from churnwatch.config import Settings
+from churnwatch.ingest.store import EventStore
 from churnwatch.monitoring.retrain import decide, retrain
 
 
@@ -22,8 +24,9 @@ def _aliases(settings: Settings) -> dict[str, str]:
     return {a: str(v) for a, v in model.aliases.items()}
 
 
-def _register_constant_champion(settings: Settings) -> str:
-    """A champion that knows nothing: the base rate for everyone."""
+def _register_constant_champion(settings: Settings, labels_seen_until: str) -> str:
+    """A champion that knows nothing: the base rate for everyone, trained (as its parameters
+    say) on labels up to `labels_seen_until`."""
     tracking.setup(settings)
     current = tracking.describe("models:/churnwatch@champion")
     strong = tracking.load("models:/churnwatch@champion").unwrap_python_model()
@@ -31,7 +34,8 @@ def _register_constant_champion(settings: Settings) -> str:
     dummy = DummyClassifier(strategy="prior").fit(rows[strong.features], rows["label"])
     model = tracking.ChurnModel(dummy, strong.features, 0.5)
     with mlflow.start_run(run_name="constant-champion"):
-        mlflow.log_params(current["params"])  # the same recipe, so retraining can follow it
+        # the same recipe, so retraining can follow it
+        mlflow.log_params({**current["params"], "labels_seen_until": labels_seen_until})
         reg = tracking.log_model(model, rows, promote_if_first=False)
     tracking.set_aliases({"champion": reg.version})
     return reg.version
@@ -46,9 +50,13 @@ def test_decision_rule() -> None:
 
 
 def test_a_better_challenger_is_promoted(data_copy: Settings) -> None:
-    weak = _register_constant_champion(data_copy)
+    weak = _register_constant_champion(data_copy, "2000-01-01")  # trained long ago
     d = retrain(data_copy, n_boot=20)
     assert d.champion_version == weak
+    # every backtest cutoff is out of time for both
+    split = tracking.describe(f"models:/churnwatch/{d.challenger_version}")["params"]["split"]
+    cutoffs = d.window.split(" (")[0].split(", ")
+    assert split.startswith(f"backtest {len(cutoffs)} folds, cutoffs {cutoffs[0]}..{cutoffs[-1]}")
     assert d.promoted and d.challenger_score > d.champion_score
     aliases = _aliases(data_copy)
     assert aliases["champion"] == d.challenger_version and aliases["previous"] == weak
@@ -60,18 +68,35 @@ def test_a_better_challenger_is_promoted(data_copy: Settings) -> None:
 def test_a_challenger_that_does_not_beat_the_champion_is_not_promoted(
     data_copy: Settings,
 ) -> None:
-    before = _aliases(data_copy)["champion"]
+    end = EventStore(data_copy.store_path).last_event()
+    seen = (end - timedelta(days=30)).date()
+    before = _register_constant_champion(data_copy, seen.isoformat())
     d = retrain(data_copy, n_boot=20, margin=1.0)  # nothing beats a PR-AUC by 1.0
     assert not d.promoted and "kept as challenger" in d.reason
+    # judged only on the cutoffs whose labels the champion never learnt
+    window = [date.fromisoformat(c) for c in d.window.split(" (")[0].split(", ")]
+    assert window and min(window) >= seen
     aliases = _aliases(data_copy)
     assert aliases["champion"] == before and aliases["challenger"] == d.challenger_version
     assert "previous" not in aliases
+
+
+def test_a_champion_is_not_judged_on_labels_it_learnt(data_copy: Settings) -> None:
+    """Retraining on the very data the champion learnt: every backtest cutoff's label is one
+    the champion was fitted to, so there is nothing to compare out of time, and no promotion."""
+    before = _aliases(data_copy)["champion"]
+    d = retrain(data_copy, n_boot=20)
+    assert not d.promoted and d.window.startswith("none")
+    assert "nothing to compare" in d.reason and f"champion v{before} learnt" in d.reason
+    aliases = _aliases(data_copy)
+    assert aliases["champion"] == before and aliases["challenger"] == d.challenger_version
 
 
 @pytest.mark.parametrize("where", ["churnwatch.runs.train", "churnwatch.monitoring.retrain.decide"])
 def test_a_crash_mid_retrain_keeps_the_champion(
     data_copy: Settings, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
+    _register_constant_champion(data_copy, "2000-01-01")  # so that a decision is taken
     before = _aliases(data_copy)
 
     def crash(*args: Any, **kwargs: Any) -> Any:

@@ -45,7 +45,8 @@ def retrain(
 ) -> None:
     """Ingest new data and train a challenger; promote it only if it beats the champion.
 
-    The challenger uses the champion's recipe; both are scored on the latest labelled window."""
+    The challenger uses the champion's recipe. Both are scored on the latest labelled cutoffs
+    that neither learnt from: those after the champion's last learnt label."""
     settings = Settings()
     decision = c.run(
         lambda: run_retrain(
@@ -60,7 +61,8 @@ def retrain(
     frame = decision_table(decision)
     rows = [[f"{v:.4f}" if isinstance(v, float) else v for v in row]
             for row in frame.itertuples(index=False)]  # fmt: skip
-    c.out.print(c.table(f"retrain on {decision.window}", rows, list(frame.columns)))
+    if frame[decision.metric].notna().any():  # else there was nothing to compare on
+        c.out.print(c.table(f"retrain on {decision.window}", rows, list(frame.columns)))
     c.out.print(("PROMOTED " if decision.promoted else "NOT PROMOTED ") + decision.reason)
     if decision.promoted and reload_url:
         answer = c.run(lambda: notify(reload_url, c.api_key(settings)))

@@ -141,8 +141,12 @@ def drift_demo(
             say(f"{end:%Y-%m-%d}: alerts {kinds}: retraining")
             d = retrain(settings, n_boot=50)
             verdict = "promoted" if d.promoted else "kept"
-            row["retrain"] = (f"v{d.challenger_version} {verdict} ({d.metric} "
-                              f"{d.challenger_score:.3f} vs {d.champion_score:.3f})")  # fmt: skip
+            row["retrain"] = (
+                f"v{d.challenger_version} {verdict} ({d.metric} {d.challenger_score:.3f} vs "
+                f"{d.champion_score:.3f} on {d.window.split(' (')[0]})"
+                if np.isfinite(d.champion_score)
+                else f"v{d.challenger_version} {verdict} (no cutoff yet past the champion's labels)"
+            )
         say(json.dumps({k: v for k, v in row.items() if k != "after drift"}, default=str))
         rows.append(row)
     table = pd.DataFrame(rows)

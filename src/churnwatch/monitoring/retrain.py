@@ -1,5 +1,6 @@
 """`churnwatch retrain`: new data in, a challenger trained with the champion's recipe, a
-promotion only when it is better on the same most recent labelled window.
+promotion only when it is better on the same recent labelled cutoffs, out of time for both:
+the challenger's backtest cutoffs on or after the day the champion's last learnt label ends.
 
 The registry changes only at the very end, in one place: until then a failure at any step
 (ingest, snapshots, training, evaluation) leaves the champion alias where it was.
@@ -11,6 +12,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 import httpx
@@ -70,8 +72,9 @@ def retrain(
     progress: Callable[[str], None] | None = None,
 ) -> Decision:
     """Train a challenger with the champion's recipe on what the store holds (after
-    ingesting `data`), compare both out of time on the challenger's backtest cutoffs, and
-    promote the challenger only when it wins by `margin` on `metric`."""
+    ingesting `data`), compare both out of time on the challenger's backtest cutoffs that the
+    champion never learnt the labels of, and promote the challenger only when it wins by
+    `margin` on `metric` there."""
     say = progress or (lambda _m: None)
     metric = metric or settings.promote_metric
     margin = settings.promote_margin if margin is None else margin
@@ -90,16 +93,32 @@ def retrain(
                            progress=say)  # fmt: skip
     result = summary.result
     rows = result.test_rows()
+    # the champion is judged only where it is out of time too: on cutoffs whose horizon it never
+    # learnt (on earlier ones it would be scored on labels it was fitted to)
+    seen = _labels_seen_until(champion)
+    days = pd.to_datetime(rows["cutoff"]).dt.date.to_numpy()
+    unseen = days >= seen if seen is not None else np.ones(len(rows), dtype=bool)
+    rows, challenger_p = rows[unseen], np.asarray(result.test_probability)[unseen]
     y = rows["label"].to_numpy(dtype=int)
-    window = ", ".join(str(f.cutoff) for f in result.backtest.folds)
-    # both scored out of time on every backtest cutoff
-    scores = {"champion": np.asarray(champion_model.predict(None, rows), dtype=float),
-              "challenger": result.test_probability}  # fmt: skip
-    measured = {who: {m: float(SCORE_METRICS[m](y, p)) for m in (*METRICS, "brier")}
-                for who, p in scores.items()}  # fmt: skip
-    promoted, reason = decide(
-        measured["champion"][metric], measured["challenger"][metric], metric=metric, margin=margin
-    )
+    cutoffs = sorted(set(days[unseen]))
+    window = ", ".join(str(c) for c in cutoffs) or "none"
+    if len(y) and len(np.unique(y)) == 2:
+        scores = {"champion": np.asarray(champion_model.predict(None, rows), dtype=float),
+                  "challenger": challenger_p}  # fmt: skip
+        measured = {who: {m: float(SCORE_METRICS[m](y, p)) for m in (*METRICS, "brier")}
+                    for who, p in scores.items()}  # fmt: skip
+        promoted, reason = decide(measured["champion"][metric], measured["challenger"][metric],
+                                  metric=metric, margin=margin)  # fmt: skip
+    else:
+        nan = {m: float("nan") for m in (*METRICS, "brier")}
+        measured = {"champion": nan, "challenger": dict(nan)}
+        promoted = False
+        reason = (
+            f"kept as challenger: champion v{champion['version']} learnt every label up to "
+            f"{seen}, and no backtest cutoff from then on has both churners and non-churners "
+            f"(window: {window}); nothing to compare the two on out of time. Retrain once the "
+            "new data covers a horizon past that day."
+        )
     decision = Decision(
         promoted=promoted, metric=metric, margin=margin,
         champion_version=champion["version"], challenger_version=summary.model_version,
@@ -118,6 +137,17 @@ def retrain(
         tracking.set_aliases({"challenger": summary.model_version})
     say(reason)
     return decision
+
+
+def _labels_seen_until(champion: dict[str, Any]) -> date | None:
+    """The day the champion's last learnt horizon ends (a run parameter). A model trained
+    before the parameter was recorded: its data's last event, which no label runs past."""
+    params = champion["params"]
+    text = params.get("labels_seen_until") or params.get("data_last_event") or ""
+    try:
+        return datetime.fromisoformat(text).date() if text else None
+    except ValueError:
+        return None
 
 
 def _log(decision: Decision, measured: dict[str, dict[str, float]]) -> str:
