@@ -4,6 +4,7 @@ logged to MLflow, registered, aliased champion, and loadable as a pyfunc."""
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -126,6 +127,11 @@ def test_evaluate_on_a_log_the_model_never_saw(
     assert ev.oracle["oracle_roc_auc"] > 0.6 and 0.5 < ev.oracle["model_to_oracle_roc_auc"] < 1.3
     assert "oracle (simulated log, true hazard)" in ev.report_path.read_text()
     assert [c["cutoff"] for c in ev.per_cutoff] == sorted(c["cutoff"] for c in ev.per_cutoff)
+    # by days observed: every labelled row in one band, in the report and metrics.json too
+    assert sum(b["rows"] for b in ev.by_history) == ev.rows
+    assert sum(b["churners"] for b in ev.by_history) == ev.positives
+    assert "by days observed at the cutoff" in ev.report_path.read_text()
+    assert json.loads(ev.metrics_path.read_text())["by_history"] == ev.by_history
 
 
 def test_cli_models_promote_serves_another_version(

@@ -195,6 +195,14 @@ def evaluate(
             for name, v in ev.pooled.items()]  # fmt: skip
     title = f"{model}: {ev.rows:,} labelled snapshots, {ev.positives:,} churned"
     c.out.print(c.table(title, rows, ("metric", "value", "95% interval"), numbers_from=1))
+    if ev.by_history:
+        bands = [(b["days observed"], f"{b['rows']:,}", f"{b['churners']:,}",
+                  f"{b['observed rate']:.1%}", f"{b['mean predicted']:.1%}",
+                  f"{b['roc_auc']:.3f}\n{b['roc_auc low']:.2f}-{b['roc_auc high']:.2f}"
+                  if "roc_auc" in b else "-")
+                 for b in ev.by_history]  # fmt: skip
+        header = ("days observed", "rows", "churners", "churned", "predicted", "ROC-AUC")
+        c.out.print(c.table("by days observed at the cutoff", bands, header, numbers_from=1))
     c.out.print(ev.classification_report)
     for what, line in oracle_line(ev.oracle).items():  # a simulated log: the true hazard
         c.out.print(f"{what}: {line}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import tempfile
@@ -47,6 +48,7 @@ class Evaluation:
     images: list[Path]
     recipe: Recipe  # what the labels and cutoffs followed
     recipe_source: str  # "the model's recipe", or what was overridden
+    by_history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 def inner_pipeline(churn_model: Any) -> Any:
@@ -104,6 +106,7 @@ def evaluate_model(
     scores = evaluate_scores(y, p, lab["user_id"].to_numpy(), threshold=thr, n_boot=n_boot)
     pooled = {k: v.as_dict() for k, v in scores.items()}
     per_cutoff = _per_cutoff(lab, y, p, thr)
+    by_history = history_bands(lab, y, p, thr, n_boot=n_boot)
     text = classification_report(y, (p >= thr).astype(int), digits=3, zero_division=0)
     out_dir.mkdir(parents=True, exist_ok=True)
     images, importance = _figures(churn_model, lab, y, p, out_dir)
@@ -111,7 +114,7 @@ def evaluate_model(
     metrics_path = out_dir / "metrics.json"
     metrics_path.write_text(json.dumps({
         "model": name, "recipe": recipe.to_dict(), "labels": labels, "threshold": thr,
-        "pooled": pooled, "per_cutoff": per_cutoff,
+        "pooled": pooled, "per_cutoff": per_cutoff, "by_history": by_history,
         "top_features": {} if importance is None else importance.head(20).to_dict(),
     }, indent=1, default=float))  # fmt: skip
     truths = [truth_path(Path(d)) for d in data if truth_path(Path(d)).is_file()]
@@ -134,12 +137,14 @@ def evaluate_model(
         ]  # fmt: skip
     )
     tables = {"pooled (95% bootstrap intervals over users)": pooled_table,
+              "by days observed at the cutoff (the predicted and the observed churn rate "
+              "should agree in every band)": pd.DataFrame(by_history),
               "per cutoff": pd.DataFrame(per_cutoff)}  # fmt: skip
     report_path = report.html_report(
         f"churnwatch evaluation of {name}", facts, tables, images, out_dir
     )
     return Evaluation(pooled, oracle, per_cutoff, text, thr, len(lab), int(y.sum()), metrics_path,
-                      report_path, images, recipe, source)  # fmt: skip
+                      report_path, images, recipe, source, by_history)  # fmt: skip
 
 
 def _overridden(
@@ -185,6 +190,40 @@ def _per_cutoff(
                                "positives": int(yy.sum())}  # fmt: skip
         row.update({k: fn(yy, pp) for k, fn in SCORE_METRICS.items()})
         row.update(threshold_metrics(yy, pp, thr))
+        out.append(row)
+    return out
+
+
+HISTORY_BANDS = (0, 14, 28, 56)
+"""Days a user could be seen at the cutoff (exposure_days): the bands' lower edges."""
+
+
+def history_bands(
+    lab: pd.DataFrame, y: np.ndarray, p: np.ndarray, thr: float, *, n_boot: int
+) -> list[dict[str, Any]]:
+    """Metrics by how long each user had been observed at the cutoff: a user seen for a few
+    days has little history to rank on, and a model can be calibrated overall yet under- or
+    over-predict new users. Per band: rows, churners, the observed and mean predicted churn
+    rate, ROC-AUC with its 95 % interval over users (where the band has both classes)."""
+    if "exposure_days" not in lab:
+        return []
+    days = lab["exposure_days"].to_numpy(dtype=float)
+    edges = [*HISTORY_BANDS, np.inf]
+    out = []
+    for lo, hi in itertools.pairwise(edges):
+        idx = np.flatnonzero((days >= lo) & (days < hi))
+        if not len(idx):
+            continue
+        yy, pp = y[idx], p[idx]
+        row: dict[str, Any] = {
+            "days observed": f"{lo}-{hi - 1:.0f}" if np.isfinite(hi) else f"{lo}+",
+            "rows": len(idx), "churners": int(yy.sum()),
+            "observed rate": float(yy.mean()), "mean predicted": float(pp.mean()),
+        }  # fmt: skip
+        if 0 < yy.sum() < len(yy):
+            users = lab["user_id"].to_numpy()[idx]
+            auc = evaluate_scores(yy, pp, users, threshold=thr, n_boot=n_boot)["roc_auc"]
+            row.update({"roc_auc": auc.value, "roc_auc low": auc.low, "roc_auc high": auc.high})
         out.append(row)
     return out
 
