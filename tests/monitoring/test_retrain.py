@@ -7,15 +7,17 @@ from datetime import date, timedelta
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from sklearn.dummy import DummyClassifier
+from sklearn.metrics import roc_auc_score
 
 from churnwatch import tracking
 from churnwatch.config import Settings
 from churnwatch.ingest.store import EventStore
-from churnwatch.monitoring.retrain import decide, retrain
+from churnwatch.monitoring.retrain import decide, paired_se, retrain
 
 
 def _aliases(settings: Settings) -> dict[str, str]:
@@ -49,6 +51,21 @@ def test_decision_rule() -> None:
     assert decide(0.3, float("nan"), metric="roc_auc", margin=0.0)[0] is False
 
 
+def test_the_gains_noise_is_measured_by_a_paired_bootstrap_over_users() -> None:
+    rng = np.random.default_rng(1)
+    users = np.repeat(np.arange(300), 2)
+    y = (rng.random(len(users)) < 0.2).astype(int)
+    noise = rng.random(len(y))
+    same = paired_se(y, noise, noise, users, metric="roc_auc", n_boot=100)
+    assert same == 0.0  # the same scores: no gain on any draw
+    weak, strong = noise + 0.2 * y, noise + 1.0 * y
+    se = paired_se(y, weak, strong, users, metric="roc_auc", n_boot=100)
+    gain = roc_auc_score(y, strong) - roc_auc_score(y, weak)
+    assert 0 < se < gain / 4  # 120 churners: a gain of this size is far beyond the noise
+    fewer = paired_se(y[:100], weak[:100], strong[:100], users[:100], metric="roc_auc", n_boot=100)
+    assert fewer > se  # fewer users, more noise
+
+
 def test_a_better_challenger_is_promoted(data_copy: Settings) -> None:
     weak = _register_constant_champion(data_copy, "2000-01-01")  # trained long ago
     d = retrain(data_copy, n_boot=20)
@@ -58,6 +75,7 @@ def test_a_better_challenger_is_promoted(data_copy: Settings) -> None:
     cutoffs = d.window.split(" (")[0].split(", ")
     assert split.startswith(f"backtest {len(cutoffs)} folds, cutoffs {cutoffs[0]}..{cutoffs[-1]}")
     assert d.promoted and d.challenger_score > d.champion_score
+    assert "paired standard error of the gain" in d.reason
     aliases = _aliases(data_copy)
     assert aliases["champion"] == d.challenger_version and aliases["previous"] == weak
     assert "challenger" not in aliases

@@ -143,7 +143,7 @@ def drift_demo(
             verdict = "promoted" if d.promoted else "kept"
             row["retrain"] = (
                 f"v{d.challenger_version} {verdict} ({d.metric} {d.challenger_score:.3f} vs "
-                f"{d.champion_score:.3f} on {d.window.split(' (')[0]})"
+                f"{d.champion_score:.3f}, gain's se {d.gain_se:.3f}, on {d.window.split(' (')[0]})"
                 if np.isfinite(d.champion_score)
                 else f"v{d.challenger_version} {verdict} (no cutoff yet past the champion's labels)"
             )

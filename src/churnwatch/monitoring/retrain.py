@@ -23,7 +23,7 @@ from churnwatch import tracking
 from churnwatch.config import Settings
 from churnwatch.errors import ConfigError
 from churnwatch.ingest.store import EventStore
-from churnwatch.models.metrics import SCORE_METRICS
+from churnwatch.models.metrics import SCORE_METRICS, user_resamples
 from churnwatch.models.train import TrainConfig
 from churnwatch.runs import run_training
 
@@ -45,6 +45,7 @@ class Decision:
     champion_metrics: dict[str, float] = field(default_factory=dict)
     challenger_metrics: dict[str, float] = field(default_factory=dict)
     run_id: str = ""
+    gain_se: float = float("nan")  # paired bootstrap standard error of the gain over users
 
 
 def decide(champion: float, challenger: float, *, metric: str, margin: float) -> tuple[bool, str]:
@@ -109,7 +110,13 @@ def retrain(
                     for who, p in scores.items()}  # fmt: skip
         promoted, reason = decide(measured["champion"][metric], measured["challenger"][metric],
                                   metric=metric, margin=margin)  # fmt: skip
+        se = paired_se(y, scores["champion"], scores["challenger"], rows["user_id"].to_numpy(),
+                       metric=metric, n_boot=n_boot)  # fmt: skip
+        gain = measured["challenger"][metric] - measured["champion"][metric]
+        reason += (f"; paired standard error of the gain {se:.4f} over users: "
+                   + ("inside the noise" if abs(gain) <= se else "beyond the noise"))  # fmt: skip
     else:
+        se = float("nan")
         nan = {m: float("nan") for m in (*METRICS, "brier")}
         measured = {"champion": nan, "challenger": dict(nan)}
         promoted = False
@@ -126,6 +133,7 @@ def retrain(
         challenger_score=measured["challenger"][metric],
         window=f"{window} ({len(rows)} users, {int(y.sum())} churners)", reason=reason,
         champion_metrics=measured["champion"], challenger_metrics=measured["challenger"],
+        gain_se=se,
     )  # fmt: skip
     decision.run_id = _log(decision, measured)
     # the one place the registry changes
@@ -137,6 +145,19 @@ def retrain(
         tracking.set_aliases({"challenger": summary.model_version})
     say(reason)
     return decision
+
+
+def paired_se(
+    y: np.ndarray, a: np.ndarray, b: np.ndarray, users: np.ndarray, *, metric: str, n_boot: int
+) -> float:
+    """The standard error of metric(b) - metric(a) on the same rows, by a bootstrap over users
+    (both scored on each draw): how large a gain the window's size makes noise of."""
+    fn = SCORE_METRICS[metric]
+    diffs = [fn(y[i], b[i]) - fn(y[i], a[i])
+             for i in user_resamples(users, n_boot=max(n_boot, 50), seed=0)]  # fmt: skip
+    finite = np.asarray(diffs, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    return float(finite.std(ddof=1)) if len(finite) > 1 else float("nan")
 
 
 def _labels_seen_until(champion: dict[str, Any]) -> date | None:
@@ -160,7 +181,8 @@ def _log(decision: Decision, measured: dict[str, dict[str, float]]) -> str:
                 "challenger_version": decision.challenger_version, "window": decision.window,
                 "promoted": decision.promoted, "reason": decision.reason,
             },
-            metrics={f"{who}_{m}": v for who, ms in measured.items() for m, v in ms.items()},
+            metrics={**{f"{who}_{m}": v for who, ms in measured.items() for m, v in ms.items()},
+                     "gain_se": decision.gain_se},
             tags={"churnwatch.kind": "retrain",
                   "decision": "promoted" if decision.promoted else "kept"},
             artifacts=[],
