@@ -106,6 +106,21 @@ def test_top_reasons_put_what_raises_risk_first() -> None:
     assert [r["direction"] for r in got] == ["raises risk", "lowers risk"]
 
 
+def test_a_whole_history_rate_is_set_against_the_typical_user() -> None:
+    feats = ["home_per_exposure_day", "thumbs_down_7d", "is_paid"]
+    row = {"home_per_exposure_day": 6.1, "thumbs_down_7d": 4, "is_paid": 1}
+    typical = {"home_per_exposure_day": 0.44, "thumbs_down_7d": 1.0, "is_paid": 0.0}
+    got = top_reasons(feats, row, np.array([0.9, 0.5, 0.2]), k=3, typical=typical)
+    texts = [r["text"] for r in got]
+    assert texts[0] == (
+        "6.10 visits to the home page a day since they could first be seen; typical user 0.44"
+    )
+    # a windowed count has the user's own usual rate to compare with; a level is no rate
+    assert "typical" not in texts[1] and texts[2] == "on the paid level"
+    plain = top_reasons(feats, row, np.array([0.9, 0.5, 0.2]), k=1)  # no typical given
+    assert plain[0]["text"].endswith("since they could first be seen")
+
+
 def test_a_hand_built_risky_user_gets_stable_behaviour_reasons(trained: Any) -> None:
     """A typical user, then the same user with every stable feature pushed to its risky
     extreme: the risk rises, and the reasons are those features, in words, raising risk."""
@@ -131,8 +146,14 @@ def test_a_hand_built_risky_user_gets_stable_behaviour_reasons(trained: Any) -> 
     if p_risky.contributions is None:  # a model served through its pipeline gives no reasons
         return
     row = {str(k): v for k, v in risky.iloc[0].items()}
-    reasons = top_reasons(scorer.features, row, p_risky.contributions[0], k=3, allowed=stable)
+    reasons = top_reasons(scorer.features, row, p_risky.contributions[0], k=3, allowed=stable,
+                          typical=scorer.typical)  # fmt: skip
     assert reasons and {r["feature"] for r in reasons} <= set(stable)
+    # the typical user: the medians the model learnt from, within each feature's range
+    for c, v in scorer.typical.items():
+        assert lab[c].min() <= v <= lab[c].max(), c
+    rates = [r for r in reasons if r["feature"].endswith("_per_exposure_day")]
+    assert all("; typical user " in r["text"] for r in rates), rates
     assert reasons[0]["direction"] == "raises risk"
     for r in reasons:
         assert "_" not in r["text"] and not r["text"].startswith("-"), r["text"]

@@ -214,6 +214,17 @@ class Scorer:
     def explains(self) -> bool:
         return self._fast is not None
 
+    @property
+    def typical(self) -> dict[str, float]:
+        """Each numeric feature's median over the rows the model learnt from (what it imputes
+        for a missing value): the typical user a reason compares with. Empty without the fast
+        path."""
+        if self._fast is None:
+            return {}
+        t = self._fast[0]
+        kept = [c for c, k in zip(t.num_cols, t.keep, strict=True) if k]
+        return {c: float(m) for c, m in zip(kept, t.medians, strict=True)}
+
     def _compile(self) -> tuple[_Transform, Any]:
         steps = getattr(self.pipeline, "steps", None)
         if not steps or len(steps) != 2:

@@ -65,6 +65,7 @@ def explain_frame(
 ) -> pd.DataFrame:
     """Probabilities, bands and reasons for feature rows `frame` (index: user_id)."""
     scores = scorer.score_frame(frame)
+    typical = scorer.typical
     rows = [{str(k): v for k, v in r.items()} for r in frame.to_dict("records")]
     reasons = [
         top_reasons(
@@ -74,6 +75,7 @@ def explain_frame(
             k=N_REASONS,
             allowed=scorer.reason_features,
             spec=spec,
+            typical=typical,
         )  # fmt: skip
         if scores.contributions is not None
         else []

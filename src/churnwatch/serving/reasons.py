@@ -38,10 +38,13 @@ def top_reasons(
     k: int = 5,
     allowed: Collection[str] | None = None,
     spec: FeatureSpec | None = None,
+    typical: Mapping[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """The k features that raise this user's risk most, largest first; when fewer than k
     raise it, the ones that lower it most follow. Only `allowed` features (default: all) are
-    given: the model's features whose effect was stable across the backtest."""
+    given: the model's features whose effect was stable across the backtest. A rate over the
+    whole history is set against `typical[name]` (the median of the rows the model learnt
+    from), as a windowed one is against the user's own usual rate."""
     ok = set(features if allowed is None else allowed)
     keep = [j for j in range(len(features)) if features[j] in ok]
     up = [j for j in sorted(keep, key=lambda j: -contributions[j]) if contributions[j] > 0]
@@ -59,7 +62,21 @@ def top_reasons(
                 "value": value if not isinstance(value, np.generic) else value.item(),
                 "contribution": c,
                 "direction": "raises risk" if c > 0 else "lowers risk",
-                "text": describe(name, value, row, spec),
+                "text": _against_typical(
+                    describe(name, value, row, spec), name, value, spec, typical or {}
+                ),
             }
         )
     return out
+
+
+def _against_typical(
+    text: str, name: str, value: Any, spec: FeatureSpec | None, typical: Mapping[str, float]
+) -> str:
+    feature = by_name(spec).get(name)
+    usual = typical.get(name)
+    if feature is None or feature.kind != "rate" or feature.window != "all":
+        return text
+    if value is None or usual is None or not math.isfinite(usual):
+        return text
+    return f"{text}; typical user {fmt(usual)}"

@@ -262,6 +262,7 @@ class ChurnService:
                 k=self.settings.reasons,
                 allowed=live.scorer.reason_features,
                 spec=live.info.recipe.spec,
+                typical=live.scorer.typical,
             )  # fmt: skip
             if contributions is not None
             else []
