@@ -16,6 +16,7 @@ instead (slower, and without reasons).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -214,11 +215,11 @@ class Scorer:
     def explains(self) -> bool:
         return self._fast is not None
 
-    @property
+    @functools.cached_property
     def typical(self) -> dict[str, float]:
         """Each numeric feature's median over the rows the model learnt from (what it imputes
         for a missing value): the typical user a reason compares with. Empty without the fast
-        path."""
+        path. Computed once: every explained request reads it."""
         if self._fast is None:
             return {}
         t = self._fast[0]
