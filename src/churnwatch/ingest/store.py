@@ -105,6 +105,17 @@ class EventStore:
             raise StoreError(f"expected ingests with events in {self.root}. Got none.")
         return max(pd.Timestamp(str(s)) for s in stamps).to_pydatetime()
 
+    def users(self) -> int:
+        """Distinct users among the stored events (a scan of one column). The manifest's
+        per-ingest counts cannot give it: a user seen by ten ingests is counted ten times."""
+        files = self.files("events")
+        if not files:
+            return 0
+        with duckdb.connect() as con:
+            sql = f"SELECT count(DISTINCT user_id) FROM {event_files(files)}"
+            row = con.execute(sql).fetchone()
+        return int(row[0]) if row else 0
+
     def require(self) -> None:
         """Raise a clear error when there is no store at `root`."""
         if not self.exists() or not self.files("events"):

@@ -312,7 +312,7 @@ def _dense_step(store: EventStore, config: TrainConfig) -> int:
     manifest = store.manifest().ingests
     first = min((pd.Timestamp(str(i["first_ts"])) for i in manifest if i.get("first_ts")),
                 default=None)  # fmt: skip
-    users = sum(int(i.get("users") or 0) for i in manifest)
+    users = store.users()  # distinct: the same users come back in every weekly ingest
     if first is None or not users:
         return step
     days = max((pd.Timestamp(store.last_event()) - first).days, 1)
