@@ -79,10 +79,10 @@ class _Transform:
         if "cat" in kinds and kinds["cat"][0] != "drop" and kinds["cat"][1]:  # a log's catalog
             # may have no categories: the block then selected no column and was never fitted
             self._compile_categories(*kinds["cat"])
-        kept = [c for c, k in zip(self.num_cols, self.keep, strict=True) if k]
+        self.kept = [c for c, k in zip(self.num_cols, self.keep, strict=True) if k]
         self.names = list(ct.get_feature_names_out())
         # the source feature of each output column, for summing one-hot contributions
-        source = kept + [c for c, t in zip(self.cat_cols, self.tables, strict=True)
+        source = self.kept + [c for c, t in zip(self.cat_cols, self.tables, strict=True)
                          for _ in range(len(next(iter(t.values()))))]  # fmt: skip
         order = {f: i for i, f in enumerate(features)}
         self.source_index = np.array([order[s] for s in source])
@@ -223,8 +223,7 @@ class Scorer:
         if self._fast is None:
             return {}
         t = self._fast[0]
-        kept = [c for c, k in zip(t.num_cols, t.keep, strict=True) if k]
-        return {c: float(m) for c, m in zip(kept, t.medians, strict=True)}
+        return {c: float(m) for c, m in zip(t.kept, t.medians, strict=True)}
 
     def _compile(self) -> tuple[_Transform, Any]:
         steps = getattr(self.pipeline, "steps", None)
