@@ -14,6 +14,7 @@ from churnwatch.config import Settings
 from churnwatch.labels import CutoffSchedule
 from churnwatch.models import estimators
 from churnwatch.models.evaluate import Evaluation, oracle_line
+from churnwatch.models.metrics import Estimate
 from churnwatch.models.train import TrainConfig
 from churnwatch.runs import RunSummary, evaluate_registered, run_training
 
@@ -198,7 +199,7 @@ def evaluate(
     if ev.by_history:
         bands = [(b["days observed"], f"{b['rows']:,}", f"{b['churners']:,}",
                   f"{b['observed rate']:.1%}", f"{b['mean predicted']:.1%}",
-                  f"{b['roc_auc']:.3f}\n{b['roc_auc low']:.2f}-{b['roc_auc high']:.2f}"
+                  c.ci_cell(Estimate(b["roc_auc"], b["roc_auc low"], b["roc_auc high"]))
                   if "roc_auc" in b else "-")
                  for b in ev.by_history]  # fmt: skip
         header = ("days observed", "rows", "churners", "churned", "predicted", "ROC-AUC")
