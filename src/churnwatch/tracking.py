@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.pyfunc import PythonModel  # type: ignore[attr-defined]
 
 from churnwatch.config import Settings
@@ -55,12 +56,13 @@ def setup(settings: Settings) -> str:
     # what the user set and a later setup() with other settings is not overridden by it
     if before is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        # a tracking server chooses where artifacts go; the local default keeps them by the DB
-        local = uri.startswith("sqlite:")
-        artifacts = (settings.data_dir / "mlartifacts").resolve().as_uri() if local else None
-        mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
-    mlflow.set_experiment(EXPERIMENT)
+    with _quiet_mlflow():  # the first call creates a new store's tables
+        if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+            # a tracking server chooses where artifacts go; the local default keeps them by the DB
+            local = uri.startswith("sqlite:")
+            artifacts = (settings.data_dir / "mlartifacts").resolve().as_uri() if local else None
+            mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
+        mlflow.set_experiment(EXPERIMENT)
     return uri
 
 
@@ -111,10 +113,20 @@ def log_model(
             python_model=model,
             signature=signature,
             input_example=rows.head(3),
-            registered_model_name=MODEL_NAME,
         )
+    # registered through the client rather than `registered_model_name`, whose fluent path
+    # prints "Successfully registered model ..." and "Created version ..." to stderr: the CLI
+    # says which version it registered in its own words
     client = MlflowClient()
-    version = str(info.registered_model_version)
+    try:
+        client.create_registered_model(MODEL_NAME)
+    except mlflow.exceptions.MlflowException as e:
+        if e.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
+    created = client.create_model_version(
+        MODEL_NAME, source=info.model_uri, run_id=info.run_id, model_id=info.model_id
+    )
+    version = str(created.version)
     aliases: list[str] = []
     if promote_if_first:
         try:
@@ -126,10 +138,15 @@ def log_model(
     return Registered(MODEL_NAME, version, active.info.run_id if active else "", tuple(aliases))
 
 
-# What MLflow logs while it logs a model that says nothing a user can act on: the hint to log
-# models from code instead of a pickled object (a choice made here, once) and the check of the
-# input example. (Its lines on the registration are printed, not logged: they stay.)
-_MLFLOW_CHATTER = ("Passing a Python object as `python_model`", "Validating input example")
+# What MLflow logs that says nothing a user can act on: the hint to log models from code
+# instead of a pickled object (a choice made here, once), the check of the input example, and
+# the creation of the tables of a new local store.
+_MLFLOW_CHATTER = (
+    "Passing a Python object as `python_model`",
+    "Validating input example",
+    "Creating initial MLflow database tables",
+    "Updating database tables",
+)
 
 
 class _DropChatter(logging.Filter):

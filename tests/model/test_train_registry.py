@@ -172,3 +172,41 @@ def test_cli_models_promote_serves_another_version(
     assert unknown.exit_code == 1
     assert "expected a registered version of churnwatch (2, 1). Got '7'." in unknown.output
     assert {v["version"]: v["aliases"] for v in tracking.list_versions()} == aliases
+
+
+def test_a_new_store_and_its_registrations_print_nothing_of_mlflows_own(
+    trained: tuple[RunSummary, Settings],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The CLI says which version it registered; MLflow's own prints on a registration and its
+    logs on creating a new store's tables are not shown. Each version still links its run."""
+    import mlflow
+
+    from churnwatch import tracking
+
+    summary, settings = trained
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    tracking.setup(settings)
+    churn_model = tracking.load("models:/churnwatch@champion").unwrap_python_model()
+    capfd.readouterr()
+    tracking.setup(Settings(data_dir=tmp_path / "data"))  # a new store
+    registered = []
+    for name in ("first", "second"):  # a new registered model, then a new version of it
+        with tracking.run(name) as run_id:
+            registered.append((tracking.log_model(churn_model, summary.result.snapshots.head(20)),
+                               run_id))  # fmt: skip
+    printed = capfd.readouterr()
+    text = printed.out + printed.err
+    chatter = ("Successfully registered", "Created version", "already exists",
+               "Creating initial MLflow database tables", "Updating database tables")  # fmt: skip
+    assert not [line for line in chatter if line in text], text
+    assert [r.version for r, _ in registered] == ["1", "2"]
+    assert registered[0][0].aliases == ("champion",) and registered[1][0].aliases == ()
+    client = mlflow.MlflowClient()
+    for reg, run_id in registered:
+        assert client.get_model_version(reg.name, reg.version).run_id == run_id == reg.run_id
+    assert tracking.load("models:/churnwatch@champion").predict(
+        summary.result.snapshots.head(5)
+    ).shape == (5,)
