@@ -58,6 +58,14 @@ def at_risk(result: TrainResult) -> pd.DataFrame:
     )
 
 
+def typical_values(rows: pd.DataFrame, features: Sequence[str]) -> dict[str, float]:
+    """Each numeric feature's median over `rows` (missing values apart): the typical user a
+    served reason compares with. Whatever the model imputes (the rate rule imputes 0)."""
+    numeric = [f for f in features if f in rows and pd.api.types.is_numeric_dtype(rows[f])]
+    medians = rows[numeric].astype(float).median(skipna=True)
+    return {f: float(v) for f, v in medians.items() if np.isfinite(v)}
+
+
 def fingerprint(store: EventStore, config: TrainConfig) -> dict[str, Any]:
     """What the model was trained on: store, content hash, date range, churn definition."""
     manifest = store.manifest()
@@ -145,10 +153,11 @@ def run_training(
             tags={"churnwatch.kind": "train"},
             artifacts=[report, feats, reference, score_reference, recipe_file, *figures],
         )
-        model = tracking.ChurnModel(
-            result.chosen.estimator, result.features, result.threshold, result.reason_features
-        )
         example = result.snapshots[result.snapshots["label"].notna()]
+        model = tracking.ChurnModel(
+            result.chosen.estimator, result.features, result.threshold, result.reason_features,
+            typical=typical_values(example, result.features),
+        )  # fmt: skip
         registered = tracking.log_model(model, example)
     return RunSummary(
         result, uri, run_id, registered.version, registered.aliases, fp, ranked, oracle

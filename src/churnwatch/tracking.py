@@ -75,12 +75,16 @@ class ChurnModel(PythonModel):
         features: list[str],
         threshold: float,
         reason_features: list[str] | None = None,
+        typical: dict[str, float] | None = None,
     ) -> None:
         self.estimator = estimator
         self.features = features
         self.threshold = threshold
         # the features that may be given as reasons (stable across the backtest); None: all
         self.reason_features = reason_features
+        # each numeric feature's median over the rows the model learnt from: the typical user
+        # a reason compares with (None in models logged before it was kept)
+        self.typical = typical
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> np.ndarray:
         frame = model_input.reindex(columns=self.features)

@@ -163,3 +163,41 @@ def test_a_hand_built_risky_user_gets_stable_behaviour_reasons(trained: Any) -> 
     contrib[outsider] = 1e3
     got = top_reasons(scorer.features, row, contrib, k=3, allowed=stable)
     assert scorer.features[outsider] not in {r["feature"] for r in got}
+
+
+def test_the_typical_user_is_the_median_the_model_learnt_from_whatever_it_imputes(
+    trained: Any,
+) -> None:
+    """The rate rule imputes 0 for a missing rate; its typical user is still the median of
+    the rows it learnt from (it was "typical user 0" for adverts heard a day). A model logged
+    before the medians were kept falls back on its imputer's medians, and on none when its
+    imputer fills zeros."""
+    from churnwatch.runs import typical_values
+
+    summary, _ = trained
+    result = summary.result
+    lab = result.snapshots[result.snapshots["label"].notna()]
+    y = lab["label"].astype(int).to_numpy()
+    rule, _ = fit_calibrated("rate_rule", {}, lab, y, np.ones(len(lab)), seed=0)
+    typical = typical_values(lab, result.features)
+    assert set(typical) <= set(result.features) and "is_paid" in typical
+    scorer = Scorer(ChurnModel(rule, result.features, result.threshold, typical=typical))
+    rates = [f for f in scorer.features if f.endswith("_per_day_all")]
+    assert rates
+    for f in rates:
+        assert scorer.typical[f] == pytest.approx(lab[f].median())
+    assert any(scorer.typical[f] > 0 for f in rates)
+    row = lab.iloc[[int(np.argmax(lab["adverts_per_day_all"].to_numpy()))]][result.features]
+    scores = scorer.score_frame(row)
+    assert scores.contributions is not None
+    record = {str(k): v for k, v in row.iloc[0].items()}
+    reasons = top_reasons(scorer.features, record, scores.contributions[0], k=len(rates),
+                          typical=scorer.typical)  # fmt: skip
+    advert = next(r for r in reasons if r["feature"] == "adverts_per_day_all")
+    usual = lab["adverts_per_day_all"].median()
+    assert advert["text"].endswith(f"; typical user {usual:.2f}"), advert["text"]
+    # logged before the medians were kept: none for the zero-imputing rule, the imputer's
+    # medians for a model that imputes medians
+    assert Scorer(ChurnModel(rule, result.features, result.threshold)).typical == {}
+    old, _ = _scorer(trained, "logistic")
+    assert old.typical and all(np.isfinite(v) for v in old.typical.values())

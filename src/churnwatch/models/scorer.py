@@ -68,6 +68,7 @@ class _Transform:
         if set(steps) - {"impute", "log", "scale"}:
             raise ModelError(f"unexpected numeric steps {sorted(steps)}")
         stats = np.asarray(steps["impute"].statistics_, dtype=float)
+        self.strategy = str(steps["impute"].strategy)
         self.keep = ~np.isnan(stats)  # all-missing training columns are dropped
         self.medians = stats[self.keep]
         self.log = "log" in steps
@@ -217,10 +218,14 @@ class Scorer:
 
     @functools.cached_property
     def typical(self) -> dict[str, float]:
-        """Each numeric feature's median over the rows the model learnt from (what it imputes
-        for a missing value): the typical user a reason compares with. Empty without the fast
-        path. Computed once: every explained request reads it."""
-        if self._fast is None:
+        """Each numeric feature's median over the rows the model learnt from: the typical user
+        a reason compares with. Kept in the model since it was; for a model logged before, the
+        medians its imputer learnt, when it imputes medians (the rate rule imputes 0, which
+        says nothing of a typical user). Computed once: every explained request reads it."""
+        kept = getattr(self.model, "typical", None)
+        if kept is not None:
+            return dict(kept)
+        if self._fast is None or self._fast[0].strategy != "median":
             return {}
         t = self._fast[0]
         return {c: float(m) for c, m in zip(t.kept, t.medians, strict=True)}
