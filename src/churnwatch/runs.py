@@ -63,7 +63,7 @@ def typical_values(rows: pd.DataFrame, features: Sequence[str]) -> dict[str, flo
     served reason compares with. Whatever the model imputes (the rate rule imputes 0)."""
     numeric = [f for f in features if f in rows and pd.api.types.is_numeric_dtype(rows[f])]
     medians = rows[numeric].astype(float).median(skipna=True)
-    return {f: float(v) for f, v in medians.items() if np.isfinite(v)}
+    return {str(f): float(v) for f, v in medians.items() if np.isfinite(v)}
 
 
 def fingerprint(store: EventStore, config: TrainConfig) -> dict[str, Any]:
