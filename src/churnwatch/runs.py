@@ -17,10 +17,11 @@ import pandas as pd
 from churnwatch import tracking
 from churnwatch.config import Settings
 from churnwatch.ingest import EventStore, ingest
+from churnwatch.labels import CutoffSchedule
 from churnwatch.models import report as rep
 from churnwatch.models.evaluate import Evaluation, evaluate_model
 from churnwatch.models.metrics import oracle_metrics
-from churnwatch.models.train import TrainConfig, TrainResult, train
+from churnwatch.models.train import TrainConfig, TrainResult, evaluation_cutoffs, train
 from churnwatch.recipe import ARTIFACT as RECIPE
 from churnwatch.recipe import Recipe, feature_version
 from churnwatch.simulate import truth_path
@@ -140,7 +141,7 @@ def run_training(
         figures = _test_figures(result, Path(tmp), oracle)
         feats = Path(tmp) / "features.json"
         feats.write_text(json.dumps(result.features, indent=1))
-        reference = write_reference(result, Path(tmp) / REFERENCE)
+        reference = write_reference(result, Path(tmp) / REFERENCE, config.schedule)
         score_reference = Path(tmp) / SCORE_REFERENCE
         ranked[["user_id", "cutoff", "probability"]].rename(
             columns={"probability": "score"}
@@ -220,13 +221,28 @@ REFERENCE = "reference.parquet"
 SCORE_REFERENCE = "score_reference.parquet"
 
 
-def write_reference(result: TrainResult, path: Path, *, max_rows: int = 20_000) -> Path:
-    """The monitoring reference: the backtest's evaluated snapshots with the chosen recipe's
-    calibrated out-of-time scores: what the model gives users it did not learn from (a forest's
-    in-sample scores are far more extreme, and would read as prediction drift)."""
-    keep = result.test_rows().assign(score=result.test_probability)
+# Cutoffs of the evaluation schedule in the feature drift reference: the latest ones.
+REFERENCE_CUTOFFS = 3
+
+
+def write_reference(
+    result: TrainResult, path: Path, schedule: CutoffSchedule, *, max_rows: int = 20_000
+) -> Path:
+    """The monitoring reference for feature drift: every user at the last REFERENCE_CUTOFFS
+    cutoffs of the evaluation schedule in the training data, labelled or not (the population
+    as the model was trained), with the served model's probabilities.
+
+    Not the backtest's evaluated cutoffs: they end a horizon before the data do and, on a short
+    log, reach back to its first weeks, when every user is new to the log. Against them an
+    unchanged eventsim log showed 6-28 % of features drifted two weeks on; against the latest
+    cutoffs, 0-3 % (an alert is raised at 3 %)."""
+    snaps = result.snapshots
+    days = snaps["cutoff"].dt.date
+    latest = evaluation_cutoffs(sorted(days.unique()), schedule)[-REFERENCE_CUTOFFS:]
+    keep = snaps[days.isin(latest)]
     if len(keep) > max_rows:
         keep = keep.sample(max_rows, random_state=0)
+    keep = keep.assign(score=result.chosen.estimator.predict_proba(keep)[:, 1])
     out = keep[["user_id", "cutoff", *result.features, "label", "score"]].copy()
     out.to_parquet(path, index=False)
     return path

@@ -72,6 +72,30 @@ def test_monitor_judges_a_cohort_once_its_labels_mature(
     assert len(found.scores) == 2 and set(found.scores["user_id"]) == {user}
 
 
+def test_the_drift_reference_is_the_population_the_model_was_trained_on(
+    data_copy: Settings, tmp_path: Path
+) -> None:
+    """The reference holds every user at the last three weekly cutoffs of the training data,
+    censored ones included, not the backtest's older cutoffs: so `monitor` with no new data
+    finds no drift (the older reference reached back to the log's first weeks, when every user
+    was new, and read as drift by itself)."""
+    from churnwatch.runs import REFERENCE_CUTOFFS
+
+    tracking.setup(data_copy)
+    run_id = tracking.describe("models:/churnwatch@champion")["run_id"]
+    reference = pd.read_parquet(tracking.download(run_id, "reference.parquet"))
+    cutoffs = sorted(pd.to_datetime(reference["cutoff"]).unique())
+    assert len(cutoffs) == REFERENCE_CUTOFFS
+    assert all((b - a).days == 7 for a, b in zip(cutoffs, cutoffs[1:], strict=False))
+    store = EventStore(data_copy.store_path)
+    assert (store.last_event() - cutoffs[-1].to_pydatetime()) < timedelta(days=8)
+    assert reference["label"].isna().any() and reference["label"].notna().any()
+    assert reference["score"].between(0, 1).all()
+    report = monitor(data_copy, out_dir=tmp_path / "now")
+    assert report.drift["share_drifted"] < data_copy.alert_drift_share
+    assert not [a for a in report.alerts if a["kind"] == "drift"]
+
+
 def test_the_api_picks_up_a_promotion_by_polling(data_copy: Settings) -> None:
     settings = Settings(data_dir=data_copy.data_dir, reload_poll_seconds=0.2)
     with TestClient(create_app(settings)) as client:

@@ -33,7 +33,9 @@ def _register_constant_champion(settings: Settings, labels_seen_until: str) -> s
     current = tracking.describe("models:/churnwatch@champion")
     strong = tracking.load("models:/churnwatch@champion").unwrap_python_model()
     rows = pd.read_parquet(tracking.download(current["run_id"], "reference.parquet"))
-    dummy = DummyClassifier(strategy="prior").fit(rows[strong.features], rows["label"])
+    labelled = rows[rows["label"].notna()]  # the reference holds the latest cutoffs too
+    assert labelled["label"].nunique() == 2
+    dummy = DummyClassifier(strategy="prior").fit(labelled[strong.features], labelled["label"])
     model = tracking.ChurnModel(dummy, strong.features, 0.5)
     with mlflow.start_run(run_name="constant-champion"):
         # the same recipe, so retraining can follow it
