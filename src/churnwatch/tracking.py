@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
-from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+from mlflow.protos.databricks_pb2 import ALREADY_EXISTS, RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.pyfunc import PythonModel  # type: ignore[attr-defined]
 
 from churnwatch.config import Settings
@@ -125,7 +125,8 @@ def log_model(
     try:
         client.create_registered_model(MODEL_NAME)
     except mlflow.exceptions.MlflowException as e:
-        if e.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+        if e.error_code not in (ErrorCode.Name(RESOURCE_ALREADY_EXISTS),
+                                ErrorCode.Name(ALREADY_EXISTS)):  # fmt: skip
             raise
     created = client.create_model_version(
         MODEL_NAME, source=info.model_uri, run_id=info.run_id, model_id=info.model_id
