@@ -7,7 +7,7 @@ import json
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from churnwatch.config import Settings
 from churnwatch.ingest import EventStore, ingest
 from churnwatch.labels import CutoffSchedule
 from churnwatch.models import report as rep
-from churnwatch.models.evaluate import Evaluation, evaluate_model
+from churnwatch.models.evaluate import Evaluation, Learnt, evaluate_model
 from churnwatch.models.metrics import oracle_metrics
 from churnwatch.models.train import TrainConfig, TrainResult, evaluation_cutoffs, train
 from churnwatch.recipe import ARTIFACT as RECIPE
@@ -326,8 +326,24 @@ def evaluate_registered(
     """Evaluate the registered model `ref` on logs `data`, labelled by its recipe."""
     tracking.setup(settings)
     churn_model = tracking.load(ref).unwrap_python_model()
-    recipe = tracking.read_recipe(tracking.describe(ref))
+    described = tracking.describe(ref)
+    recipe = tracking.read_recipe(described)
+    until = learnt_until(described)
+    store = described["params"].get("data_store")
+    learnt = Learnt(Path(store), until) if store and until else None
     return evaluate_model(
         churn_model, recipe, data, name=ref, out_dir=out_dir, settings=settings,
-        horizon_days=horizon_days, every_days=every_days, n_boot=n_boot,
+        horizon_days=horizon_days, every_days=every_days, n_boot=n_boot, learnt=learnt,
     )  # fmt: skip
+
+
+def learnt_until(described: dict[str, Any]) -> date | None:
+    """The day a registered model's last learnt horizon ends (its run's `labels_seen_until`).
+    A model trained before the parameter was recorded: its data's last event, which no label
+    runs past."""
+    params = described.get("params", {})
+    text = params.get("labels_seen_until") or params.get("data_last_event") or ""
+    try:
+        return datetime.fromisoformat(text).date() if text else None
+    except ValueError:
+        return None

@@ -118,6 +118,7 @@ def test_evaluate_on_a_log_the_model_never_saw(
         settings=settings, n_boot=50,
     )  # fmt: skip
     assert ev.rows > 500 and 0 < ev.positives < ev.rows
+    assert ev.in_sample == 0 and ev.learnt is not None  # new users: nothing the model learnt
     assert ev.pooled["roc_auc"]["value"] > 0.6  # same simulator, new users: the signal carries
     assert {p.name for p in ev.images} >= {"roc.png", "pr.png", "calibration.png", "gains.png",
                                            "importance.png", "shap_summary.png"}  # fmt: skip
@@ -132,6 +133,31 @@ def test_evaluate_on_a_log_the_model_never_saw(
     assert sum(b["churners"] for b in ev.by_history) == ev.positives
     assert "by days observed at the cutoff" in ev.report_path.read_text()
     assert json.loads(ev.metrics_path.read_text())["by_history"] == ev.by_history
+
+
+def test_evaluating_on_the_training_log_says_the_figures_are_in_sample(
+    trained: tuple[RunSummary, Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log the model was trained on: every labelled row is one it learnt from, and the
+    command says so (the figures read as if out of sample otherwise); metrics.json records it."""
+    from typer.testing import CliRunner
+
+    from churnwatch.cli import app
+
+    _, settings = trained
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("CHURNWATCH_DATA_DIR", str(settings.data_dir))
+    log = settings.data_dir.parent / "sim.jsonl.gz"
+    out = tmp_path / "eval"
+    result = CliRunner().invoke(app, ["evaluate", "--data", str(log), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = sum(c["rows"] for c in metrics["per_cutoff"])
+    assert metrics["in_sample_rows"] == rows > 0
+    text = " ".join(result.output.split())
+    assert f"warning: {rows:,} of {rows:,} labelled snapshots (100%) are of users and " in text
+    assert "their figures are in-sample" in text and str(settings.data_dir / "store") in text
+    assert "their figures are in-sample" in (out / "report.html").read_text()
 
 
 def test_cli_models_promote_serves_another_version(

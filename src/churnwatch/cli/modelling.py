@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from churnwatch.cli import common as c
 from churnwatch.config import Settings
 from churnwatch.labels import CutoffSchedule
 from churnwatch.models import estimators
-from churnwatch.models.evaluate import Evaluation, oracle_line
+from churnwatch.models.evaluate import Evaluation, in_sample_warning, oracle_line
 from churnwatch.models.metrics import Estimate
 from churnwatch.models.train import TrainConfig
 from churnwatch.runs import RunSummary, evaluate_registered, run_training
@@ -196,6 +197,9 @@ def evaluate(
             for name, v in ev.pooled.items()]  # fmt: skip
     title = f"{model}: {ev.rows:,} labelled snapshots, {ev.positives:,} churned"
     c.out.print(c.table(title, rows, ("metric", "value", "95% interval"), numbers_from=1))
+    if ev.in_sample:  # the log overlaps what the model learnt
+        warning = in_sample_warning(ev.in_sample, ev.rows, ev.learnt)
+        c.console.print(f"[yellow]warning:[/] {escape(warning)}")
     if ev.by_history:
         bands = [(b["days observed"], f"{b['rows']:,}", f"{b['churners']:,}",
                   f"{b['observed rate']:.1%}", f"{b['mean predicted']:.1%}",

@@ -9,15 +9,18 @@ import logging
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 from sklearn.metrics import classification_report
 
 from churnwatch import optional
 from churnwatch.config import Settings
+from churnwatch.db import event_files
 from churnwatch.errors import InputError
 from churnwatch.features import build_snapshots
 from churnwatch.ingest import EventStore, ingest
@@ -49,6 +52,21 @@ class Evaluation:
     recipe: Recipe  # what the labels and cutoffs followed
     recipe_source: str  # "the model's recipe", or what was overridden
     by_history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # labelled rows of users and cutoffs the model learnt from (the log overlaps its training
+    # store before its last label ends): their figures are in-sample
+    in_sample: int = 0
+    learnt: Learnt | None = None
+
+
+@dataclass(frozen=True)
+class Learnt:
+    """What a model learnt from: its training store and the day its last label ends."""
+
+    store: Path
+    labels_until: date
+
+    def describe(self) -> str:
+        return f"its training store {self.store}, labels to {self.labels_until}"
 
 
 def inner_pipeline(churn_model: Any) -> Any:
@@ -94,12 +112,22 @@ def evaluate_model(
     horizon_days: int | None = None,
     every_days: int | None = None,
     n_boot: int = 300,
+    learnt: Learnt | None = None,
 ) -> Evaluation:
     """Ingest `data` into a temporary store, score its labelled snapshots with `churn_model`
     (a ChurnModel; `name` says which in the report), report. Labels and cutoffs follow the
-    model's `recipe`; `horizon_days` and `every_days` override it."""
+    model's `recipe`; `horizon_days` and `every_days` override it. With `learnt` (what the
+    model learnt from), rows of users and cutoffs it learnt are counted and reported."""
     recipe, source = _overridden(recipe, horizon_days, every_days)
-    lab = _labelled(data, recipe, settings)
+    lab, seen_users = _labelled(data, recipe, settings, learnt)
+    in_sample = 0
+    if learnt is not None and seen_users:
+        ends = pd.to_datetime(lab["cutoff"], utc=True) + pd.Timedelta(
+            days=recipe.definition.horizon_days
+        )
+        until = pd.Timestamp(learnt.labels_until, tz="UTC")
+        seen = lab["user_id"].astype(str).isin(seen_users) & (ends <= until)
+        in_sample = int(seen.sum())
     y = lab["label"].astype(int).to_numpy()
     p = np.asarray(churn_model.predict(None, lab), dtype=float)
     thr = float(churn_model.threshold)
@@ -115,6 +143,7 @@ def evaluate_model(
     metrics_path.write_text(json.dumps({
         "model": name, "recipe": recipe.to_dict(), "labels": labels, "threshold": thr,
         "pooled": pooled, "per_cutoff": per_cutoff, "by_history": by_history,
+        "in_sample_rows": in_sample,
         "top_features": {} if importance is None else importance.head(20).to_dict(),
     }, indent=1, default=float))  # fmt: skip
     truths = [truth_path(Path(d)) for d in data if truth_path(Path(d)).is_file()]
@@ -125,6 +154,7 @@ def evaluate_model(
         "labels": labels,
         "labelled snapshots": f"{len(lab):,} ({int(y.sum()):,} churned within the horizon)",
         "threshold": f"{thr:.3f}",
+        **({"in-sample": in_sample_warning(in_sample, len(lab), learnt)} if in_sample else {}),
         **oracle_line(oracle),
         "how to read": "ROC-AUC and PR-AUC rank users; lift@10% is how many times more "
         "churners the top decile holds than a random tenth; Brier and the calibration "
@@ -144,7 +174,18 @@ def evaluate_model(
         f"churnwatch evaluation of {name}", facts, tables, images, out_dir
     )
     return Evaluation(pooled, oracle, per_cutoff, text, thr, len(lab), int(y.sum()), metrics_path,
-                      report_path, images, recipe, source, by_history)  # fmt: skip
+                      report_path, images, recipe, source, by_history, in_sample,
+                      learnt)  # fmt: skip
+
+
+def in_sample_warning(rows: int, total: int, learnt: Learnt | None) -> str:
+    """What to say when evaluated rows are ones the model learnt from."""
+    where = f" ({learnt.describe()})" if learnt else ""
+    return (
+        f"{rows:,} of {total:,} labelled snapshots ({rows / total:.0%}) are of users and cutoffs "
+        f"the model learnt from{where}: their figures are in-sample. The out-of-time figures "
+        "are train's backtest; evaluate a log the model never saw."
+    )
 
 
 def _overridden(
@@ -162,14 +203,19 @@ def _overridden(
     return dataclasses.replace(recipe, definition=definition, every_days=every), source
 
 
-def _labelled(data: Sequence[str], recipe: Recipe, settings: Settings) -> pd.DataFrame:
-    """The labelled snapshots of logs `data`, ingested into a temporary store."""
+def _labelled(
+    data: Sequence[str], recipe: Recipe, settings: Settings, learnt: Learnt | None = None
+) -> tuple[pd.DataFrame, set[str]]:
+    """The labelled snapshots of logs `data`, ingested into a temporary store, and the users
+    with events the model's training store holds from before its last label ended."""
     with tempfile.TemporaryDirectory() as tmp:
-        ingest(list(data), settings=settings, store_dir=Path(tmp) / "store")
+        store = EventStore(Path(tmp) / "store")
+        ingest(list(data), settings=settings, store_dir=store.root)
         table, _ = build_snapshots(
-            EventStore(Path(tmp) / "store"), definition=recipe.definition,
+            store, definition=recipe.definition,
             schedule=recipe.schedule, settings=settings, spec=recipe.spec,
         )  # fmt: skip
+        users = learnt_users(store, learnt) if learnt is not None else set()
     df = table.to_pandas()
     lab: pd.DataFrame = df[df["label"].notna()].reset_index(drop=True)
     if lab["label"].nunique() < 2:
@@ -177,7 +223,25 @@ def _labelled(data: Sequence[str], recipe: Recipe, settings: Settings) -> pd.Dat
             f"expected churners and non-churners among the labelled snapshots. Got "
             f"{len(lab)} rows with labels {sorted(lab['label'].unique().tolist())}"
         )
-    return lab
+    return lab, users
+
+
+def learnt_users(store: EventStore, learnt: Learnt) -> set[str]:
+    """Users of `store` with events (the same event ids) that the model's training store holds
+    from before its last label ended. None when that store is gone."""
+    trained = EventStore(learnt.store)
+    if not trained.exists() or not trained.files("events"):
+        log.info("the model's training store %s is not here: in-sample rows not checked",
+                 learnt.store)  # fmt: skip
+        return set()
+    until = pd.Timestamp(learnt.labels_until, tz="UTC")
+    sql = (
+        f"SELECT DISTINCT e.user_id FROM {event_files(store.files('events'))} e "
+        f"SEMI JOIN (SELECT event_id FROM {event_files(trained.files('events'))} "
+        "WHERE ts < ?) t ON e.event_id = t.event_id"
+    )
+    with duckdb.connect() as con:
+        return {str(u) for (u,) in con.execute(sql, [until]).fetchall()}
 
 
 def _per_cutoff(

@@ -12,7 +12,6 @@ import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
 from typing import Any
 
 import httpx
@@ -25,7 +24,7 @@ from churnwatch.errors import ConfigError
 from churnwatch.ingest.store import EventStore
 from churnwatch.models.metrics import SCORE_METRICS, user_resamples
 from churnwatch.models.train import TrainConfig
-from churnwatch.runs import run_training
+from churnwatch.runs import learnt_until, run_training
 
 log = logging.getLogger(__name__)
 METRICS = ("pr_auc", "roc_auc", "lift_top10")
@@ -96,7 +95,7 @@ def retrain(
     rows = result.test_rows()
     # the champion is judged only where it is out of time too: on cutoffs whose horizon it never
     # learnt (on earlier ones it would be scored on labels it was fitted to)
-    seen = _labels_seen_until(champion)
+    seen = learnt_until(champion)
     days = pd.to_datetime(rows["cutoff"]).dt.date.to_numpy()
     unseen = days >= seen if seen is not None else np.ones(len(rows), dtype=bool)
     rows, challenger_p = rows[unseen], np.asarray(result.test_probability)[unseen]
@@ -158,17 +157,6 @@ def paired_se(
     finite = np.asarray(diffs, dtype=float)
     finite = finite[np.isfinite(finite)]
     return float(finite.std(ddof=1)) if len(finite) > 1 else float("nan")
-
-
-def _labels_seen_until(champion: dict[str, Any]) -> date | None:
-    """The day the champion's last learnt horizon ends (a run parameter). A model trained
-    before the parameter was recorded: its data's last event, which no label runs past."""
-    params = champion["params"]
-    text = params.get("labels_seen_until") or params.get("data_last_event") or ""
-    try:
-        return datetime.fromisoformat(text).date() if text else None
-    except ValueError:
-        return None
 
 
 def _log(decision: Decision, measured: dict[str, dict[str, float]]) -> str:
