@@ -146,7 +146,8 @@ def _print_training(summary: RunSummary) -> None:
         f"backtest fold: {', '.join(stable[:12])}{' ...' if len(stable) > 12 else ''}"
     )
     risk = summary.at_risk.head(10)
-    title = f"ten users most at risk at the latest cutoff ({risk['cutoff'].iloc[0]:%Y-%m-%d})"
+    # short enough for the two-column table's width: a longer title wraps over two lines
+    title = f"most at risk, latest cutoff {risk['cutoff'].iloc[0]:%Y-%m-%d}"
     rows = [(str(r.user_id), f"{r.probability:.1%}") for r in risk.itertuples()]
     c.out.print(c.table(title, rows, ("user", "P(churn in the next horizon)"), numbers_from=1))
     c.out.print(
