@@ -13,14 +13,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 from sklearn.metrics import classification_report
 
 from churnwatch import optional
 from churnwatch.config import Settings
-from churnwatch.db import event_files
+from churnwatch.db import connect, event_files
 from churnwatch.errors import InputError
 from churnwatch.features import build_snapshots
 from churnwatch.ingest import EventStore, ingest
@@ -215,7 +214,7 @@ def _labelled(
             store, definition=recipe.definition,
             schedule=recipe.schedule, settings=settings, spec=recipe.spec,
         )  # fmt: skip
-        users = learnt_users(store, learnt) if learnt is not None else set()
+        users = learnt_users(store, learnt, settings) if learnt is not None else set()
     df = table.to_pandas()
     lab: pd.DataFrame = df[df["label"].notna()].reset_index(drop=True)
     if lab["label"].nunique() < 2:
@@ -226,21 +225,22 @@ def _labelled(
     return lab, users
 
 
-def learnt_users(store: EventStore, learnt: Learnt) -> set[str]:
+def learnt_users(store: EventStore, learnt: Learnt, settings: Settings) -> set[str]:
     """Users of `store` with events (the same event ids) that the model's training store holds
-    from before its last label ended. None when that store is gone."""
+    from before its last label ended. Empty when that store is not here."""
     trained = EventStore(learnt.store)
     if not trained.exists() or not trained.files("events"):
         log.info("the model's training store %s is not here: in-sample rows not checked",
                  learnt.store)  # fmt: skip
         return set()
     until = pd.Timestamp(learnt.labels_until, tz="UTC")
+    # an inner join, so that DuckDB hashes the smaller side (a training store can be large)
     sql = (
         f"SELECT DISTINCT e.user_id FROM {event_files(store.files('events'))} e "
-        f"SEMI JOIN (SELECT event_id FROM {event_files(trained.files('events'))} "
-        "WHERE ts < ?) t ON e.event_id = t.event_id"
+        f"JOIN {event_files(trained.files('events'))} t ON e.event_id = t.event_id "
+        "WHERE t.ts < ?"
     )
-    with duckdb.connect() as con:
+    with connect(settings) as con:
         return {str(u) for (u,) in con.execute(sql, [until]).fetchall()}
 
 
