@@ -117,3 +117,31 @@ def test_alerts_list_cli(store: EventStore, monkeypatch: pytest.MonkeyPatch) -> 
     assert listed.exit_code == 0 and "drift" in listed.output
     bad = CliRunner().invoke(app, ["monitor", "--as-of", "soon"])
     assert bad.exit_code == 1 and "ISO 8601" in bad.output
+
+
+def test_the_cli_says_each_alert_once_with_its_severity(
+    store: EventStore, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`monitor` printed every alert twice: as a warning log line and in its summary. The log
+    line is now at info (shown with -v); the summary line carries the severity."""
+    import logging
+
+    from churnwatch.cli.operations import _print_monitoring
+    from churnwatch.monitoring.monitor import MonitorReport
+
+    s = Settings(store_dir=store.root)
+    with caplog.at_level(logging.INFO):
+        raised = raise_alerts(evaluate_rules(s, drift_share=0.5), s, store)
+    levels = [r.levelno for r in caplog.records if r.getMessage().startswith("ALERT")]
+    assert len(raised) == 1 and levels == [logging.INFO]
+    a = raised[0]
+    report = MonitorReport(
+        as_of="2018-11-27T00:00:00+00:00", cutoff="2018-11-26", model_version="1",
+        drift={"share_drifted": 0.5, "features_monitored": 148, "prediction_psi": 0.02},
+        cohorts=[], quarantine_rate=None, out_dir=".", html="report.html", horizon_days=14,
+        alerts=[{"kind": a.kind, "key": a.key, "message": a.message, "severity": a.severity}],
+    )  # fmt: skip
+    _print_monitoring(report)
+    out = capsys.readouterr().out
+    assert out.count(a.message) == 1
+    assert f"ALERT drift [{a.severity}]: {a.message}" in " ".join(out.split())

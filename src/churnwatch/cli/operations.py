@@ -108,7 +108,7 @@ def _print_monitoring(report: MonitorReport) -> None:
     else:
         c.out.print(_not_matured(report))
     for a in report.alerts:
-        c.out.print(f"ALERT {a['kind']}: {a['message']}")
+        c.out.print(f"ALERT {a['kind']} [{a.get('severity', 'warning')}]: {a['message']}")
     c.out.print(f"report: {report.html}")
 
 

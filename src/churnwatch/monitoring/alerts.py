@@ -156,8 +156,8 @@ def raise_alerts(
     fresh = _cooled(alerts, read_alerts(store), cooldown)
     if not fresh:
         return []
-    for a in fresh:
-        log.warning("ALERT %s [%s]: %s", a.kind, a.severity, a.message)
+    for a in fresh:  # the CLI prints them; a log line at warning would show each one twice
+        log.info("ALERT %s [%s]: %s", a.kind, a.severity, a.message)
     folder = store.root / ALERTS
     folder.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame([{**asdict(a), "context": json.dumps(a.context, default=str)}

@@ -186,7 +186,8 @@ def monitor(
         as_of=clock.isoformat(timespec="seconds"), cutoff=cutoff.date().isoformat(),
         model_version=version, drift=drift.summary(),
         cohorts=json.loads(cohorts.to_json(orient="records", date_format="iso")),
-        alerts=[{"kind": a.kind, "key": a.key, "message": a.message} for a in raised],
+        alerts=[{"kind": a.kind, "key": a.key, "message": a.message, "severity": a.severity}
+                for a in raised],  # fmt: skip
         quarantine_rate=q_rate, out_dir=str(out_dir), html=str(html), latest_realised=latest,
         horizon_days=recipe.definition.horizon_days,
     )  # fmt: skip
