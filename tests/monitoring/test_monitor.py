@@ -9,11 +9,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
 from churnwatch import tracking
-from churnwatch.cli.operations import _not_matured
+from churnwatch.cli.operations import _not_matured, _print_monitoring
 from churnwatch.config import Settings
 from churnwatch.ingest.store import EventStore
 from churnwatch.monitoring.monitor import monitor, results
@@ -22,6 +23,7 @@ from churnwatch.monitoring.performance import (
     expected_roc_auc,
     read_predictions,
 )
+from churnwatch.recipe import ARTIFACT as RECIPE
 from churnwatch.serving.app import create_app
 
 
@@ -36,7 +38,7 @@ def test_cbpe_estimates_match_simulated_labels() -> None:
 
 
 def test_monitor_judges_a_cohort_once_its_labels_mature(
-    data_copy: Settings, tmp_path: Path
+    data_copy: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = EventStore(data_copy.store_path)
     end = store.last_event()
@@ -56,6 +58,11 @@ def test_monitor_judges_a_cohort_once_its_labels_mature(
     assert logged["cutoff"].nunique() == 2 and set(logged["model_version"]) == {now.model_version}
     matured = [c for c in now.cohorts if c["matured"]]
     assert [pd.Timestamp(c["cutoff"]).date().isoformat() for c in matured] == [early.cutoff]
+    # the champion was trained on the whole log: that cohort's labels are ones it learnt
+    assert now.latest_realised["learnt"] is True
+    _print_monitoring(now)
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"(in-sample: v{now.model_version} learnt these labels)" in said
     assert 0.5 < matured[0]["roc_auc"] <= 1 and matured[0]["churners"] > 0
     assert now.latest_realised["cutoff"].startswith(early.cutoff)
     run = MlflowClient().get_run(now.run_id)
@@ -70,6 +77,34 @@ def test_monitor_judges_a_cohort_once_its_labels_mature(
     assert len(found.cohorts) == len(now.cohorts)
     assert list(found.scores["cutoff"]) == sorted(found.scores["cutoff"])
     assert len(found.scores) == 2 and set(found.scores["user_id"]) == {user}
+
+
+def test_a_cohort_past_the_models_labels_is_not_called_in_sample(
+    data_copy: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same model registered as trained on labels that ended long ago: the cohort it
+    scored is out of time for it, and `learnt` says so (the CLI adds "in-sample" otherwise)."""
+    import mlflow
+
+    tracking.setup(data_copy)
+    current = tracking.describe("models:/churnwatch@champion")
+    model = tracking.load("models:/churnwatch@champion").unwrap_python_model()
+    rows = pd.read_parquet(tracking.download(current["run_id"], "reference.parquet"))
+    with mlflow.start_run(run_name="trained-long-ago"):
+        mlflow.log_params({**current["params"], "labels_seen_until": "2000-01-01"})
+        for name in ("reference.parquet", "score_reference.parquet", RECIPE):
+            mlflow.log_artifact(tracking.download(current["run_id"], name))
+        reg = tracking.log_model(model, rows, promote_if_first=False)
+    tracking.set_aliases({"champion": reg.version})
+    end = EventStore(data_copy.store_path).last_event()
+    monitor(data_copy, as_of=end - timedelta(days=21), out_dir=tmp_path / "early")
+    now = monitor(data_copy, out_dir=tmp_path / "now")
+    assert now.latest_realised["model_version"] == reg.version
+    assert now.latest_realised["learnt"] is False
+    _print_monitoring(now)
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"latest matured cohort {now.latest_realised['cutoff'][:10]} (v{reg.version})" in said
+    assert "in-sample" not in said
 
 
 def test_the_drift_reference_is_the_population_the_model_was_trained_on(

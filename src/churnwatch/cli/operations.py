@@ -100,10 +100,11 @@ def _print_monitoring(report: MonitorReport) -> None:
     )
     if report.latest_realised:
         r = report.latest_realised
+        learnt = f" (in-sample: v{r.get('model_version')} learnt these labels)"
         c.out.print(
             f"latest matured cohort {str(r.get('cutoff'))[:10]} (v{r.get('model_version')}): "
             f"ROC-AUC {r.get('roc_auc', float('nan')):.3f}, "
-            f"PR-AUC {r.get('pr_auc', float('nan')):.3f}"
+            f"PR-AUC {r.get('pr_auc', float('nan')):.3f}{learnt if r.get('learnt') else ''}"
         )
     else:
         c.out.print(_not_matured(report))

@@ -38,7 +38,7 @@ from churnwatch.monitoring.drift import (
 from churnwatch.monitoring.performance import cohort_metrics, log_predictions, read_predictions
 from churnwatch.plotting import plt
 from churnwatch.recipe import Recipe
-from churnwatch.runs import REFERENCE, SCORE_REFERENCE
+from churnwatch.runs import REFERENCE, SCORE_REFERENCE, learnt_until
 
 log = logging.getLogger(__name__)
 # what a monitor run writes in its folder, <data_dir>/monitoring/<cutoff>/
@@ -172,7 +172,7 @@ def monitor(
     data_end = pd.Timestamp(min(end, until) if until else end)
     cohorts = _cohorts(store, snaps, cutoff, data_end, recipe.definition.horizon_days)
     cohorts.to_csv(out_dir / COHORTS, index=False)
-    latest, reference_auc = _latest_realised(cohorts, meta)
+    latest, reference_auc = _latest_realised(cohorts, meta, recipe.definition.horizon_days)
     since = pd.Timestamp(logged["logged_at"].max()) if len(logged) else None
     q_rate = _quarantine_rate(store, since)
     # 4. alerts and outputs
@@ -253,10 +253,12 @@ def _cohorts(
 
 
 def _latest_realised(
-    cohorts: pd.DataFrame, meta: dict[str, Any]
+    cohorts: pd.DataFrame, meta: dict[str, Any], horizon_days: int
 ) -> tuple[dict[str, Any], float | None]:
     """The latest matured cohort's realised metrics, and the test ROC-AUC of the model that
-    scored it (what its realised figure is compared with)."""
+    scored it (what its realised figure is compared with). `learnt` says whether that model
+    was trained on the cohort's labels (a run as of a past date): its figures are then
+    in-sample."""
     matured = cohorts[cohorts["matured"]] if not cohorts.empty else cohorts
     if matured.empty:
         return {}, None
@@ -266,6 +268,10 @@ def _latest_realised(
     scored_by = str(row["model_version"])
     if scored_by.isdigit():  # a registered version: a registry failure is a failure
         then = tracking.describe(f"models:/{tracking.MODEL_NAME}/{scored_by}")
+        until = learnt_until(then)
+        if until is not None:
+            ends = pd.Timestamp(row["cutoff"]) + pd.Timedelta(days=horizon_days)
+            latest["learnt"] = bool(ends.date() <= until)
         return latest, then["metrics"].get("test_roc_auc")
     if meta["run_id"].startswith(scored_by):  # scored by this (unregistered) run
         return latest, meta["metrics"].get("test_roc_auc")
