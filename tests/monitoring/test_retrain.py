@@ -137,3 +137,21 @@ def test_retrain_refuses_a_missing_store_and_registers_nothing(data_copy: Settin
     with pytest.raises(StoreError, match="no store"):
         retrain(gone, n_boot=20)
     assert _aliases(data_copy) == before and len(tracking.list_versions()) == versions
+
+
+def test_the_cli_says_the_decision_once(
+    data_copy: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`churnwatch retrain` with nothing new: its progress lines, then the decision once (it
+    was also the last progress line), and no source file and line beside the progress."""
+    from typer.testing import CliRunner
+
+    from churnwatch.cli import app
+
+    monkeypatch.setenv("CHURNWATCH_DATA_DIR", str(data_copy.data_dir))
+    result = CliRunner().invoke(app, ["retrain"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "NOT PROMOTED kept as challenger" in text
+    assert text.count("nothing to compare the two on out of time") == 1
+    assert "training a challenger" in text and "operations.py:" not in text

@@ -28,7 +28,7 @@ from churnwatch.errors import ChurnwatchError, ConfigError
 from churnwatch.features.engines import Engine, make_engine
 from churnwatch.labels import ChurnDefinition
 
-console = Console(stderr=True)  # progress, warnings and errors
+console = Console(stderr=True, log_path=False)  # progress, warnings and errors (no source line)
 out = Console(markup=False)  # results: data, printed as it is (a "[x]" is no style)
 T = TypeVar("T")
 

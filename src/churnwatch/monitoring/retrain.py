@@ -142,8 +142,7 @@ def retrain(
         })  # fmt: skip
     else:
         tracking.set_aliases({"challenger": summary.model_version})
-    say(reason)
-    return decision
+    return decision  # its reason is the caller's to say (the CLI prints it once)
 
 
 def paired_se(
