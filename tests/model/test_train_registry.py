@@ -155,7 +155,8 @@ def test_evaluating_on_the_training_log_says_the_figures_are_in_sample(
     rows = sum(c["rows"] for c in metrics["per_cutoff"])
     assert metrics["in_sample_rows"] == rows > 0
     text = " ".join(result.output.split())
-    assert f"warning: {rows:,} of {rows:,} labelled snapshots (100%) are of users and " in text
+    said = f"warning: {rows:,} of {rows:,} labelled snapshots (100%) are of users the model "
+    assert said in text
     assert "their figures are in-sample" in text and str(settings.data_dir / "store") in text
     assert "their figures are in-sample" in (out / "report.html").read_text()
 

@@ -68,6 +68,18 @@ class Learnt:
         return f"its training store {self.store}, labels to {self.labels_until}"
 
 
+def label_overlaps(cutoffs: Any, until: date | None) -> np.ndarray:
+    """Which rows a model whose learnt labels end on `until` is not out of time on: those
+    whose horizon starts before that day. A cancellation on or before `until` was a positive
+    label at one of the model's training cutoffs, so a row whose horizon covers it repeats
+    what the model learnt even when the horizon ends after `until`. Rows from `until` on are
+    out of time; with no `until` (unknown), every row is."""
+    days = pd.to_datetime(pd.Series(cutoffs)).dt.date.to_numpy()
+    if until is None:
+        return np.zeros(len(days), dtype=bool)
+    return np.asarray(days < until, dtype=bool)
+
+
 def inner_pipeline(churn_model: Any) -> Any:
     """The fitted scikit-learn pipeline inside a ChurnModel (under its calibration)."""
     est = churn_model.estimator
@@ -121,12 +133,8 @@ def evaluate_model(
     lab, seen_users = _labelled(data, recipe, settings, learnt)
     in_sample = 0
     if learnt is not None and seen_users:
-        ends = pd.to_datetime(lab["cutoff"], utc=True) + pd.Timedelta(
-            days=recipe.definition.horizon_days
-        )
-        until = pd.Timestamp(learnt.labels_until, tz="UTC")
-        seen = lab["user_id"].astype(str).isin(seen_users) & (ends <= until)
-        in_sample = int(seen.sum())
+        overlap = label_overlaps(lab["cutoff"], learnt.labels_until)
+        in_sample = int((lab["user_id"].astype(str).isin(seen_users).to_numpy() & overlap).sum())
     y = lab["label"].astype(int).to_numpy()
     p = np.asarray(churn_model.predict(None, lab), dtype=float)
     thr = float(churn_model.threshold)
@@ -181,8 +189,8 @@ def in_sample_warning(rows: int, total: int, learnt: Learnt | None) -> str:
     """What to say when evaluated rows are ones the model learnt from."""
     where = f" ({learnt.describe()})" if learnt else ""
     return (
-        f"{rows:,} of {total:,} labelled snapshots ({rows / total:.0%}) are of users and cutoffs "
-        f"the model learnt from{where}: their figures are in-sample. The out-of-time figures "
+        f"{rows:,} of {total:,} labelled snapshots ({rows / total:.0%}) are of users the model "
+        f"learnt from, at cutoffs before its labels end{where}: their figures are in-sample. The out-of-time figures "
         "are train's backtest; evaluate a log the model never saw."
     )
 

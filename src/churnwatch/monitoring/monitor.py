@@ -27,6 +27,7 @@ from churnwatch.config import Settings
 from churnwatch.features.build import build_snapshots
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import CutoffSchedule, cutoff_for
+from churnwatch.models.evaluate import label_overlaps
 from churnwatch.models.scorer import Scorer
 from churnwatch.monitoring.alerts import evaluate_rules, raise_alerts, read_alerts
 from churnwatch.monitoring.drift import (
@@ -172,7 +173,7 @@ def monitor(
     data_end = pd.Timestamp(min(end, until) if until else end)
     cohorts = _cohorts(store, snaps, cutoff, data_end, recipe.definition.horizon_days)
     cohorts.to_csv(out_dir / COHORTS, index=False)
-    latest, reference_auc = _latest_realised(cohorts, meta, recipe.definition.horizon_days)
+    latest, reference_auc = _latest_realised(cohorts, meta)
     since = pd.Timestamp(logged["logged_at"].max()) if len(logged) else None
     q_rate = _quarantine_rate(store, since)
     # 4. alerts and outputs
@@ -253,11 +254,11 @@ def _cohorts(
 
 
 def _latest_realised(
-    cohorts: pd.DataFrame, meta: dict[str, Any], horizon_days: int
+    cohorts: pd.DataFrame, meta: dict[str, Any]
 ) -> tuple[dict[str, Any], float | None]:
     """The latest matured cohort's realised metrics, and the test ROC-AUC of the model that
     scored it (what its realised figure is compared with). `learnt` says whether that model
-    was trained on the cohort's labels (a run as of a past date): its figures are then
+    learnt labels the cohort's horizon covers (a run as of a past date): its figures are then
     in-sample."""
     matured = cohorts[cohorts["matured"]] if not cohorts.empty else cohorts
     if matured.empty:
@@ -270,8 +271,7 @@ def _latest_realised(
         then = tracking.describe(f"models:/{tracking.MODEL_NAME}/{scored_by}")
         until = learnt_until(then)
         if until is not None:
-            ends = pd.Timestamp(row["cutoff"]) + pd.Timedelta(days=horizon_days)
-            latest["learnt"] = bool(ends.date() <= until)
+            latest["learnt"] = bool(label_overlaps([row["cutoff"]], until)[0])
         return latest, then["metrics"].get("test_roc_auc")
     if meta["run_id"].startswith(scored_by):  # scored by this (unregistered) run
         return latest, meta["metrics"].get("test_roc_auc")

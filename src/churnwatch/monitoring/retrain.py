@@ -22,6 +22,7 @@ from churnwatch import tracking
 from churnwatch.config import Settings
 from churnwatch.errors import ConfigError
 from churnwatch.ingest.store import EventStore
+from churnwatch.models.evaluate import label_overlaps
 from churnwatch.models.metrics import SCORE_METRICS, user_resamples
 from churnwatch.models.train import TrainConfig
 from churnwatch.runs import learnt_until, run_training
@@ -97,7 +98,7 @@ def retrain(
     # learnt (on earlier ones it would be scored on labels it was fitted to)
     seen = learnt_until(champion)
     days = pd.to_datetime(rows["cutoff"]).dt.date.to_numpy()
-    unseen = days >= seen if seen is not None else np.ones(len(rows), dtype=bool)
+    unseen = ~label_overlaps(rows["cutoff"], seen)
     rows, challenger_p = rows[unseen], np.asarray(result.test_probability)[unseen]
     y = rows["label"].to_numpy(dtype=int)
     cutoffs = sorted(set(days[unseen]))
