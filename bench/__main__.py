@@ -137,22 +137,24 @@ def bench_ingest(args: argparse.Namespace) -> list[dict[str, Any]]:
         inflate = measure("decompress_only", [str(log)], args.runs)
         lines = measure("ingest_duckdb_lines", [str(log)], args.runs)
         extract = measure("ingest_duckdb_extract", [str(log)], args.runs)
+        arrow = measure("ingest_pyarrow_json", [str(log)], args.runs)
         end = measure("raw_to_snapshots", [str(log)], args.runs)
         pandas = measure("ingest_pandas", [str(log)], args.runs)  # last: it takes 8 GB
         churn["vs_duckdb_native"] = native["median_s"] / churn["median_s"]
         churn["vs_pandas"] = pandas["median_s"] / churn["median_s"]
-        for floor in (inflate, lines, extract):
+        for floor in (inflate, lines, extract, arrow):
             floor["vs_duckdb_native"] = native["median_s"] / floor["median_s"]
         print(
             f"  churnwatch ingest speed vs duckdb bare read_json {churn['vs_duckdb_native']:.2f}x, "
             f"vs pandas {churn['vs_pandas']:.2f}x; gzip decompression alone "
             f"{inflate['vs_duckdb_native']:.2f}x, duckdb copying raw lines "
             f"{lines['vs_duckdb_native']:.2f}x and extracting fields from them "
-            f"{extract['vs_duckdb_native']:.2f}x its bare read_json; raw to snapshots "
+            f"{extract['vs_duckdb_native']:.2f}x its bare read_json, pyarrow's JSON reader "
+            f"{arrow['vs_duckdb_native']:.2f}x; raw to snapshots "
             f"{end['events_per_s']:,.0f} ev/s, peak {end['peak_rss_mb']:.0f} MB",
             flush=True,
         )
-        rows += [churn, native, inflate, lines, extract, pandas, end]
+        rows += [churn, native, inflate, lines, extract, arrow, pandas, end]
     if args.big:
         big = str(ensure_sim(args.out, 18000, 60))
         rows += [measure("ingest_churnwatch", [big], 1), measure("raw_to_snapshots", [big], 1)]
