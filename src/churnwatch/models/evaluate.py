@@ -190,8 +190,8 @@ def in_sample_warning(rows: int, total: int, learnt: Learnt | None) -> str:
     where = f" ({learnt.describe()})" if learnt else ""
     return (
         f"{rows:,} of {total:,} labelled snapshots ({rows / total:.0%}) are of users the model "
-        f"learnt from, at cutoffs before its labels end{where}: their figures are in-sample. The out-of-time figures "
-        "are train's backtest; evaluate a log the model never saw."
+        f"learnt from, at cutoffs before its labels end{where}: their figures are in-sample. "
+        "The out-of-time figures are train's backtest; evaluate a log the model never saw."
     )
 
 
