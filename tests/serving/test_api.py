@@ -21,6 +21,7 @@ from churnwatch.ingest.store import EventStore
 from churnwatch.serving.app import create_app
 
 KEY = {"X-API-Key": "s3cret"}
+JSON = {"content-type": "application/json"}
 
 
 def _a_user(client: TestClient) -> str:
@@ -92,6 +93,16 @@ def test_bad_requests_name_the_field(
     r = client.post("/predict", json=body)
     assert r.status_code == status, r.text
     assert names in r.json()["message"], r.json()
+
+
+def test_a_body_that_is_not_json_is_told_where_it_breaks(client: TestClient) -> None:
+    """Not a field's fault: the answer says a JSON document was expected and where the text
+    stopped parsing (pydantic's own message names the position as if it were a field)."""
+    r = client.post("/predict", content=b'{"user_id": "1",}', headers=JSON)
+    assert r.status_code == 422, r.text
+    message = r.json()["message"]
+    assert message.startswith("body: expected a JSON document.") and "at character 16" in message
+    assert r.json()["detail"][0]["field"] == "body"
 
 
 def test_as_of_scores_the_past(client: TestClient, served_data: Path) -> None:

@@ -65,11 +65,23 @@ def _field(loc: Any) -> str:
     return ".".join(parts) or "body"
 
 
+def _unparsed(error: dict[str, Any]) -> str:
+    """A body that is not JSON: what was expected, and where it stopped parsing (pydantic gives
+    the character position as the error's location)."""
+    at = [p for p in error.get("loc", ()) if isinstance(p, int)]
+    where = f" at character {at[0]}" if at else ""
+    reason = (error.get("ctx") or {}).get("error") or error.get("msg")
+    return f"body: expected a JSON document. Got text that stops parsing{where} ({reason})"
+
+
 async def _invalid(_: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, RequestValidationError):  # registered for this type only
         raise exc
     found = exc.errors()
     first = found[0] if found else {"loc": (), "msg": "invalid request"}
+    if first.get("type") == "json_invalid":
+        detail = [{"field": "body", "message": first.get("msg"), "type": "json_invalid"}]
+        return problem(422, "invalid request", _unparsed(first), detail)
     message = f"{_field(first.get('loc', ()))}: {first.get('msg')}"
     if len(found) > 1:
         message += f" (and {len(found) - 1} more)"
