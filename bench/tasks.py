@@ -167,15 +167,14 @@ def snapshots_spark(store: str) -> dict[str, Any]:
 
 @task
 def snapshots_pandas(store: str) -> dict[str, Any]:
-    """The windowed features in plain pandas (bench/pandas_features.py)."""
+    """The same snapshot table in plain pandas (bench/pandas_features.py), from the store."""
     import pandas as pd
 
-    from bench.pandas_features import snapshots
+    from bench.pandas_features import COLUMNS, snapshots
     from churnwatch.ingest import EventStore
 
     t = time.perf_counter()
-    cols = ["user_id", "ts", "session_id", "page", "registration", "artist", "length"]
-    frames = [pd.read_parquet(f, columns=cols) for f in EventStore(store).files()]
+    frames = [pd.read_parquet(f, columns=COLUMNS) for f in EventStore(store).files()]
     events = pd.concat(frames, ignore_index=True)
     table = snapshots(events, _cutoffs(store))
     seconds = time.perf_counter() - t
