@@ -2,7 +2,8 @@
 server with a model trained on a simulated log, after monitoring and a retrain have run.
 
 Every panel must render with data; the table filters; a user opens with the keyboard; no
-request leaves 127.0.0.1. Screenshots go to the test's folder, and to docs/ with
+request leaves 127.0.0.1. On a fresh install (no monitor run yet), the empty charts say what
+would fill them. Screenshots go to the test's folder, and to docs/ with
 CHURNWATCH_SCREENSHOTS=docs.
 """
 
@@ -169,3 +170,42 @@ def test_dashboard_in_chromium(dashboard_server: tuple[str, Path], tmp_path: Pat
     outside = [u for u in requests if not u.startswith((url, "data:"))]
     assert not outside, outside
     assert any(u.endswith("/dashboard/static/plotly.min.js") for u in requests)
+
+
+def test_a_fresh_install_shows_what_fills_each_empty_chart(
+    trained: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Before any monitor run there are no weekly scores, drift, cohorts or risk-band curves:
+    each of those charts says so and how to fill it, with no empty axes drawn."""
+    if CHROMIUM is None:
+        pytest.skip("needs Chromium: apt-get install chromium (.ci/run does)")
+    pytest.importorskip("playwright", reason="needs playwright (a dev dependency)")
+    from playwright.sync_api import expect, sync_playwright
+
+    _, trained_settings = trained
+    data = tmp_path_factory.mktemp("fresh") / "data"
+    shutil.copytree(trained_settings.data_dir, data)
+    shutil.rmtree(data / "monitoring", ignore_errors=True)  # as right after `churnwatch train`
+    errors: list[str] = []
+    with running_server(data) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/dashboard")
+        expect(page.locator("#updated")).to_contain_text("updated", timeout=30_000)
+        said = {
+            "#weekly-chart": "No weekly scores logged yet: run churnwatch monitor each week.",
+            "#drift-chart": "No drift measured yet: run churnwatch monitor.",
+            "#perf-chart": "No cohort scored yet: run churnwatch monitor.",
+            "#retention-chart": "Risk bands come from the scores churnwatch monitor logs",
+        }
+        for chart, text in said.items():
+            expect(page.locator(f"{chart} .annotation-text")).to_contain_text(text)
+            assert page.locator(f"{chart} .xtick").count() == 0, chart  # no empty axes
+        # the charts with data still draw them
+        assert page.locator("#risk-hist .xtick").count() > 0
+        page.select_option("#retention-by", "by_level")  # levels need no monitor run
+        expect(page.locator("#retention-chart .legendtext").first).to_contain_text("free")
+        browser.close()
+    assert not errors, errors
