@@ -1,7 +1,7 @@
 """Transfer benchmark: how a model trained on one eventsim log ranks the users of logs it never
 learnt from, side by side with the baselines, with 95 % intervals over users.
 
-    python -m bench quality [--n-boot 300] [--out bench/results]
+    python -m bench quality [--n-boot 300] [--out bench/results] [--matrix]
 
 1. Train with the defaults (`TrainConfig()`) on the 253-user dev log.
 2. Score the labelled weekly snapshots of `dev_accordion_500u_seed303` (same config, later
@@ -11,6 +11,11 @@ learnt from, side by side with the baselines, with 95 % intervals over users.
 4. On the default simulated log, the chosen model against the simulator's true hazard.
 
 Nothing here is tuned on the evaluated logs: they are only scored.
+
+`--matrix` instead trains with the defaults on each of the three logs in turn and scores the
+other two: the chosen model, the two baselines that train chooses among, and the candidate the
+dev log chooses (`activity_logistic` C=0.01) fitted the same way, so that a choice made on one
+log can be read against what the others would have done.
 """
 
 from __future__ import annotations
@@ -162,6 +167,35 @@ def simulated(tmp: Path, n_boot: int) -> dict[str, Any]:
             "test_roc_auc": result.chosen.test["roc_auc"].value}  # fmt: skip
 
 
+REFERENCE = ("activity_logistic", {"C": 0.01})  # what the dev log chooses
+
+
+def matrix(tmp: Path, n_boot: int) -> list[dict[str, Any]]:
+    """Train on each log with the defaults, score the others (see the module's docstring)."""
+    logs = (DEV, *OTHERS)
+    stores = {n: _store(DATA / f"{n}.jsonl.gz", tmp / n) for n in logs}
+    labelled = {n: _labelled(s) for n, s in stores.items()}
+    rows = []
+    for src in logs:
+        result = train(stores[src], TrainConfig(n_boot=n_boot))
+        lab = result.snapshots[result.snapshots["label"].notna()]
+        y_src, w = lab["label"].astype(int).to_numpy(), np.full(len(lab), 1 / 7)
+        models = {result.chosen.label + " (chosen)": result.chosen.estimator}
+        for name, params in (("rate_rule", {}), ("seed_logistic", {}), REFERENCE):
+            label = name + "".join(f" {k}={v}" for k, v in params.items())
+            if label != result.chosen.label:
+                models[label] = fit_calibrated(name, params, lab, y_src, w, seed=0)[0]
+        for dst in logs:
+            if dst == src:
+                continue
+            df = labelled[dst]
+            y, users = df["label"].to_numpy(), df["user_id"].to_numpy()
+            for model, est in models.items():
+                rows.append(_row(f"{src} -> {dst}", model, y, est.predict_proba(df)[:, 1],
+                                 users, n_boot))  # fmt: skip
+    return rows
+
+
 def _fmt(v: list[float] | None, digits: int = 3) -> str:
     return "-" if v is None else f"{v[0]:.{digits}f} [{v[1]:.{digits}f}, {v[2]:.{digits}f}]"
 
@@ -180,15 +214,23 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench quality", description=__doc__)
     parser.add_argument("--n-boot", type=int, default=300)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--matrix", action="store_true",
+                        help="train on each log in turn and score the other two")  # fmt: skip
     args = parser.parse_args(argv)
     if not (DATA / f"{DEV}.jsonl.gz").exists():
         raise SystemExit(f"the eventsim logs are not in {DATA}: nothing to benchmark")
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.matrix:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = matrix(Path(tmp), args.n_boot)
+        (args.out / "quality_matrix.json").write_text(json.dumps(rows, indent=1, default=float))
+        print(markdown(rows))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         rows, info = transfer(Path(tmp), args.n_boot)
         bt_rows, bt_seconds = backtest_500(Path(tmp), args.n_boot)
         sim = simulated(Path(tmp), args.n_boot)
     info.update({"train_500u_seconds": bt_seconds, "simulated": sim})
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality.json").write_text(json.dumps({"rows": rows + bt_rows, **info},
                                                       indent=1, default=float))  # fmt: skip
     print(markdown(rows + bt_rows))
