@@ -26,19 +26,25 @@ from tests.e2e.server import ROOT, running_server
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def _browser_and_data(trained: Any, tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A copy of the trained model's data folder for a browser test (skipped without one)."""
+    if CHROMIUM is None:
+        pytest.skip("needs Chromium: apt-get install chromium (.ci/run does)")
+    pytest.importorskip("playwright", reason="needs playwright (a dev dependency)")
+    _, trained_settings = trained
+    data = tmp_path_factory.mktemp(name) / "data"
+    shutil.copytree(trained_settings.data_dir, data)
+    return data
+
+
 @pytest.fixture(scope="module")
 def dashboard_server(
     trained: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, Path]]:
-    if CHROMIUM is None:
-        pytest.skip("needs Chromium: apt-get install chromium (.ci/run does)")
-    pytest.importorskip("playwright", reason="needs playwright (a dev dependency)")
     from churnwatch.monitoring.monitor import monitor
     from churnwatch.monitoring.retrain import retrain
 
-    _, trained_settings = trained
-    data = tmp_path_factory.mktemp("dash") / "data"
-    shutil.copytree(trained_settings.data_dir, data)
+    data = _browser_and_data(trained, tmp_path_factory, "dash")
     mp = pytest.MonkeyPatch()
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
     settings = Settings(data_dir=data, alert_probability=0.05)
@@ -177,14 +183,9 @@ def test_a_fresh_install_shows_what_fills_each_empty_chart(
 ) -> None:
     """Before any monitor run there are no weekly scores, drift, cohorts or risk-band curves:
     each of those charts says so and how to fill it, with no empty axes drawn."""
-    if CHROMIUM is None:
-        pytest.skip("needs Chromium: apt-get install chromium (.ci/run does)")
-    pytest.importorskip("playwright", reason="needs playwright (a dev dependency)")
+    data = _browser_and_data(trained, tmp_path_factory, "fresh")
     from playwright.sync_api import expect, sync_playwright
 
-    _, trained_settings = trained
-    data = tmp_path_factory.mktemp("fresh") / "data"
-    shutil.copytree(trained_settings.data_dir, data)
     shutil.rmtree(data / "monitoring", ignore_errors=True)  # as right after `churnwatch train`
     errors: list[str] = []
     with running_server(data) as url, sync_playwright() as p:
