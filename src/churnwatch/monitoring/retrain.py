@@ -97,11 +97,10 @@ def retrain(
     # the champion is judged only where it is out of time too: on cutoffs whose horizon it never
     # learnt (on earlier ones it would be scored on labels it was fitted to)
     seen = learnt_until(champion)
-    days = pd.to_datetime(rows["cutoff"]).dt.date.to_numpy()
     unseen = ~label_overlaps(rows["cutoff"], seen)
     rows, challenger_p = rows[unseen], np.asarray(result.test_probability)[unseen]
     y = rows["label"].to_numpy(dtype=int)
-    cutoffs = sorted(set(days[unseen]))
+    cutoffs = sorted(set(pd.to_datetime(rows["cutoff"]).dt.date))
     window = ", ".join(str(c) for c in cutoffs) or "none"
     if len(y) and len(np.unique(y)) == 2:
         scores = {"champion": np.asarray(champion_model.predict(None, rows), dtype=float),
