@@ -25,8 +25,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from bench import EVENTSIM_DIR
+
 ROOT = Path(__file__).resolve().parents[1]
-EVENTSIM = ROOT.parent / "shared" / "data" / "eventsim" / "sparkify_like_accordion_seed101.jsonl.gz"
+EVENTSIM = EVENTSIM_DIR / "sparkify_like_accordion_seed101.jsonl.gz"
 
 
 def run_task(name: str, *args: str) -> dict[str, Any]:

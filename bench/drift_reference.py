@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench import EVENTSIM_DIR
 from churnwatch.config import Settings
 from churnwatch.errors import InputError
 from churnwatch.features.build import build_snapshots
@@ -36,7 +37,6 @@ from churnwatch.models.backtest import rolling_folds
 from churnwatch.monitoring.drift import detect_drift, monitored_features
 from churnwatch.runs import REFERENCE_CUTOFFS
 
-EVENTSIM = Path(__file__).resolve().parents[2] / "shared" / "data" / "eventsim"
 LOGS = ("sparkify_like_accordion_seed101", "dev_mixed26_seed404", "dev_accordion_500u_seed303")
 HORIZON = 14
 
@@ -91,7 +91,7 @@ def compare(name: str, snaps: pd.DataFrame) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.drift_reference", description=__doc__)
-    parser.add_argument("--eventsim", type=Path, default=EVENTSIM)
+    parser.add_argument("--eventsim", type=Path, default=EVENTSIM_DIR)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)

@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench import EVENTSIM_DIR as DATA
 from churnwatch.config import Settings
 from churnwatch.ingest import EventStore, ingest
 from churnwatch.models.plan import Offer, compare_targeting, values_for
 from churnwatch.models.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "eventsim"
 LOGS = ("dev_accordion_500u_seed303", "dev_mixed26_seed404", "sparkify_like_accordion_seed101")
 BUDGETS = (20.0, 50.0, 100.0)
 PERIOD_DAYS = 180  # a user's value is counted over this many days

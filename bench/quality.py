@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
+from bench import EVENTSIM_DIR as DATA
 from churnwatch.config import Settings
 from churnwatch.db import event_files
 from churnwatch.features import build_snapshots
@@ -42,7 +43,6 @@ from churnwatch.models.train import TrainConfig, fit_calibrated, train
 from churnwatch.simulate import DEFAULT_LOG, simulate, truth_path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "eventsim"
 DEV = "sparkify_like_accordion_seed101"
 OTHERS = ("dev_accordion_500u_seed303", "dev_mixed26_seed404")
 KEYS = ("roc_auc", "pr_auc", "lift_top10", "brier")

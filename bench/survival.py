@@ -20,6 +20,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from bench import EVENTSIM_DIR as DATA
 from churnwatch.config import Settings
 from churnwatch.ingest import EventStore, ingest
 from churnwatch.models.survival import (
@@ -34,7 +35,6 @@ from churnwatch.models.train import TrainConfig, train
 from churnwatch.schema import CHURN_PAGE
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "eventsim"
 DAYS = (1, 7, 14, 21, 30, 45, 60)
 
 
