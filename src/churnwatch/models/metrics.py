@@ -132,6 +132,42 @@ def user_resamples(users: np.ndarray, *, n_boot: int, seed: int) -> Iterator[np.
         yield np.concatenate([rows_of[i] for i in pick])
 
 
+def user_weights(
+    users: np.ndarray, *, n_boot: int, seed: int, chunk: int = 250
+) -> Iterator[np.ndarray]:
+    """The resamples of `user_resamples` (the same draws for the same seed) as row weights:
+    arrays of up to `chunk` resamples x rows, each row weighted by how many times its user was
+    drawn. A metric that takes weights then scores many resamples in one NumPy pass."""
+    uniq, inverse = np.unique(np.asarray(users), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    for start in range(0, n_boot, chunk):
+        draws = [rng.integers(0, len(uniq), len(uniq)) for _ in range(min(chunk, n_boot - start))]
+        counts = np.stack([np.bincount(d, minlength=len(uniq)) for d in draws])
+        yield counts[:, inverse].astype(float)
+
+
+def weighted_roc_auc(y: np.ndarray, s: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """ROC-AUC of scores `s` (ties count half) under each row of `weights` (resamples x rows,
+    a row's multiplicity in the resample): equal to the ROC-AUC of the rows repeated that many
+    times. NaN where a resample has no churner or no non-churner."""
+    y = np.asarray(y, dtype=float)
+    weights = np.atleast_2d(np.asarray(weights, dtype=float))
+    if len(y) == 0:
+        return np.full(len(weights), np.nan)
+    order = np.argsort(s, kind="stable")  # ascending: a group beats the negatives before it
+    ss = np.asarray(s, dtype=float)[order]
+    starts = np.r_[0, np.flatnonzero(ss[1:] != ss[:-1]) + 1]  # first row of each tie group
+    w, yo = weights[:, order], y[order]
+    pos = np.add.reduceat(w * yo, starts, axis=1)
+    neg = np.add.reduceat(w * (1.0 - yo), starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    beaten = np.sum(pos * (below + 0.5 * neg), axis=1)
+    pairs = pos.sum(axis=1) * neg.sum(axis=1)
+    out = np.full(len(weights), np.nan)
+    np.divide(beaten, pairs, out=out, where=pairs > 0)
+    return out
+
+
 def evaluate_scores(
     y: np.ndarray,
     p: np.ndarray,

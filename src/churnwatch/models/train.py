@@ -248,7 +248,7 @@ def train(
     }
     bt = run_backtest(data, folds, fitters, weight=weight, progress=say)
     eligible = [v.label for v in variants if v.name not in NEVER_CHOSEN]
-    choice = one_standard_error(bt, eligible, n_boot=200, seed=config.seed)
+    choice = one_standard_error(bt, eligible, seed=config.seed)
     say(choice.rule)
     pick = next(v for v in variants if v.label == choice.name)
     test_frame, prob, base, stable = _calibrated_backtest(data, weight, folds, pick, config)
