@@ -21,8 +21,10 @@ def test_every_candidate_is_listed_in_order_with_its_whole_description() -> None
     by_name = dict(zip(names, whats, strict=True))
     assert by_name["seed_logistic"].endswith("counts turned into rates per observed day")
     assert "transfers to logs it never saw" in by_name["activity_logistic"]
-    # the simpler baselines come before the learnt models, the seed's forest after the linear
+    # the reference first, then the baselines before the other learnt models, the seed's forest
+    # after the linear ones
     order = estimators.ALL_MODELS
-    assert order.index("seed_logistic") < order.index("activity_logistic")
+    assert order[0] == estimators.MODELS[0] == "activity_logistic"
+    assert order.index("rate_rule") < order.index("seed_logistic") < order.index("logistic")
     assert order.index("logistic") < order.index("seed_rf") < order.index("lightgbm")
     Console(width=100, record=True).print(table)  # renders
