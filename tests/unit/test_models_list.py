@@ -1,4 +1,5 @@
-"""`churnwatch train --models list`: every candidate, simplest first, each described in full."""
+"""`churnwatch train --models list`: every candidate, in the choice's order, each described in
+full."""
 
 from __future__ import annotations
 

@@ -25,7 +25,8 @@ DEFAULT_MODELS = ",".join(estimators.MODELS)
 Models = Annotated[
     str,
     typer.Option(
-        help="Comma-separated candidates, simplest first; 'list' prints every candidate. "
+        help="Comma-separated candidates in the choice's order (a later one is served only when it "
+        "beats the earlier ones by more than the noise); 'list' prints every candidate. "
         "Default: " + DEFAULT_MODELS + "."
     ),
 ]
@@ -90,7 +91,7 @@ def train(
 
 
 def _models_table() -> Table:
-    """Every candidate `train --models` accepts, simplest first."""
+    """Every candidate `train --models` accepts, in the choice's order."""
     lines = (estimators.__doc__ or "").splitlines()
     rows = []
     for name in estimators.ALL_MODELS:
@@ -108,7 +109,8 @@ def _models_table() -> Table:
         kind = "baseline" if name in estimators.BASELINES else "learnt"
         rows.append((name, kind, "yes" if name in estimators.MODELS else "no", what))
     header = ("model", "kind", "default", "what")
-    return c.table("candidate models, simplest first", rows, header)
+    title = "candidate models, in the order of the choice (the reference first)"
+    return c.table(title, rows, header)
 
 
 def _print_training(summary: RunSummary) -> None:

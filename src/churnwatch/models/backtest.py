@@ -7,8 +7,9 @@ every score is out of time.
 
 Candidates are compared on the mean per-fold ROC-AUC. Noise is accounted for with a paired
 bootstrap over users (all the rows of a user, across folds, are drawn together): a candidate
-later in the list (more complex) replaces an earlier one only when it beats the best simpler
-one by more than one standard error of their difference (the one-standard-error rule).
+later in the order (the reference first, then the simpler ones) replaces an earlier one only
+when it beats it by more than one standard error of their difference (the one-standard-error
+rule).
 """
 
 from __future__ import annotations
@@ -177,8 +178,8 @@ class Choice:
 def one_standard_error(
     bt: Backtest, order: Sequence[str], *, n_boot: int = CHOICE_BOOT, seed: int = 0
 ) -> Choice:
-    """The simplest candidate (earliest in `order`) whose mean per-fold ROC-AUC is within one
-    paired-bootstrap standard error of the best candidate's."""
+    """The earliest candidate in `order` (the reference, then the simpler ones) whose mean
+    per-fold ROC-AUC is within one paired-bootstrap standard error of the best candidate's."""
     names = [n for n in order if n in bt.scores]
     means = np.array([bt.mean_auc(n) for n in names])
     best = int(np.nanargmax(means))
@@ -197,6 +198,6 @@ def one_standard_error(
     chosen = chosen or names[best]  # the best is always within 0 of itself
     rule = (
         f"best mean per-fold ROC-AUC {names[best]} ({means[best]:.3f}); chosen {chosen}: the "
-        f"simplest within one paired standard error over {len(bt.folds)} folds"
+        f"first in the choice order within one paired standard error over {len(bt.folds)} folds"
     )
     return Choice(chosen, table, rule)

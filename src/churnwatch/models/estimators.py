@@ -1,12 +1,12 @@
 """The candidate models, each a scikit-learn Pipeline from a snapshot DataFrame to P(churn).
 
 The order is the one the backtest's one-standard-error rule uses: a candidate replaces the
-ones before it only when it beats them by more than the noise. First comes the reference:
+ones before it only when it beats them by more than the noise. First comes the reference, the
+candidate every other one, baselines included, has to beat: it ranked best in every direction
+of the transfer matrix over the three eventsim development logs and in each log's own
+backtest (BENCHMARKS.md).
 - `activity_logistic`: logistic regression on a handful of activity rates per exposure day and
-  the level: few parameters, so it transfers to logs it never saw. It is first because it
-  ranked best in every direction of the transfer matrix over the three eventsim development
-  logs and in each log's own backtest (BENCHMARKS.md); the baselines have to beat it by more
-  than the noise to be served.
+  the level: few parameters, so it transfers to logs it never saw;
 
 Then the baselines (reported beside every model, and allowed to win the backtest), fewest
 learnt parameters first:

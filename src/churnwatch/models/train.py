@@ -352,9 +352,9 @@ def _variants(
     weight: np.ndarray,
     say: Callable[[str], None],
 ) -> list[Candidate]:
-    """The backtest's candidates, simplest first: every model of `config.models`; a model with
-    a regularisation path contributes one candidate per point (strongest first), unless it is
-    tuned by Optuna trials."""
+    """The backtest's candidates, in the choice's order: every model of `config.models`; a
+    model with a regularisation path contributes one candidate per point (strongest first),
+    unless it is tuned by Optuna trials."""
     out = []
     for name in config.models:
         if name not in BASELINES and config.n_trials > 0:
