@@ -119,7 +119,10 @@ class Backtest:
         y = self.y
         out = np.empty((n_boot, len(names)))
         done = 0
-        for w in user_weights(self.rows["user_id"].to_numpy(), n_boot=n_boot, seed=seed):
+        # resamples per pass: at most 4M weights (32 MB), whatever the number of rows
+        chunk = max(1, min(250, 2**22 // max(len(y), 1)))
+        users = self.rows["user_id"].to_numpy()
+        for w in user_weights(users, n_boot=n_boot, seed=seed, chunk=chunk):
             for j, name in enumerate(names):
                 s = self.scores[name]
                 aucs = np.column_stack([weighted_roc_auc(y[r], s[r], w[:, r]) for r in in_fold])
