@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from churnwatch.errors import InputError
-from churnwatch.models.metrics import SCORE_METRICS, user_weights, weighted_roc_auc
+from churnwatch.models.metrics import SCORE_METRICS, tie_groups, user_weights, weighted_roc_auc
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +122,15 @@ class Backtest:
         # resamples per pass: at most 4M weights (32 MB), whatever the number of rows
         chunk = max(1, min(250, 2**22 // max(len(y), 1)))
         users = self.rows["user_id"].to_numpy()
+        # each candidate's scores in each fold are sorted once, not once per pass
+        y_fold = [y[r] for r in in_fold]
+        s_fold = [[self.scores[n][r] for r in in_fold] for n in names]
+        groups = [[tie_groups(s) for s in per_name] for per_name in s_fold]
         for w in user_weights(users, n_boot=n_boot, seed=seed, chunk=chunk):
-            for j, name in enumerate(names):
-                s = self.scores[name]
-                aucs = np.column_stack([weighted_roc_auc(y[r], s[r], w[:, r]) for r in in_fold])
+            w_fold = [w[:, r] for r in in_fold]
+            for j in range(len(names)):
+                parts = zip(y_fold, s_fold[j], w_fold, groups[j], strict=True)
+                aucs = np.column_stack([weighted_roc_auc(*part) for part in parts])
                 with warnings.catch_warnings():  # a resample can leave a fold one class only
                     warnings.simplefilter("ignore", RuntimeWarning)
                     out[done : done + len(w), j] = np.nanmean(aucs, axis=1)

@@ -146,17 +146,28 @@ def user_weights(
         yield counts[:, inverse].astype(float)
 
 
-def weighted_roc_auc(y: np.ndarray, s: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def tie_groups(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ascending order of scores `s`, and where each group of tied scores starts in it."""
+    order = np.argsort(s, kind="stable")
+    ss = np.asarray(s, dtype=float)[order]
+    return order, np.r_[0, np.flatnonzero(ss[1:] != ss[:-1]) + 1]
+
+
+def weighted_roc_auc(
+    y: np.ndarray,
+    s: np.ndarray,
+    weights: np.ndarray,
+    groups: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """ROC-AUC of scores `s` (ties count half) under each row of `weights` (resamples x rows,
     a row's multiplicity in the resample): equal to the ROC-AUC of the rows repeated that many
-    times. NaN where a resample has no churner or no non-churner."""
+    times. NaN where a resample has no churner or no non-churner. `groups` is `tie_groups(s)`,
+    for a caller that scores the same `s` under many weights."""
     y = np.asarray(y, dtype=float)
     weights = np.atleast_2d(np.asarray(weights, dtype=float))
     if len(y) == 0:
         return np.full(len(weights), np.nan)
-    order = np.argsort(s, kind="stable")  # ascending: a group beats the negatives before it
-    ss = np.asarray(s, dtype=float)[order]
-    starts = np.r_[0, np.flatnonzero(ss[1:] != ss[:-1]) + 1]  # first row of each tie group
+    order, starts = groups or tie_groups(s)  # ascending: a group beats the negatives before it
     w, yo = weights[:, order], y[order]
     pos = np.add.reduceat(w * yo, starts, axis=1)
     neg = np.add.reduceat(w * (1.0 - yo), starts, axis=1)
