@@ -100,6 +100,40 @@ class CutoffSchedule:
         return list(range(start, end + 1, self.every_days))
 
 
+def unlearnable(
+    cutoffs: pd.Series, labels: pd.Series, definition: ChurnDefinition, data_end: datetime
+) -> str | None:
+    """Why snapshots at `cutoffs` with `labels` (null: censored) cannot train or score a
+    model, in words that say what is missing; None when they have churners and non-churners.
+    """
+    known = labels.notna()
+    kinds = set(labels[known].astype(int).tolist())
+    if kinds == {0, 1}:
+        return None
+    ahead = definition.lookahead_days
+    after = ("the horizon" if definition.kind != "inactivity" else
+             f"the {definition.horizon_days}-day horizon and {definition.inactivity_days} "
+             "inactivity days")  # fmt: skip
+    if not known.any():
+        first = pd.Timestamp(cutoffs.min()).date() if len(cutoffs) else None
+        where = (f"; the first cutoff is {first}, so the data has to reach "
+                 f"{first + pd.Timedelta(days=ahead)}" if first else "")  # fmt: skip
+        return (
+            "expected labelled snapshots with churners and non-churners. Got none labelled: a "
+            f"cutoff is labelled once the {ahead} days after it ({after}) are in the data, "
+            f"which ends {pd.Timestamp(data_end).date()}{where}. Give a longer log or a "
+            "shorter --horizon"
+        )
+    dates = pd.to_datetime(cutoffs[known])
+    period = f"{dates.min().date()}..{dates.max().date()}"
+    what = "churners" if kinds == {1} else "non-churners"
+    return (
+        f"expected churners and non-churners among the labelled snapshots. Got {int(known.sum())} "
+        f"labelled rows (cutoffs {period}), all {what}. Give a log with more users, or more "
+        "days past the cutoffs"
+    )
+
+
 def day_number(d: date) -> int:
     """Days since 1970-01-01."""
     return (d - EPOCH).days

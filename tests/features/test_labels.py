@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from churnwatch.errors import ConfigError
+from churnwatch.errors import ConfigError, InputError
 from churnwatch.features import build_snapshots
 from churnwatch.labels import ChurnDefinition, CutoffSchedule
+from churnwatch.models.train import TrainConfig, train
 from tests.features.helpers import at, cutoff, event, make_store
 
 
@@ -144,3 +145,29 @@ def test_schedule_every_k_days_after_min_history(cancellation_log: Any) -> None:
 def test_bad_definitions(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         ChurnDefinition(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("definition", "schedule", "says"),
+    [
+        # the data ends on day 40; the first cutoff (day 14) needs 30 days after it
+        ({"horizon_days": 30}, {}, ["Got none labelled", "30 days after it (the horizon)",
+                                    f"has to reach {cutoff(44)}", "ends " + str(cutoff(40))]),
+        ({"kind": "inactivity", "horizon_days": 20, "inactivity_days": 10}, {},
+         ["Got none labelled", "30 days after it (the 20-day horizon and 10 inactivity days)"]),
+        # at day 28 the one cancellation (A, day 20) is in the past: everyone labelled stays
+        ({"horizon_days": 7}, {"explicit": (cutoff(28),)},
+         [f"cutoffs {cutoff(28)}..{cutoff(28)}), all non-churners"]),
+    ],
+)  # fmt: skip
+def test_training_says_why_no_model_can_be_learnt(
+    cancellation_log: Any, definition: dict[str, Any], schedule: dict[str, Any], says: list[str]
+) -> None:
+    config = TrainConfig(
+        definition=ChurnDefinition(**definition), schedule=CutoffSchedule(**schedule),
+        models=("rate_rule",),
+    )  # fmt: skip
+    with pytest.raises(InputError) as err:
+        train(cancellation_log, config)
+    for text in says:
+        assert text in str(err.value)

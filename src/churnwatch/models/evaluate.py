@@ -23,6 +23,7 @@ from churnwatch.db import connect, event_files
 from churnwatch.errors import InputError
 from churnwatch.features import build_snapshots
 from churnwatch.ingest import EventStore, ingest
+from churnwatch.labels import unlearnable
 from churnwatch.models import report
 from churnwatch.models.metrics import (
     SCORE_METRICS,
@@ -223,13 +224,12 @@ def _labelled(
             schedule=recipe.schedule, settings=settings, spec=recipe.spec,
         )  # fmt: skip
         users = learnt_users(store, learnt, settings) if learnt is not None else set()
+        end = store.last_event()
     df = table.to_pandas()
+    why = unlearnable(df["cutoff"], df["label"], recipe.definition, end)
+    if why:
+        raise InputError(why)
     lab: pd.DataFrame = df[df["label"].notna()].reset_index(drop=True)
-    if lab["label"].nunique() < 2:
-        raise InputError(
-            f"expected churners and non-churners among the labelled snapshots. Got "
-            f"{len(lab)} rows with labels {sorted(lab['label'].unique().tolist())}"
-        )
     return lab, users
 
 

@@ -29,7 +29,7 @@ from churnwatch.features import build_snapshots
 from churnwatch.features.build import CatalogChoice, spec_for
 from churnwatch.features.catalog import FeatureSpec, feature_names
 from churnwatch.ingest.store import EventStore
-from churnwatch.labels import ChurnDefinition, CutoffSchedule
+from churnwatch.labels import ChurnDefinition, CutoffSchedule, unlearnable
 from churnwatch.models.backtest import (
     Backtest,
     Choice,
@@ -294,11 +294,9 @@ def _training_rows(
     df = table.to_pandas()
     df["cutoff_date"] = df["cutoff"].dt.date
     data = _labelled(df)
-    if data.empty or data["label"].nunique() < 2:
-        raise InputError(
-            f"expected churners and non-churners among the labelled snapshots. Got {len(data)} "
-            "labelled rows: the log has too few churners, or is too short for the horizon"
-        )
+    why = unlearnable(df["cutoff"], df["label"], config.definition, store.last_event())
+    if why:
+        raise InputError(why)
     weight = np.full(len(data), dense.every_days / sched.every_days, dtype=float)
     return df, data, weight
 
