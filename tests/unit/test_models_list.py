@@ -11,7 +11,7 @@ from churnwatch.models import estimators
 
 def test_every_candidate_is_listed_in_order_with_its_whole_description() -> None:
     table = _models_table()
-    names, kinds, _, whats = ([str(cell) for cell in col.cells] for col in table.columns)
+    names, kinds, defaults, whats = ([str(cell) for cell in col.cells] for col in table.columns)
     assert names == list(estimators.ALL_MODELS)
     assert all(what.strip() for what in whats), [
         n for n, w in zip(names, whats, strict=True) if not w
@@ -28,4 +28,10 @@ def test_every_candidate_is_listed_in_order_with_its_whole_description() -> None
     assert order[0] == estimators.MODELS[0] == "activity_logistic"
     assert order.index("rate_rule") < order.index("seed_logistic") < order.index("logistic")
     assert order.index("logistic") < order.index("seed_rf") < order.index("lightgbm")
+    # when each is compared without --models: the rule that fits the churn definition
+    default = dict(zip(names, defaults, strict=True))
+    assert default["activity_logistic"] == default["seed_rf"] == "yes"
+    assert default["rate_rule"] == "cancellation"
+    assert default["recency_rule"] == "inactivity, other logs"
+    assert default["bgnbd"] == "other logs" and default["xgboost"] == "no"
     Console(width=100, record=True).print(table)  # renders

@@ -27,7 +27,14 @@ Models = Annotated[
     typer.Option(
         help="Comma-separated candidates in the choice's order (a later one is served only when it "
         "beats the earlier ones by more than the noise); 'list' prints every candidate. "
-        "Default: " + DEFAULT_MODELS + "."
+        "Default: "
+        + DEFAULT_MODELS
+        + "; with --definition inactivity "
+        + ",".join(estimators.INACTIVITY_MODELS)
+        + " (the days since the last event as the "
+        "rule, not the risky pages); for a log of any event types "
+        + ",".join(estimators.EVENT_MODELS)
+        + "."
     ),
 ]
 ThresholdRule = Annotated[str, typer.Option(help="Threshold rule: f1, capacity:0.05 or cost:5.")]
@@ -107,10 +114,20 @@ def _models_table() -> Table:
             key, values = estimators.PATHS[name]
             what += f" ({key} chosen on the backtest among {', '.join(map(str, values))})"
         kind = "baseline" if name in estimators.BASELINES else "learnt"
-        rows.append((name, kind, "yes" if name in estimators.MODELS else "no", what))
+        rows.append((name, kind, _default_for(name), what))
     header = ("model", "kind", "default", "what")
     title = "candidate models, in the order of the choice (the reference first)"
     return c.table(title, rows, header)
+
+
+def _default_for(name: str) -> str:
+    """When `train` compares `name` without --models: on an eventsim log with either churn
+    definition ("yes"), with one of them, and on other logs (a catalog of any event types)."""
+    cancel, quiet = name in estimators.MODELS, name in estimators.INACTIVITY_MODELS
+    when = ["yes"] if cancel and quiet else ["cancellation"] if cancel else []
+    when += ["inactivity"] if quiet and not cancel else []
+    when += ["other logs"] if name in estimators.EVENT_MODELS else []
+    return ", ".join(when) or "no"
 
 
 def _print_training(summary: RunSummary) -> None:

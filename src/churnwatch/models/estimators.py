@@ -93,6 +93,23 @@ EVENT_MODELS = ("recency_rule", "bgnbd", "events_logistic", "events_lightgbm")
 # What `train` compares by default: the baselines and the learnt candidates the transfer
 # benchmark supports (see BENCHMARKS.md); the rest are available through --models.
 MODELS = ("activity_logistic", "rate_rule", "seed_logistic", "logistic", "seed_rf", "lightgbm")
+# ... and with the inactivity definition. The rate rule ranks risky pages, the steps to a
+# cancellation, and is backwards for going quiet (ROC-AUC 0.30 on the eventsim dev log with
+# 14 inactivity days); the days since the last event are the baseline a learnt model has to
+# beat there (0.75; logistic C=0.1, 0.79). No transfer result puts a learnt model first, so
+# the order is the plain one: the rule, then fewest learnt parameters first.
+INACTIVITY_MODELS = ("recency_rule", "activity_logistic", "seed_logistic", "logistic", "seed_rf",
+                     "lightgbm")  # fmt: skip
+
+
+def default_models(catalog: str, definition: str) -> tuple[str, ...]:
+    """The candidates `train` compares when none are named: by the log's feature catalog
+    (`events` for a log of any event types) and the churn definition."""
+    if catalog == "events":
+        return EVENT_MODELS
+    return INACTIVITY_MODELS if definition == "inactivity" else MODELS
+
+
 # Regularisation paths the backtest walks for a model that is not tuned by trials, strongest
 # (simplest) first: each value is a candidate of its own, so the one-standard-error rule picks
 # the strongest regularisation within the noise of the best (glmnet's lambda.1se).

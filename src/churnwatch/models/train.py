@@ -42,10 +42,10 @@ from churnwatch.models.effects import fold_effects, stable_features
 from churnwatch.models.estimators import (
     ALL_MODELS,
     BASELINES,
-    EVENT_MODELS,
     MODELS,
     NEVER_CHOSEN,
     PATHS,
+    default_models,
     fit_model,
 )
 from churnwatch.models.metrics import RANKING, Estimate, evaluate_scores
@@ -235,7 +235,8 @@ def train(
         store, config.definition, config.schedule, features=config.catalog,
         event_types=config.event_types,
     )  # fmt: skip
-    models = EVENT_MODELS if spec.kind == "events" and config.models == MODELS else config.models
+    models = (default_models(spec.kind, config.definition.kind) if config.models == MODELS
+              else config.models)  # fmt: skip
     config = replace(config, features=spec, models=models)
     say(f"building snapshots ({spec.describe()})")
     df, data, weight = _training_rows(store, config)
