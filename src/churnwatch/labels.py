@@ -123,6 +123,7 @@ def unlearnable(
             f"cutoff is labelled once the {ahead} days after it ({after}) are in the data, "
             f"which ends {pd.Timestamp(data_end).date()}{where}. Give a longer log or a "
             "shorter --horizon"
+            + (" or --inactivity-days" if definition.kind == "inactivity" else "")
         )
     dates = pd.to_datetime(cutoffs[known])
     period = f"{dates.min().date()}..{dates.max().date()}"
