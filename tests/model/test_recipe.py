@@ -107,6 +107,13 @@ def test_serving_scoring_and_monitoring_follow_the_recipe(
     mon = monitor(settings, out_dir=tmp_path / "monitor", log_to_mlflow=False)
     assert recipe.anchor is not None
     assert (pd.Timestamp(mon.cutoff).date() - recipe.anchor).days % 3 == 0
+    # the dashboard counts churn as the model does: going quiet, not cancelling
+    from churnwatch.serving.routes.dashboard import overview, retention
+
+    assert overview(service)["churn"] == "go quiet for 21 days"
+    curves = retention(service, None)
+    assert curves["title"] == "Share not yet gone quiet for 21 days"
+    assert curves["by_level"] and min(c["retained"][-1] for c in curves["by_level"]) < 1.0
 
 
 def test_evaluate_uses_the_models_definition(odd: Any, monkeypatch: Any, tmp_path: Path) -> None:

@@ -365,6 +365,8 @@ def test_retention_curves_start_at_one_and_never_rise(client: TestClient) -> Non
     r = client.get("/dashboard/api/retention")
     assert r.status_code == 200, r.text
     body = r.json()
+    assert body["title"] == "Share not yet cancelled"  # the served model's definition
+    assert client.get("/dashboard/api/overview").json()["churn"] == "cancel"
     assert body["by_level"] and body["by_cohort"]
     for curve in body["by_level"] + body["by_cohort"]:
         kept = curve["retained"]

@@ -20,7 +20,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from churnwatch import tracking
+from churnwatch.config import Settings
 from churnwatch.db import connect
+from churnwatch.ingest.store import EventStore
+from churnwatch.labels import US_PER_DAY, ChurnDefinition
 from churnwatch.models.survival import kaplan_meier
 from churnwatch.monitoring.monitor import results as monitoring_results
 from churnwatch.schema import CHURN_PAGE
@@ -83,6 +86,7 @@ def overview(service: Service) -> dict[str, Any]:
         "high_band": int((p >= live.info.threshold).sum()),
         "threshold": live.info.threshold,
         "horizon_days": live.info.recipe.definition.horizon_days,
+        "churn": churn_words(live.info.recipe.definition),
         "histogram": {"counts": counts.tolist(), "edges": edges.tolist()},
         "weekly": weekly,
     }
@@ -169,16 +173,25 @@ def retention(
     service: Service,
     date: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$")] = None,
 ) -> dict[str, Any]:
-    """Kaplan-Meier retention (share not yet cancelled, by days) by signup month, by level at
-    signup, and by the risk band users had on a scored day (`date`, one of `dates`; default
-    the earliest): does the high band leave sooner?"""
-    users = _lifetimes(service)
-    out: dict[str, Any] = {"by_cohort": [], "by_level": [], "by_band": [], "dates": []}
+    """Kaplan-Meier retention (share not yet churned by the served model's definition, by
+    days) by signup month, by level at signup, and by the risk band users had on a scored day
+    (`date`, one of `dates`; default the earliest): does the high band leave sooner?"""
+    definition = service.current().info.recipe.definition
+    users = lifetimes(service.settings, service.store, definition)
+    # a downgrade counted as churn by the label leaves the user in: only a cancellation ends
+    title = "Share not yet " + (
+        f"gone quiet for {definition.inactivity_days} days" if definition.kind == "inactivity"
+        else "cancelled")  # fmt: skip
+    out: dict[str, Any] = {"by_cohort": [], "by_level": [], "by_band": [], "dates": [],
+                           "title": title}  # fmt: skip
     if users.empty:
         return out
-    end = users["end_ts"].max()  # the store's last event: censoring for everyone
-    since_signup = (users["cancel_ts"].fillna(end) - users["signup_ts"]).dt.days + 1
-    cancelled = users["cancel_ts"].notna().to_numpy()
+    # a user who has not churned is known not to have up to `seen_until`: the store's last
+    # event for a cancellation, the user's own last event for inactivity (a longer quiet
+    # spell from there on would only show in data to come)
+    end = users["seen_until"]
+    since_signup = (users["churn_ts"].fillna(end) - users["signup_ts"]).dt.days + 1
+    cancelled = users["churn_ts"].notna().to_numpy()
     cohort = users["signup_ts"].dt.strftime("%Y-%m")
     for key, groups in (("by_cohort", cohort), ("by_level", users["first_level"])):
         for name, idx in users.groupby(groups.to_numpy()).indices.items():
@@ -194,8 +207,8 @@ def retention(
         at = scores[scores["cutoff"] == first].merge(users, on="user_id")
         threshold = service.current().info.threshold
         bands = np.array([band(float(p), threshold) for p in at["probability"]])
-        gone = at["cancel_ts"].notna() & (at["cancel_ts"] >= pd.Timestamp(first))
-        days = (at["cancel_ts"].where(gone, end) - pd.Timestamp(first)).dt.days + 1
+        gone = at["churn_ts"].notna() & (at["churn_ts"] >= pd.Timestamp(first))
+        days = (at["churn_ts"].where(gone, at["seen_until"]) - pd.Timestamp(first)).dt.days + 1
         for name in ("high", "medium", "low"):
             pick = bands == name
             if pick.sum() >= 5:
@@ -210,15 +223,42 @@ def _curve(name: str, durations: np.ndarray, events: np.ndarray) -> dict[str, An
             "retained": [1.0, *surv.tolist()]}  # fmt: skip
 
 
-def _lifetimes(service: ChurnService) -> pd.DataFrame:
-    """Per user: signup (registration, or the first event), first level, cancellation."""
-    con = connect(service.settings)
+def churn_words(definition: ChurnDefinition) -> str:
+    """What churning is under `definition`, as a verb phrase: "cancel", "go quiet for 30 days"."""
+    if definition.kind == "inactivity":
+        return f"go quiet for {definition.inactivity_days} days"
+    return "cancel or downgrade" if definition.include_downgrade else "cancel"
+
+
+def lifetimes(settings: Settings, store: EventStore, definition: ChurnDefinition) -> pd.DataFrame:
+    """Per user: signup (registration, or the first event), first level, when they churned by
+    `definition` (the first cancellation; or the last event before the first quiet spell of
+    its inactivity days, a spell running to the store's end included, as the labels count it)
+    and up to when a user who has not churned is known not to have (`seen_until`)."""
+    con = connect(settings)
     try:
-        service.store.register(con)
+        store.register(con)
+        end = con.execute("SELECT MAX(ts) FROM events").fetchone()
+        if definition.kind == "inactivity":
+            churn = """(SELECT user_id, MAX(l) AS seen_until, MIN(l) FILTER (
+                          WHERE epoch_us(COALESCE(nxt, $end)) - epoch_us(l) >= $k) AS churn_ts
+                      FROM (SELECT user_id, l,
+                                   LEAD(f) OVER (PARTITION BY user_id ORDER BY f) AS nxt
+                            FROM (SELECT user_id, MIN(ts) AS f, MAX(ts) AS l FROM events
+                                  GROUP BY user_id, CAST(ts AS DATE)))
+                      GROUP BY user_id)"""
+            params = {"end": end[0] if end else None, "k": definition.inactivity_days * US_PER_DAY}
+        else:
+            churn = """(SELECT user_id, MIN(ts) FILTER (page = $p) AS churn_ts,
+                        CAST($end AS TIMESTAMPTZ) AS seen_until
+                      FROM events GROUP BY user_id)"""
+            params = {"end": end[0] if end else None, "p": CHURN_PAGE}
         df = con.execute(
-            "SELECT user_id, MIN(registration) AS signup_ts, ARG_MIN(level, ts) AS first_level,"
-            " MIN(ts) FILTER (page = $p) AS cancel_ts, MAX(ts) AS end_ts FROM events"
-            " GROUP BY user_id", {"p": CHURN_PAGE}
+            "SELECT u.user_id, COALESCE(u.registration, u.first_ts) AS signup_ts, u.first_level,"
+            " c.churn_ts, c.seen_until"
+            " FROM (SELECT user_id, MIN(registration) AS registration, MIN(ts) AS first_ts,"
+            "       ARG_MIN(level, ts) AS first_level FROM events GROUP BY user_id) u"
+            f" JOIN {churn} c USING (user_id)", params
         ).df()  # fmt: skip
     finally:
         con.close()

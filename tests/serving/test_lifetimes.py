@@ -1,0 +1,56 @@
+"""The dashboard's retention curves count churn as the served model does: the first
+cancellation, or for an inactivity model the last event before the first quiet spell of its
+inactivity days (a spell that runs to the end of the data included), on a hand-made log."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from churnwatch.config import Settings
+from churnwatch.ingest.store import EventStore
+from churnwatch.labels import ChurnDefinition
+from churnwatch.serving.routes.dashboard import churn_words, lifetimes
+from tests.features.helpers import at, event, make_store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> EventStore:
+    ev = [event("A", d) for d in range(11)]  # then silent for 30 days: gone at day 10
+    ev += [event("B", d) for d in range(41)]  # every day to the end (day 40)
+    ev += [event("C", d) for d in (*range(6), *range(30, 36))]  # 25 quiet days after day 5
+    ev += [event("D", d) for d in range(21)]  # cancels on day 20, 20 quiet days to the end
+    ev += [event("D", 20, "Cancel", hour=13), event("D", 20, "Cancellation Confirmation",
+                                                    hour=13.01)]  # fmt: skip
+    return make_store(tmp_path_factory.mktemp("lifetimes"), ev)
+
+
+def _by_user(store: EventStore, definition: ChurnDefinition) -> dict[str, tuple[int | None, int]]:
+    df = lifetimes(Settings(), store, definition)
+    assert (df["signup_ts"] == pd.Timestamp(at(-10, 0), unit="ms", tz="UTC")).all()
+    return {r.user_id: (_ms(r.churn_ts), _ms(r.seen_until)) for r in df.itertuples()}
+
+
+def _ms(t: object) -> int | None:
+    return None if pd.isna(t) else int(pd.Timestamp(t).timestamp() * 1000)  # type: ignore[arg-type]
+
+
+def test_going_quiet_is_the_churn_of_an_inactivity_model(store: EventStore) -> None:
+    got = _by_user(store, ChurnDefinition(kind="inactivity", inactivity_days=21))
+    assert got == {
+        "A": (at(10), at(10)),  # quiet from day 10 to the end, 30 days
+        "B": (None, at(40)),
+        "C": (at(5), at(35)),  # the first quiet spell counts, though C came back
+        "D": (None, at(20, 13.01)),  # 20 quiet days before the end: not yet 21
+    }
+    assert churn_words(ChurnDefinition(kind="inactivity", inactivity_days=21)) == (
+        "go quiet for 21 days"
+    )
+
+
+def test_a_cancellation_is_the_churn_of_a_cancellation_model(store: EventStore) -> None:
+    got = _by_user(store, ChurnDefinition())
+    end = at(40)  # the store's last event: everyone not cancelled is seen until then
+    assert got == {"A": (None, end), "B": (None, end), "C": (None, end),
+                   "D": (at(20, 13.01), end)}  # fmt: skip
+    assert churn_words(ChurnDefinition(include_downgrade=True)) == "cancel or downgrade"
