@@ -54,3 +54,21 @@ def test_a_cancellation_is_the_churn_of_a_cancellation_model(store: EventStore) 
     assert got == {"A": (None, end), "B": (None, end), "C": (None, end),
                    "D": (at(20, 13.01), end)}  # fmt: skip
     assert churn_words(ChurnDefinition(include_downgrade=True)) == "cancel or downgrade"
+
+
+def test_from_a_scored_day_on_a_spell_not_over_by_then_counts(store: EventStore) -> None:
+    quiet = ChurnDefinition(kind="inactivity", inactivity_days=21)
+
+    def churn(since: int) -> dict[str, int | None]:
+        df = lifetimes(
+            Settings(), store, quiet, since=pd.Timestamp(at(since, 0), unit="ms", tz="UTC")
+        )
+        return {r.user_id: _ms(r.churn_ts) for r in df.itertuples()}
+
+    # on day 10 C is 5 days into the 25-day spell: gone at its start, as the label counts it
+    assert churn(10) == {"A": at(10), "B": None, "C": at(5), "D": None}
+    # on day 31 C's spell is over and C is back, with 5 quiet days left before the end
+    assert churn(31) == {"A": at(10), "B": None, "C": None, "D": None}
+    cancelled = lifetimes(Settings(), store, ChurnDefinition(),
+                          since=pd.Timestamp(at(25, 0), unit="ms", tz="UTC"))  # fmt: skip
+    assert cancelled["churn_ts"].isna().all()  # D cancelled before day 25

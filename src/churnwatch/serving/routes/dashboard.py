@@ -204,11 +204,17 @@ def retention(
         raise UnknownDayError(f"date has to be a scored day, one of {days}. Got {date!r}.")
     if len(scores):
         first = scores["cutoff"][scores["cutoff"].astype(str).str[:10] == (date or days[0])].min()
-        at = scores[scores["cutoff"] == first].merge(users, on="user_id")
+        # churn from the scored day on: a user who went quiet before it and came back is
+        # counted at their next quiet spell
+        after = lifetimes(service.settings, service.store, definition, since=first)
+        at = scores[scores["cutoff"] == first].merge(after, on="user_id")
         threshold = service.current().info.threshold
         bands = np.array([band(float(p), threshold) for p in at["probability"]])
-        gone = at["churn_ts"].notna() & (at["churn_ts"] >= pd.Timestamp(first))
-        days = (at["churn_ts"].where(gone, at["seen_until"]) - pd.Timestamp(first)).dt.days + 1
+        gone = at["churn_ts"].notna()
+        # a quiet spell already under way on the scored day ends the user on its first day, as
+        # the label counts it
+        days = ((at["churn_ts"].where(gone, at["seen_until"]) - pd.Timestamp(first)).dt.days + 1
+                ).clip(lower=1)  # fmt: skip
         for name in ("high", "medium", "low"):
             pick = bands == name
             if pick.sum() >= 5:
@@ -230,29 +236,36 @@ def churn_words(definition: ChurnDefinition) -> str:
     return "cancel or downgrade" if definition.include_downgrade else "cancel"
 
 
-def lifetimes(settings: Settings, store: EventStore, definition: ChurnDefinition) -> pd.DataFrame:
+def lifetimes(
+    settings: Settings, store: EventStore, definition: ChurnDefinition, since: Any = None
+) -> pd.DataFrame:
     """Per user: signup (registration, or the first event), first level, when they churned by
     `definition` (the first cancellation; or the last event before the first quiet spell of
-    its inactivity days, a spell running to the store's end included, as the labels count it)
-    and up to when a user who has not churned is known not to have (`seen_until`)."""
+    its inactivity days, a spell running to the store's end included, as the labels count it;
+    with `since`, the first cancellation or quiet spell not over before it), and up to when a
+    user who has not churned is known not to have (`seen_until`)."""
     con = connect(settings)
     try:
         store.register(con)
         end = con.execute("SELECT MAX(ts) FROM events").fetchone()
+        last = end[0] if end else None
         if definition.kind == "inactivity":
             churn = """(SELECT user_id, MAX(l) AS seen_until, MIN(l) FILTER (
-                          WHERE epoch_us(COALESCE(nxt, $end)) - epoch_us(l) >= $k) AS churn_ts
+                          WHERE epoch_us(COALESCE(nxt, $end)) - epoch_us(l) >= $k
+                            AND COALESCE(nxt, $end) > COALESCE(CAST($since AS TIMESTAMPTZ), l))
+                        AS churn_ts
                       FROM (SELECT user_id, l,
                                    LEAD(f) OVER (PARTITION BY user_id ORDER BY f) AS nxt
                             FROM (SELECT user_id, MIN(ts) AS f, MAX(ts) AS l FROM events
                                   GROUP BY user_id, CAST(ts AS DATE)))
                       GROUP BY user_id)"""
-            params = {"end": end[0] if end else None, "k": definition.inactivity_days * US_PER_DAY}
+            params = {"end": last, "k": definition.inactivity_days * US_PER_DAY, "since": since}
         else:
-            churn = """(SELECT user_id, MIN(ts) FILTER (page = $p) AS churn_ts,
+            churn = """(SELECT user_id, MIN(ts) FILTER (WHERE page = $p
+                          AND ts >= COALESCE(CAST($since AS TIMESTAMPTZ), ts)) AS churn_ts,
                         CAST($end AS TIMESTAMPTZ) AS seen_until
                       FROM events GROUP BY user_id)"""
-            params = {"end": end[0] if end else None, "p": CHURN_PAGE}
+            params = {"end": last, "p": CHURN_PAGE, "since": since}
         df = con.execute(
             "SELECT u.user_id, COALESCE(u.registration, u.first_ts) AS signup_ts, u.first_level,"
             " c.churn_ts, c.seen_until"
