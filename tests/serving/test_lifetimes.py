@@ -28,6 +28,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> EventStore:
 def _by_user(store: EventStore, definition: ChurnDefinition) -> dict[str, tuple[int | None, int]]:
     df = lifetimes(Settings(), store, definition)
     assert (df["signup_ts"] == pd.Timestamp(at(-10, 0), unit="ms", tz="UTC")).all()
+    # everyone signed up 10 days before the log starts: in it only because still there
+    assert (df["log_start"] == pd.Timestamp(at(0), unit="ms", tz="UTC")).all()
     return {r.user_id: (_ms(r.churn_ts), _ms(r.seen_until)) for r in df.itertuples()}
 
 

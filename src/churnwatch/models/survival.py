@@ -45,12 +45,17 @@ def survival_view(p: float, horizon_days: int) -> dict[str, float | None]:
     return out
 
 
-def kaplan_meier(durations: np.ndarray, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Event times and the survival just after each (the product-limit estimate)."""
+def kaplan_meier(
+    durations: np.ndarray, events: np.ndarray, entry: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Event times and the survival just after each (the product-limit estimate). With
+    `entry`, each subject is at risk only after its entry time (delayed entry, for left
+    truncation: a log that starts after its users signed up holds only those still there)."""
     d = np.asarray(durations, dtype=float)
     e = np.asarray(events, dtype=bool)
+    start = np.zeros_like(d) if entry is None else np.asarray(entry, dtype=float)
     times = np.unique(d[e])
-    at_risk = np.array([(d >= t).sum() for t in times], dtype=float)
+    at_risk = np.array([((d >= t) & (start < t)).sum() for t in times], dtype=float)
     deaths = np.array([(d[e] == t).sum() for t in times], dtype=float)
     return times, np.cumprod(1.0 - deaths / np.maximum(at_risk, 1.0))
 

@@ -192,11 +192,15 @@ def retention(
     end = users["seen_until"]
     since_signup = (users["churn_ts"].fillna(end) - users["signup_ts"]).dt.days + 1
     cancelled = users["churn_ts"].notna().to_numpy()
+    # at risk from the day the log starts: signups from before it who churned earlier are not
+    # in it, and counting the rest from their signup would overstate retention
+    entry = (users["log_start"] - users["signup_ts"]).dt.days.clip(lower=0).to_numpy()
     cohort = users["signup_ts"].dt.strftime("%Y-%m")
     for key, groups in (("by_cohort", cohort), ("by_level", users["first_level"])):
         for name, idx in users.groupby(groups.to_numpy()).indices.items():
             if len(idx) >= 10:
-                out[key].append(_curve(str(name), since_signup.to_numpy()[idx], cancelled[idx]))
+                out[key].append(_curve(str(name), since_signup.to_numpy()[idx], cancelled[idx],
+                                       entry[idx]))  # fmt: skip
     scores = monitoring_results(service.settings, service.store, all_scores=True).scores
     days = sorted({str(c)[:10] for c in scores["cutoff"]})
     out["dates"] = days
@@ -223,8 +227,10 @@ def retention(
     return out
 
 
-def _curve(name: str, durations: np.ndarray, events: np.ndarray) -> dict[str, Any]:
-    times, surv = kaplan_meier(durations, events)
+def _curve(
+    name: str, durations: np.ndarray, events: np.ndarray, entry: np.ndarray | None = None
+) -> dict[str, Any]:
+    times, surv = kaplan_meier(durations, events, entry)
     return {"name": name, "users": int(len(durations)), "days": [0, *times.tolist()],
             "retained": [1.0, *surv.tolist()]}  # fmt: skip
 
@@ -243,12 +249,14 @@ def lifetimes(
     `definition` (the first cancellation; or the last event before the first quiet spell of
     its inactivity days, a spell running to the store's end included, as the labels count it;
     with `since`, the first cancellation or quiet spell not over before it), and up to when a
-    user who has not churned is known not to have (`seen_until`)."""
+    user who has not churned is known not to have (`seen_until`); and the store's first event
+    (`log_start`): a user who signed up before it is in the log only because they had not
+    churned by then (left truncation)."""
     con = connect(settings)
     try:
         store.register(con)
-        end = con.execute("SELECT MAX(ts) FROM events").fetchone()
-        last = end[0] if end else None
+        span = con.execute("SELECT MIN(ts), MAX(ts) FROM events").fetchone()
+        first, last = span if span else (None, None)
         if definition.kind == "inactivity":
             churn = """(SELECT user_id, MAX(l) AS seen_until, MIN(l) FILTER (
                           WHERE epoch_us(COALESCE(nxt, $end)) - epoch_us(l) >= $k
@@ -259,16 +267,17 @@ def lifetimes(
                             FROM (SELECT user_id, MIN(ts) AS f, MAX(ts) AS l FROM events
                                   GROUP BY user_id, CAST(ts AS DATE)))
                       GROUP BY user_id)"""
-            params = {"end": last, "k": definition.inactivity_days * US_PER_DAY, "since": since}
+            params = {"end": last, "k": definition.inactivity_days * US_PER_DAY}
         else:
             churn = """(SELECT user_id, MIN(ts) FILTER (WHERE page = $p
                           AND ts >= COALESCE(CAST($since AS TIMESTAMPTZ), ts)) AS churn_ts,
                         CAST($end AS TIMESTAMPTZ) AS seen_until
                       FROM events GROUP BY user_id)"""
-            params = {"end": last, "p": CHURN_PAGE, "since": since}
+            params = {"end": last, "p": CHURN_PAGE}
+        params |= {"since": since, "first": first}
         df = con.execute(
             "SELECT u.user_id, COALESCE(u.registration, u.first_ts) AS signup_ts, u.first_level,"
-            " c.churn_ts, c.seen_until"
+            " c.churn_ts, c.seen_until, CAST($first AS TIMESTAMPTZ) AS log_start"
             " FROM (SELECT user_id, MIN(registration) AS registration, MIN(ts) AS first_ts,"
             "       ARG_MIN(level, ts) AS first_level FROM events GROUP BY user_id) u"
             f" JOIN {churn} c USING (user_id)", params
