@@ -15,6 +15,7 @@ from churnwatch.models.survival import (
     kaplan_meier,
     median_days,
     risk_at,
+    risk_set,
     step,
     survival_view,
 )
@@ -49,6 +50,9 @@ def test_kaplan_meier_with_delayed_entry_by_hand() -> None:
     )
     assert times.tolist() == [1, 3]
     assert surv.tolist() == pytest.approx([2 / 3, 2 / 3 * (1 - 2 / 3)])
+    entry = np.array([0, 0, 2, 2, 0])
+    assert risk_set(np.array([1, 2, 3, 3, 5]), [0.5, 1, 3], entry).tolist() == [3, 3, 3]
+    assert risk_set(np.array([1, 2, 3, 3, 5]), [0.5, 1, 3]).tolist() == [5, 5, 3]
 
 
 def test_delayed_entry_undoes_left_truncation() -> None:

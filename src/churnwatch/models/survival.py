@@ -53,11 +53,20 @@ def kaplan_meier(
     truncation: a log that starts after its users signed up holds only those still there)."""
     d = np.asarray(durations, dtype=float)
     e = np.asarray(events, dtype=bool)
-    start = np.zeros_like(d) if entry is None else np.asarray(entry, dtype=float)
     times = np.unique(d[e])
-    at_risk = np.array([((d >= t) & (start < t)).sum() for t in times], dtype=float)
+    at_risk = risk_set(d, times, entry).astype(float)
     deaths = np.array([(d[e] == t).sum() for t in times], dtype=float)
     return times, np.cumprod(1.0 - deaths / np.maximum(at_risk, 1.0))
+
+
+def risk_set(
+    durations: np.ndarray, times: Sequence[float] | np.ndarray, entry: np.ndarray | None = None
+) -> np.ndarray:
+    """How many subjects are at risk at each of `times`: still there (duration >= t) and,
+    with `entry`, entered before t."""
+    d = np.asarray(durations, dtype=float)
+    start = np.zeros_like(d) if entry is None else np.asarray(entry, dtype=float)
+    return np.array([int(((d >= t) & (start < t)).sum()) for t in times], dtype=int)
 
 
 def step(times: np.ndarray, values: np.ndarray, at: np.ndarray | float) -> np.ndarray:

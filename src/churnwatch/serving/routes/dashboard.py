@@ -24,7 +24,7 @@ from churnwatch.config import Settings
 from churnwatch.db import connect
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import US_PER_DAY, ChurnDefinition
-from churnwatch.models.survival import kaplan_meier
+from churnwatch.models.survival import kaplan_meier, risk_set
 from churnwatch.monitoring.monitor import results as monitoring_results
 from churnwatch.schema import CHURN_PAGE
 from churnwatch.serving.batch import band
@@ -231,8 +231,11 @@ def _curve(
     name: str, durations: np.ndarray, events: np.ndarray, entry: np.ndarray | None = None
 ) -> dict[str, Any]:
     times, surv = kaplan_meier(durations, events, entry)
+    # how many users each step rests on (first: those followed from day 0); with delayed
+    # entry the first days may rest on few
     return {"name": name, "users": int(len(durations)), "days": [0, *times.tolist()],
-            "retained": [1.0, *surv.tolist()]}  # fmt: skip
+            "retained": [1.0, *surv.tolist()],
+            "at_risk": risk_set(durations, [0.5, *times], entry).tolist()}  # fmt: skip
 
 
 def churn_words(definition: ChurnDefinition) -> str:
