@@ -6,6 +6,7 @@ user's rows together), not rows.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,15 @@ class Estimate:
 RANKING = ("roc_auc", "pr_auc", "lift_top10", "recall_top10")
 
 
+def _draws(n_users: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """The users (indices into the sorted unique ids) each of `n_boot` resamples draws, with
+    replacement: the one source of `user_resamples` and `user_weights`, so both see the same
+    resamples for the same seed."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        yield rng.integers(0, n_users, n_users)
+
+
 def user_resamples(users: np.ndarray, *, n_boot: int, seed: int) -> Iterator[np.ndarray]:
     """Row indices of `n_boot` bootstrap resamples of the users (drawn with replacement), each
     drawn user bringing all their rows: the resampling behind every interval over users."""
@@ -126,9 +136,7 @@ def user_resamples(users: np.ndarray, *, n_boot: int, seed: int) -> Iterator[np.
     by_user = np.argsort(inverse, kind="stable")
     bounds = np.searchsorted(inverse[by_user], np.arange(len(uniq) + 1))
     rows_of = [by_user[bounds[i] : bounds[i + 1]] for i in range(len(uniq))]
-    rng = np.random.default_rng(seed)
-    for _ in range(n_boot):
-        pick = rng.integers(0, len(uniq), len(uniq))
+    for pick in _draws(len(uniq), n_boot, seed):
         yield np.concatenate([rows_of[i] for i in pick])
 
 
@@ -139,10 +147,10 @@ def user_weights(
     arrays of up to `chunk` resamples x rows, each row weighted by how many times its user was
     drawn. A metric that takes weights then scores many resamples in one NumPy pass."""
     uniq, inverse = np.unique(np.asarray(users), return_inverse=True)
-    rng = np.random.default_rng(seed)
+    draws = _draws(len(uniq), n_boot, seed)
     for start in range(0, n_boot, chunk):
-        draws = [rng.integers(0, len(uniq), len(uniq)) for _ in range(min(chunk, n_boot - start))]
-        counts = np.stack([np.bincount(d, minlength=len(uniq)) for d in draws])
+        picks = itertools.islice(draws, min(chunk, n_boot - start))
+        counts = np.stack([np.bincount(d, minlength=len(uniq)) for d in picks])
         yield counts[:, inverse].astype(float)
 
 
