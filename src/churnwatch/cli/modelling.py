@@ -30,10 +30,10 @@ Models = Annotated[
         "Default: "
         + DEFAULT_MODELS
         + "; with --definition inactivity "
-        + ",".join(estimators.INACTIVITY_MODELS)
+        + ",".join(estimators.default_models("sparkify", "inactivity"))
         + " (the days since the last event as the "
         "rule, not the risky pages); for a log of any event types "
-        + ",".join(estimators.EVENT_MODELS)
+        + ",".join(estimators.default_models("events", "cancellation"))
         + "."
     ),
 ]
@@ -123,10 +123,11 @@ def _models_table() -> Table:
 def _default_for(name: str) -> str:
     """When `train` compares `name` without --models: on an eventsim log with either churn
     definition ("yes"), with one of them, and on other logs (a catalog of any event types)."""
-    cancel, quiet = name in estimators.MODELS, name in estimators.INACTIVITY_MODELS
+    cancel = name in estimators.default_models("sparkify", "cancellation")
+    quiet = name in estimators.default_models("sparkify", "inactivity")
     when = ["yes"] if cancel and quiet else ["cancellation"] if cancel else []
     when += ["inactivity"] if quiet and not cancel else []
-    when += ["other logs"] if name in estimators.EVENT_MODELS else []
+    when += ["other logs"] if name in estimators.default_models("events", "cancellation") else []
     return ", ".join(when) or "no"
 
 

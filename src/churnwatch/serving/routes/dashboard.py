@@ -176,7 +176,8 @@ def retention(
     """Kaplan-Meier retention (share not yet churned by the served model's definition, by
     days) by signup month, by level at signup, and by the risk band users had on a scored day
     (`date`, one of `dates`; default the earliest): does the high band leave sooner?"""
-    definition = service.current().info.recipe.definition
+    live = service.current()
+    definition = live.info.recipe.definition
     users = lifetimes(service.settings, service.store, definition)
     # a downgrade counted as churn by the label leaves the user in: only a cancellation ends
     title = "Share not yet " + (
@@ -212,8 +213,7 @@ def retention(
         # counted at their next quiet spell
         after = lifetimes(service.settings, service.store, definition, since=first)
         at = scores[scores["cutoff"] == first].merge(after, on="user_id")
-        threshold = service.current().info.threshold
-        bands = np.array([band(float(p), threshold) for p in at["probability"]])
+        bands = np.array([band(float(p), live.info.threshold) for p in at["probability"]])
         gone = at["churn_ts"].notna()
         # a quiet spell already under way on the scored day ends the user on its first day, as
         # the label counts it
