@@ -53,6 +53,19 @@ def test_feature_payload_with_missing_features_is_imputed(client: TestClient) ->
     assert r.status_code == 200 and sorted(r.json()["imputed"]) == sorted(served)
 
 
+def test_a_payloads_reasons_cite_only_the_features_it_gave(client: TestClient) -> None:
+    """The rest are imputed as typical: they say nothing about the user, so no reason cites
+    them (the answer's `imputed` names them)."""
+    risky = client.post("/predict", json={"user_id": _a_user(client)}).json()
+    given = {r["feature"]: r["value"] for r in risky["reasons"][:2]}
+    r = client.post("/predict", json={"features": given})
+    assert r.status_code == 200, r.text
+    cited = [reason["feature"] for reason in r.json()["reasons"]]
+    assert cited and set(cited) <= set(given), (cited, given)
+    assert not any("not known" in reason["text"] for reason in r.json()["reasons"])
+    assert not set(given) & set(r.json()["imputed"])
+
+
 def test_a_payloads_level_sets_is_paid_as_the_snapshots_do(client: TestClient) -> None:
     """level 'free' means is_paid 0, as in the snapshot SQL: not an imputed typical value."""
     base = {"thumbs_down_per_exposure_day": 2.0, "settings_per_exposure_day": 0.5}

@@ -13,6 +13,7 @@ import logging
 import tempfile
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -252,15 +253,22 @@ class ChurnService:
         return live, live.population
 
     def explain_row(
-        self, live: Live, row: dict[str, Any], probability: float, contributions: Any
+        self,
+        live: Live,
+        row: dict[str, Any],
+        probability: float,
+        contributions: Any,
+        unknown: Collection[str] = (),
     ) -> dict[str, Any]:
+        """The answer for one scored row; its reasons never cite the `unknown` features (of a
+        payload that did not give them: imputed as typical, they say nothing about the user)."""
         reasons = (
             top_reasons(
                 live.info.features,
                 row,
                 contributions,
                 k=self.settings.reasons,
-                allowed=live.scorer.reason_features,
+                allowed=[f for f in live.scorer.reason_features if f not in unknown],
                 spec=live.info.recipe.spec,
                 typical=live.scorer.typical,
             )  # fmt: skip
@@ -293,8 +301,9 @@ class ChurnService:
         out = []
         for i, row in enumerate(rows):
             c = scores.contributions[i] if scores.contributions is not None else None
-            item = self.explain_row(live, row, scores.probability[i], c)
-            item["imputed"] = [f for f in live.info.features if row.get(f) is None]
+            imputed = [f for f in live.info.features if row.get(f) is None]
+            item = self.explain_row(live, row, scores.probability[i], c, unknown=set(imputed))
+            item["imputed"] = imputed
             out.append(item)
         return out
 
