@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 import pandas as pd
@@ -98,6 +98,15 @@ class CutoffSchedule:
         start = day_number(first_event.date()) + max(self.min_history_days, 1)
         end = day_number(last_event.date())
         return list(range(start, end + 1, self.every_days))
+
+    def first_on_or_after(self, first_event: datetime, day: date) -> date | None:
+        """The first cutoff on or after `day` of this schedule, for data from `first_event`
+        on (None: an explicit schedule with none from `day` on)."""
+        if self.explicit:
+            return min((d for d in self.explicit if d >= day), default=None)
+        start = first_event.date() + timedelta(days=max(self.min_history_days, 1))
+        steps = max(-(-(day - start).days // self.every_days), 0)
+        return start + timedelta(days=steps * self.every_days)
 
 
 def unlearnable(

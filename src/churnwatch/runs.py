@@ -115,12 +115,14 @@ def run_training(
     data: Sequence[str] = (),
     store_dir: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    ingested: bool = False,
 ) -> RunSummary:
-    """Ingest `data` (if any) into the store, train, and log everything to MLflow. A missing
-    or empty store is an error: nothing is trained, registered or promoted."""
+    """Ingest `data` (if any, and not `ingested` already) into the store, train, and log
+    everything to MLflow (the oracle too, for simulated `data` with their truth files). A
+    missing or empty store is an error: nothing is trained, registered or promoted."""
     store = EventStore(store_dir or settings.store_path)
     say = progress or (lambda _m: None)
-    if data:
+    if data and not ingested:
         say("ingesting")
         ingest(list(data), settings=settings, store_dir=store.root)
     store.require()  # before anything is logged

@@ -3,6 +3,7 @@ where the right answer is written by hand."""
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from churnwatch.errors import ConfigError, InputError
 from churnwatch.features import build_snapshots
-from churnwatch.labels import ChurnDefinition, CutoffSchedule
+from churnwatch.labels import EPOCH, ChurnDefinition, CutoffSchedule
 from churnwatch.models.train import TrainConfig, train
 from tests.features.helpers import at, cutoff, event, make_store
 
@@ -171,3 +172,16 @@ def test_training_says_why_no_model_can_be_learnt(
         train(cancellation_log, config)
     for text in says:
         assert text in str(err.value)
+
+
+@pytest.mark.parametrize("schedule", [CutoffSchedule(), CutoffSchedule(every_days=3,
+                                      min_history_days=0)])  # fmt: skip
+def test_the_first_cutoff_on_or_after_a_day_is_the_schedules_own(schedule: CutoffSchedule) -> None:
+    """`first_on_or_after` (what retrain waits for) agrees with the cutoffs `days` lists."""
+    first, last = datetime(2018, 10, 1, 0, 0, 3, tzinfo=UTC), datetime(2019, 1, 30, tzinfo=UTC)
+    days = [EPOCH + timedelta(days=d) for d in schedule.days(first, last)]
+    for day in (first.date() + timedelta(days=k) for k in range(100)):
+        assert schedule.first_on_or_after(first, day) == min(d for d in days if d >= day)
+    explicit = CutoffSchedule(explicit=(date(2018, 11, 5), date(2018, 11, 19)))
+    assert explicit.first_on_or_after(first, date(2018, 11, 6)) == date(2018, 11, 19)
+    assert explicit.first_on_or_after(first, date(2018, 11, 20)) is None

@@ -102,14 +102,53 @@ def test_a_challenger_that_does_not_beat_the_champion_is_not_promoted(
 
 
 def test_a_champion_is_not_judged_on_labels_it_learnt(data_copy: Settings) -> None:
-    """Retraining on the very data the champion learnt: every backtest cutoff's label is one
-    the champion was fitted to, so there is nothing to compare out of time, and no promotion."""
-    before = _aliases(data_copy)["champion"]
+    """Retraining on the very data the champion learnt: no cutoff it is out of time on can be
+    labelled yet, so no challenger could be judged against it. Nothing is trained or
+    registered; the decision says from which day a comparison is possible, and is logged."""
+    tracking.setup(data_copy)
+    client = MlflowClient()
+    versions = len(client.search_model_versions(f"name='{tracking.MODEL_NAME}'"))
+    before = _aliases(data_copy)
+    champion = tracking.describe(f"models:/churnwatch/{before['champion']}")
+    seen = date.fromisoformat(champion["params"]["labels_seen_until"])
     d = retrain(data_copy, n_boot=20)
-    assert not d.promoted and d.window.startswith("none")
-    assert "nothing to compare" in d.reason and f"champion v{before} learnt" in d.reason
-    aliases = _aliases(data_copy)
-    assert aliases["champion"] == before and aliases["challenger"] == d.challenger_version
+    assert not d.promoted and d.challenger_version is None and d.window.startswith("none")
+    assert d.reason.startswith(f"not retrained: champion v{before['champion']} learnt")
+    horizon, every = (int(champion["params"][k]) for k in ("data_horizon_days", "every_days"))
+    anchor = date.fromisoformat(champion["params"]["recipe_anchor"])
+    first = d.ready_on - timedelta(days=horizon)  # the first cutoff it could be judged on
+    assert seen <= first < seen + timedelta(days=every) and (first - anchor).days % every == 0
+    assert d.ready_on > EventStore(data_copy.store_path).last_event().date()
+    assert f"retrain once they reach {d.ready_on}" in d.reason
+    assert len(client.search_model_versions(f"name='{tracking.MODEL_NAME}'")) == versions
+    assert _aliases(data_copy) == before
+    run = client.get_run(d.run_id)
+    assert run.data.tags["decision"] == "not retrained"
+    assert run.data.params["ready_on"] == d.ready_on.isoformat()
+
+
+@pytest.mark.parametrize("days_late", [1, 0])
+def test_a_challenger_is_trained_once_the_data_label_a_cutoff_it_can_be_judged_on(
+    data_copy: Settings, days_late: int
+) -> None:
+    """A champion whose learnt labels end on the store's last labelled weekly cutoff: a
+    challenger is trained and judged on it. A day later: the next weekly cutoff is the first
+    the champion is out of time on, and the store does not label it yet; not retrained."""
+    end = EventStore(data_copy.store_path).last_event()
+    params = tracking.describe("models:/churnwatch@champion")["params"]
+    horizon, every = (int(params[k]) for k in ("data_horizon_days", "every_days"))
+    anchor = date.fromisoformat(params["recipe_anchor"])
+    room = (end.date() - timedelta(days=horizon) - anchor).days  # the last labelled: in `room`
+    last_labelled = anchor + timedelta(days=room // every * every)
+    seen = last_labelled + timedelta(days=days_late)
+    _register_constant_champion(data_copy, seen.isoformat())
+    d = retrain(data_copy, n_boot=20)
+    if days_late:
+        assert d.challenger_version is None
+        assert d.ready_on == last_labelled + timedelta(days=every + horizon)
+    else:
+        assert d.challenger_version is not None and d.ready_on is None
+        assert d.window.startswith(last_labelled.isoformat())
 
 
 @pytest.mark.parametrize("where", ["churnwatch.runs.train", "churnwatch.monitoring.retrain.decide"])
@@ -142,8 +181,8 @@ def test_retrain_refuses_a_missing_store_and_registers_nothing(data_copy: Settin
 def test_the_cli_says_the_decision_once(
     data_copy: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`churnwatch retrain` with nothing new: its progress lines, then the decision once (it
-    was also the last progress line), and no source file and line beside the progress."""
+    """`churnwatch retrain` with nothing new: the decision not to train, once, and no source
+    file and line beside the output."""
     from typer.testing import CliRunner
 
     from churnwatch.cli import app
@@ -152,6 +191,6 @@ def test_the_cli_says_the_decision_once(
     result = CliRunner().invoke(app, ["retrain"])
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    assert "NOT PROMOTED kept as challenger" in text
-    assert text.count("nothing to compare the two on out of time") == 1
-    assert "training a challenger" in text and "operations.py:" not in text
+    assert text.count("Not retrained: champion v") == 1
+    assert text.count("retrain once they reach") == 1
+    assert "training a challenger" not in text and "operations.py:" not in text

@@ -63,7 +63,10 @@ def retrain(
             for row in frame.itertuples(index=False)]  # fmt: skip
     if frame[decision.metric].notna().any():  # else there was nothing to compare on
         c.out.print(c.table(f"retrain on {decision.window}", rows, list(frame.columns)))
-    c.out.print(("PROMOTED " if decision.promoted else "NOT PROMOTED ") + decision.reason)
+    if decision.challenger_version is None:  # the reason starts "not retrained"
+        c.out.print(decision.reason[0].upper() + decision.reason[1:])
+    else:
+        c.out.print(("PROMOTED " if decision.promoted else "NOT PROMOTED ") + decision.reason)
     if decision.promoted and reload_url:
         answer = c.run(lambda: notify(reload_url, c.api_key(settings)))
         c.out.print(f"reloaded {reload_url}: {answer}")

@@ -99,11 +99,18 @@ class EventStore:
 
     def last_event(self) -> datetime:
         """The time of the latest event ingested (from the manifest, without a scan)."""
-        stamps = [i.get("last_ts") for i in self.manifest().ingests if i.get("last_ts")]
+        return max(self._stamps("last_ts")).to_pydatetime()
+
+    def first_event(self) -> datetime:
+        """The time of the earliest event ingested (from the manifest, without a scan)."""
+        return min(self._stamps("first_ts")).to_pydatetime()
+
+    def _stamps(self, key: str) -> list[pd.Timestamp]:
+        stamps = [i.get(key) for i in self.manifest().ingests if i.get(key)]
         if not stamps:
             self.require()
             raise StoreError(f"expected ingests with events in {self.root}. Got none.")
-        return max(pd.Timestamp(str(s)) for s in stamps).to_pydatetime()
+        return [pd.Timestamp(str(s)) for s in stamps]
 
     def users(self) -> int:
         """Distinct users among the stored events (a scan of one column). The manifest's

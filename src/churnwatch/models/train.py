@@ -308,13 +308,10 @@ def _dense_step(store: EventStore, config: TrainConfig) -> int:
     evaluation schedule (a divisor of it)."""
     every = config.schedule.every_days
     step = min(config.train_every_days, every)
-    manifest = store.manifest().ingests
-    first = min((pd.Timestamp(str(i["first_ts"])) for i in manifest if i.get("first_ts")),
-                default=None)  # fmt: skip
     users = store.users()  # distinct: the same users come back in every weekly ingest
-    if first is None or not users:
+    if not users:
         return step
-    days = max((pd.Timestamp(store.last_event()) - first).days, 1)
+    days = max((store.last_event() - store.first_event()).days, 1)
     while step < every and users * days / step > config.row_budget:
         step += 1
         while every % step:  # the evaluation cutoffs stay among the training ones

@@ -142,7 +142,10 @@ def drift_demo(
             d = retrain(settings, n_boot=50)
             verdict = "promoted" if d.promoted else "kept"
             row["retrain"] = (
-                f"v{d.challenger_version} {verdict} ({d.metric} {d.challenger_score:.3f} vs "
+                f"not retrained (nothing to judge a challenger on until the data reach "
+                f"{d.ready_on})"
+                if d.challenger_version is None
+                else f"v{d.challenger_version} {verdict} ({d.metric} {d.challenger_score:.3f} vs "
                 f"{d.champion_score:.3f}, gain's se {d.gain_se:.3f}, on {d.window.split(' (')[0]})"
                 if np.isfinite(d.champion_score)
                 else f"v{d.challenger_version} {verdict} (no cutoff yet past the champion's labels)"

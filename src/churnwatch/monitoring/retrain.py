@@ -3,7 +3,9 @@ promotion only when it is better on the same recent labelled cutoffs, out of tim
 the challenger's backtest cutoffs on or after the day the champion's last learnt label ends.
 
 The registry changes only at the very end, in one place: until then a failure at any step
-(ingest, snapshots, training, evaluation) leaves the champion alias where it was.
+(ingest, snapshots, training, evaluation) leaves the champion alias where it was. When the
+data cannot yet hold such a cutoff (its horizon has not passed), nothing is trained: the
+decision says from which day a comparison is possible.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import httpx
@@ -21,7 +24,9 @@ import pandas as pd
 from churnwatch import tracking
 from churnwatch.config import Settings
 from churnwatch.errors import ConfigError
+from churnwatch.ingest.pipeline import ingest
 from churnwatch.ingest.store import EventStore
+from churnwatch.labels import ChurnDefinition
 from churnwatch.models.evaluate import label_overlaps
 from churnwatch.models.metrics import SCORE_METRICS, user_resamples
 from churnwatch.models.train import TrainConfig
@@ -37,7 +42,7 @@ class Decision:
     metric: str
     margin: float
     champion_version: str
-    challenger_version: str
+    challenger_version: str | None  # None: not trained, the data were too short to judge one
     champion_score: float
     challenger_score: float
     window: str
@@ -46,6 +51,8 @@ class Decision:
     challenger_metrics: dict[str, float] = field(default_factory=dict)
     run_id: str = ""
     gain_se: float = float("nan")  # paired bootstrap standard error of the gain over users
+    # not trained: the first day the data can label a cutoff the champion never learnt from
+    ready_on: date | None = None
 
 
 def decide(champion: float, challenger: float, *, metric: str, margin: float) -> tuple[bool, str]:
@@ -89,14 +96,20 @@ def retrain(
     recipe = tracking.read_recipe(champion)
     config = dataclasses.replace(TrainConfig.from_recipe(recipe, n_trials=n_trials), n_boot=n_boot)
     family = champion["params"].get("model")
+    seen = learnt_until(champion)
+    if data:
+        say("ingesting")
+        ingest(list(data), settings=settings, store_dir=store.root)
+    ready = None if seen is None else comparable_from(seen, config, store.first_event())
+    if seen is not None and ready is not None and _utc(store.last_event()) < ready:
+        return _not_yet(champion, seen, ready, config.definition, store, metric, margin)
     say(f"champion v{champion['version']} ({family}); training a challenger")
     summary = run_training(settings=settings, config=config, data=list(data), store_dir=store.root,
-                           progress=say)  # fmt: skip
+                           progress=say, ingested=True)  # fmt: skip
     result = summary.result
     rows = result.test_rows()
     # the champion is judged only where it is out of time too: on cutoffs whose horizon it never
     # learnt (on earlier ones it would be scored on labels it was fitted to)
-    seen = learnt_until(champion)
     unseen = ~label_overlaps(rows["cutoff"], seen)
     rows, challenger_p = rows[unseen], np.asarray(result.test_probability)[unseen]
     y = rows["label"].to_numpy(dtype=int)
@@ -145,6 +158,57 @@ def retrain(
     return decision  # its reason is the caller's to say (the CLI prints it once)
 
 
+def comparable_from(seen: date, config: TrainConfig, first_event: Any) -> pd.Timestamp | None:
+    """The earliest time the data have to reach before a challenger trained with `config` can
+    be judged against a champion whose learnt labels end on `seen`: the challenger's first
+    evaluation cutoff on or after `seen` (out of time for the champion; the schedule runs from
+    the data's first event) is labelled once the `lookahead_days` after it are in the data.
+    None: the schedule has no cutoff from `seen` on."""
+    cutoff = config.schedule.first_on_or_after(_utc(first_event).to_pydatetime(), seen)
+    if cutoff is None:
+        return None
+    return pd.Timestamp(cutoff, tz="UTC") + pd.Timedelta(days=config.definition.lookahead_days)
+
+
+def _utc(t: Any) -> pd.Timestamp:
+    ts = pd.Timestamp(t)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _not_yet(
+    champion: dict[str, Any],
+    seen: date,
+    ready: pd.Timestamp,
+    definition: ChurnDefinition,
+    store: EventStore,
+    metric: str,
+    margin: float,
+) -> Decision:
+    """The decision not to train: no cutoff the champion is out of time on can be labelled yet,
+    so no challenger could be judged against it. Logged as a retrain run, registry untouched."""
+    last = _utc(store.last_event())
+    after = ("its horizon" if definition.kind != "inactivity" else
+             f"its {definition.horizon_days}-day horizon and {definition.inactivity_days} "
+             "inactivity days")  # fmt: skip
+    first = (ready - pd.Timedelta(days=definition.lookahead_days)).date()
+    reason = (
+        f"not retrained: champion v{champion['version']} learnt every label up to {seen}, so a "
+        f"challenger can only be judged on cutoffs from that day on (the first is {first}), and "
+        f"a cutoff is labelled once the {definition.lookahead_days} days after it ({after}) are "
+        f"in the data. The data end {last:%Y-%m-%d %H:%M}; retrain once they reach "
+        f"{ready.date()}."
+    )
+    nan = {m: float("nan") for m in (*METRICS, "brier")}
+    decision = Decision(
+        promoted=False, metric=metric, margin=margin, champion_version=champion["version"],
+        challenger_version=None, champion_score=float("nan"), challenger_score=float("nan"),
+        window="none (0 users, 0 churners)", reason=reason, champion_metrics=nan,
+        challenger_metrics=dict(nan), ready_on=ready.date(),
+    )  # fmt: skip
+    decision.run_id = _log(decision, {"champion": nan, "challenger": nan})
+    return decision
+
+
 def paired_se(
     y: np.ndarray, a: np.ndarray, b: np.ndarray, users: np.ndarray, *, metric: str, n_boot: int
 ) -> float:
@@ -160,18 +224,22 @@ def paired_se(
 
 def _log(decision: Decision, measured: dict[str, dict[str, float]]) -> str:
     """The decision as an MLflow run; its id."""
-    with tracking.run(f"retrain-v{decision.challenger_version}") as run_id:
+    trained = decision.challenger_version is not None
+    name = f"retrain-v{decision.challenger_version}" if trained else "retrain-not-yet"
+    with tracking.run(name) as run_id:
         tracking.log_run(
             params={
                 "metric": decision.metric, "margin": decision.margin,
                 "champion_version": decision.champion_version,
                 "challenger_version": decision.challenger_version, "window": decision.window,
                 "promoted": decision.promoted, "reason": decision.reason,
+                **({"ready_on": decision.ready_on.isoformat()} if decision.ready_on else {}),
             },
             metrics={**{f"{who}_{m}": v for who, ms in measured.items() for m, v in ms.items()},
                      "gain_se": decision.gain_se},
             tags={"churnwatch.kind": "retrain",
-                  "decision": "promoted" if decision.promoted else "kept"},
+                  "decision": ("promoted" if decision.promoted else "kept") if trained
+                  else "not retrained"},
             artifacts=[],
         )  # fmt: skip
     return run_id
