@@ -4,13 +4,14 @@ inactivity days (a spell that runs to the end of the data included), on a hand-m
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from churnwatch.config import Settings
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import ChurnDefinition
-from churnwatch.serving.routes.dashboard import churn_words, lifetimes
+from churnwatch.serving.routes.dashboard import _curve, churn_words, lifetimes
 from tests.features.helpers import at, event, make_store
 
 
@@ -74,3 +75,16 @@ def test_from_a_scored_day_on_a_spell_not_over_by_then_counts(store: EventStore)
     cancelled = lifetimes(Settings(), store, ChurnDefinition(),
                           since=pd.Timestamp(at(25, 0), unit="ms", tz="UTC"))  # fmt: skip
     assert cancelled["churn_ts"].isna().all()  # D cancelled before day 25
+
+
+def test_a_curve_of_signups_from_before_the_log_starts_when_it_follows_someone() -> None:
+    """Users who signed up 10 and 12 days before the log: nobody is at risk before day 10, so
+    the curve starts there at 1 rather than drawing 10 days without churn; then a step per
+    churn, each on the users it rests on."""
+    durations, events = np.array([15, 20, 30]), np.array([True, True, False])
+    curve = _curve("2018-09", durations, events, np.array([10, 12, 10]))
+    assert curve["days"] == [10, 15, 20] and curve["retained"][0] == 1.0
+    assert curve["at_risk"] == [2, 3, 2]  # the one entering on day 12 is not there on day 10
+    assert curve["retained"][1:] == pytest.approx([2 / 3, 1 / 3])
+    # signups within the log: from day 0, as before
+    assert _curve("2018-10", durations, events, np.zeros(3))["days"][0] == 0

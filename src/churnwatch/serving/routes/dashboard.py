@@ -231,11 +231,14 @@ def _curve(
     name: str, durations: np.ndarray, events: np.ndarray, entry: np.ndarray | None = None
 ) -> dict[str, Any]:
     times, surv = kaplan_meier(durations, events, entry)
-    # how many users each step rests on (first: those followed from day 0); with delayed
-    # entry the first days may rest on few
-    return {"name": name, "users": int(len(durations)), "days": [0, *times.tolist()],
+    # the curve starts on the first day anyone is followed: for signups from before the log,
+    # the days before it hold nobody at risk, and a flat 1 there would read as no churn
+    start = 0 if entry is None or not len(entry) else max(int(np.min(entry)), 0)
+    # how many users each step rests on (first: those followed from the start); with
+    # delayed entry the first days may rest on few
+    return {"name": name, "users": int(len(durations)), "days": [start, *times.tolist()],
             "retained": [1.0, *surv.tolist()],
-            "at_risk": risk_set(durations, [0.5, *times], entry).tolist()}  # fmt: skip
+            "at_risk": risk_set(durations, [start + 0.5, *times], entry).tolist()}  # fmt: skip
 
 
 def churn_words(definition: ChurnDefinition) -> str:
