@@ -167,6 +167,10 @@ def test_dashboard_in_chromium(dashboard_server: tuple[str, Path], tmp_path: Pat
         expect(page.locator("#retention-chart .legendtext").first).to_contain_text(
             dates.nth(dates.count() - 1).inner_text()
         )
+        # the legend of the three bands (two rows) sits below the axis title, not over it
+        title = page.locator("#retention-chart .g-xtitle").bounding_box()
+        legend = page.locator("#retention-chart .legend").bounding_box()
+        assert title and legend and legend["y"] >= title["y"] + title["height"], (title, legend)
         page.select_option("#retention-by", "by_level")
         expect(page.locator("#retention-chart .legendtext").first).to_contain_text("free")
         for s in shots:
