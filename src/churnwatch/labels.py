@@ -74,6 +74,14 @@ class ChurnDefinition:
         extra = self.inactivity_days if self.kind == "inactivity" else 0
         return self.horizon_days + extra
 
+    @property
+    def lookahead_words(self) -> str:
+        """What those days are, in words: "horizon", or "14-day horizon and 30 inactivity
+        days" for the inactivity definition."""
+        if self.kind != "inactivity":
+            return "horizon"
+        return f"{self.horizon_days}-day horizon and {self.inactivity_days} inactivity days"
+
 
 @dataclass(frozen=True)
 class CutoffSchedule:
@@ -120,9 +128,7 @@ def unlearnable(
     if kinds == {0, 1}:
         return None
     ahead = definition.lookahead_days
-    after = ("the horizon" if definition.kind != "inactivity" else
-             f"the {definition.horizon_days}-day horizon and {definition.inactivity_days} "
-             "inactivity days")  # fmt: skip
+    after = f"the {definition.lookahead_words}"
     if not known.any():
         first = pd.Timestamp(cutoffs.min()).date() if len(cutoffs) else None
         where = (f"; the first cutoff is {first}, so the data has to reach "

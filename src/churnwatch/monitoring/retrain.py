@@ -187,16 +187,13 @@ def _not_yet(
     """The decision not to train: no cutoff the champion is out of time on can be labelled yet,
     so no challenger could be judged against it. Logged as a retrain run, registry untouched."""
     last = _utc(store.last_event())
-    after = ("its horizon" if definition.kind != "inactivity" else
-             f"its {definition.horizon_days}-day horizon and {definition.inactivity_days} "
-             "inactivity days")  # fmt: skip
     first = (ready - pd.Timedelta(days=definition.lookahead_days)).date()
     reason = (
         f"not retrained: champion v{champion['version']} learnt every label up to {seen}, so a "
         f"challenger can only be judged on cutoffs from that day on (the first is {first}), and "
-        f"a cutoff is labelled once the {definition.lookahead_days} days after it ({after}) are "
-        f"in the data. The data end {last:%Y-%m-%d %H:%M}; retrain once they reach "
-        f"{ready.date()}."
+        f"a cutoff is labelled once the {definition.lookahead_days} days after it (its "
+        f"{definition.lookahead_words}) are in the data. The data end {last:%Y-%m-%d %H:%M}; "
+        f"retrain once they reach {ready.date()}."
     )
     nan = {m: float("nan") for m in (*METRICS, "brier")}
     decision = Decision(
