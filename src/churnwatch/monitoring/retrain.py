@@ -101,8 +101,9 @@ def retrain(
         say("ingesting")
         ingest(list(data), settings=settings, store_dir=store.root)
     ready = None if seen is None else comparable_from(seen, config, store.first_event())
-    if seen is not None and ready is not None and _utc(store.last_event()) < ready:
-        return _not_yet(champion, seen, ready, config.definition, store, metric, margin)
+    last = _utc(store.last_event())
+    if seen is not None and ready is not None and last < ready:
+        return _not_yet(champion, seen, ready, config.definition, last, metric, margin)
     say(f"champion v{champion['version']} ({family}); training a challenger")
     summary = run_training(settings=settings, config=config, data=list(data), store_dir=store.root,
                            progress=say, ingested=True)  # fmt: skip
@@ -180,13 +181,13 @@ def _not_yet(
     seen: date,
     ready: pd.Timestamp,
     definition: ChurnDefinition,
-    store: EventStore,
+    last: pd.Timestamp,
     metric: str,
     margin: float,
 ) -> Decision:
-    """The decision not to train: no cutoff the champion is out of time on can be labelled yet,
-    so no challenger could be judged against it. Logged as a retrain run, registry untouched."""
-    last = _utc(store.last_event())
+    """The decision not to train: no cutoff the champion is out of time on can be labelled yet
+    (the data end at `last`), so no challenger could be judged against it. Logged as a retrain
+    run, registry untouched."""
     first = (ready - pd.Timedelta(days=definition.lookahead_days)).date()
     reason = (
         f"not retrained: champion v{champion['version']} learnt every label up to {seen}, so a "
