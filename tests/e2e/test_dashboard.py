@@ -98,6 +98,7 @@ def test_dashboard_in_chromium(dashboard_server: tuple[str, Path], tmp_path: Pat
         at_risk = [float(v) for v in page.locator(
             "#at-risk-table tbody tr td:nth-child(8)").all_inner_texts()]  # fmt: skip
         assert len(at_risk) == total and min(at_risk) >= 0 and max(at_risk) > 0
+        assert not _tick_labels_overlapping(page)
         for s in shots:
             page.screenshot(path=str(s / "dashboard.png"), full_page=True)
 
@@ -175,11 +176,31 @@ def test_dashboard_in_chromium(dashboard_server: tuple[str, Path], tmp_path: Pat
         expect(page.locator("#retention-chart .legendtext").first).to_contain_text("free")
         for s in shots:
             page.locator("#retention-panel").screenshot(path=str(s / "dashboard_retention.png"))
+        assert not _tick_labels_overlapping(page)  # the user's, plan's and retention charts too
         browser.close()
     assert not errors, errors
     outside = [u for u in requests if not u.startswith((url, "data:"))]
     assert not outside, outside
     assert any(u.endswith("/dashboard/static/plotly.min.js") for u in requests)
+
+
+def _tick_labels_overlapping(page: Any) -> list[str]:
+    """In every chart on the page, the y axis's tick labels that overlap an x axis's ones (as
+    the lowest y label did the first date's when both sat at the plot's corner)."""
+    return list(page.evaluate("""() => {
+        const hit = (a, b) => a.left < b.right && b.left < a.right
+                              && a.top < b.bottom && b.top < a.bottom;
+        const out = [];
+        for (const plot of document.querySelectorAll(".js-plotly-plot")) {
+            const boxes = sel => [...plot.querySelectorAll(sel)]
+                .filter(t => t.textContent.trim())
+                .map(t => [t.textContent, t.getBoundingClientRect()]);
+            const xs = boxes(".xtick text"), ys = boxes(".ytick text");
+            for (const [yt, yb] of ys) for (const [xt, xb] of xs)
+                if (hit(yb, xb)) out.push(`${plot.id}: ${yt} over ${xt}`);
+        }
+        return out;
+    }"""))
 
 
 def test_a_fresh_install_shows_what_fills_each_empty_chart(
