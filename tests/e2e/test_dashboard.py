@@ -184,23 +184,27 @@ def test_dashboard_in_chromium(dashboard_server: tuple[str, Path], tmp_path: Pat
     assert any(u.endswith("/dashboard/static/plotly.min.js") for u in requests)
 
 
+# in every chart on the page, the y axis's tick labels that overlap an x axis's ones
+_OVERLAPS = """() => {
+    const hit = (a, b) => a.left < b.right && b.left < a.right
+                          && a.top < b.bottom && b.top < a.bottom;
+    const out = [];
+    for (const plot of document.querySelectorAll(".js-plotly-plot")) {
+        const boxes = sel => [...plot.querySelectorAll(sel)]
+            .filter(t => t.textContent.trim())
+            .map(t => [t.textContent, t.getBoundingClientRect()]);
+        const xs = boxes(".xtick text"), ys = boxes(".ytick text");
+        for (const [yt, yb] of ys) for (const [xt, xb] of xs)
+            if (hit(yb, xb)) out.push(`${plot.id}: ${yt} over ${xt}`);
+    }
+    return out;
+}"""
+
+
 def _tick_labels_overlapping(page: Any) -> list[str]:
-    """In every chart on the page, the y axis's tick labels that overlap an x axis's ones (as
-    the lowest y label did the first date's when both sat at the plot's corner)."""
-    return list(page.evaluate("""() => {
-        const hit = (a, b) => a.left < b.right && b.left < a.right
-                              && a.top < b.bottom && b.top < a.bottom;
-        const out = [];
-        for (const plot of document.querySelectorAll(".js-plotly-plot")) {
-            const boxes = sel => [...plot.querySelectorAll(sel)]
-                .filter(t => t.textContent.trim())
-                .map(t => [t.textContent, t.getBoundingClientRect()]);
-            const xs = boxes(".xtick text"), ys = boxes(".ytick text");
-            for (const [yt, yb] of ys) for (const [xt, xb] of xs)
-                if (hit(yb, xb)) out.push(`${plot.id}: ${yt} over ${xt}`);
-        }
-        return out;
-    }"""))
+    """Tick labels that collide (as the lowest y label did the first date's when both sat at
+    the plot's corner), as "chart: y label over x label"."""
+    return list(page.evaluate(_OVERLAPS))
 
 
 def test_a_fresh_install_shows_what_fills_each_empty_chart(
