@@ -99,6 +99,16 @@ class Registered:
     aliases: tuple[str, ...]
 
 
+def signature_rows(rows: pd.DataFrame, head: int = 1000) -> pd.DataFrame:
+    """As few rows as give MLflow the signature it would infer from all of `rows`: the first
+    `head`, and for every column with a missing value one row where it is missing (MLflow
+    marks a column required when none is). Inference reads every value: on the 200,000
+    labelled rows of `make demo`'s training it took 20 s (these: 0.15 s)."""
+    missing = rows.isna()
+    where = {int(missing[c].to_numpy().argmax()) for c in rows.columns if missing[c].any()}
+    return rows.iloc[sorted(set(range(min(head, len(rows)))) | where)]
+
+
 def log_model(
     model: ChurnModel,
     example: pd.DataFrame,
@@ -107,7 +117,7 @@ def log_model(
 ) -> Registered:
     """Log the model to the active run, register it, and alias it `champion` if none is."""
     # counts stay int64, as the snapshot table has them (never null: absent means 0)
-    rows = example[model.features]
+    rows = signature_rows(example[model.features])
     with warnings.catch_warnings():  # MLflow's hint on integer columns: they carry no nulls
         warnings.filterwarnings("ignore", message=".*Inferred schema contains integer")
         signature = infer_signature(rows, model.predict(None, rows))

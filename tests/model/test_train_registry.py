@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -237,3 +238,23 @@ def test_a_new_store_and_its_registrations_print_nothing_of_mlflows_own(
     assert tracking.load("models:/churnwatch@champion").predict(
         summary.result.snapshots.head(5)
     ).shape == (5,)
+
+
+def test_the_signature_from_a_few_rows_is_the_one_from_all(
+    trained: tuple[RunSummary, Settings],
+) -> None:
+    """The registered signature is inferred from a few rows (all of them took 20 s on the
+    demo's log); it is the same: a column missing only far down stays optional."""
+    from mlflow.models import infer_signature
+
+    from churnwatch import tracking
+
+    warnings.filterwarnings("ignore", message=".*Inferred schema contains integer")
+    summary, _ = trained
+    rows = summary.result.snapshots[summary.result.features].reset_index(drop=True)
+    floats = [c for c in rows.columns if rows[c].dtype.kind == "f" and rows[c].notna().all()]
+    rows[floats[0]] = rows[floats[0]].where(rows.index != len(rows) - 1)  # the last row only
+    few = tracking.signature_rows(rows, head=50)
+    assert len(few) <= 50 + rows.isna().any().sum() < len(rows)
+    assert infer_signature(few) == infer_signature(rows)
+    assert not infer_signature(few).inputs.input_dict()[floats[0]].required
