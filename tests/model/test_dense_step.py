@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from churnwatch.config import Settings
 from churnwatch.ingest import EventStore, ingest
+from churnwatch.models.estimators import SEED_COUNTS, fit_model
 from churnwatch.models.train import TrainConfig, _dense_step
 from churnwatch.simulate import SimConfig, simulate
 
@@ -34,3 +36,20 @@ def test_the_training_step_counts_each_user_once(tmp_path: Path) -> None:
     assert len(store.manifest().ingests) == 3 and store.users() == users
     assert _dense_step(store, config) == 1  # the manifest's counts summed would say 3x
     assert _dense_step(store, TrainConfig(row_budget=users * days // 3)) > 1
+
+
+def test_a_forest_draws_one_row_per_user_week_from_daily_snapshots() -> None:
+    """Daily snapshots weighted 1/7 are near-copies of each other: each tree of a forest draws
+    as many rows as there are user-weeks; unweighted rows are drawn in full."""
+    rng = np.random.default_rng(0)
+    n = 7_000
+    X = pd.DataFrame(rng.normal(size=(n, len(SEED_COUNTS))), columns=list(SEED_COUNTS))
+    y = (rng.random(n) < 0.2).astype(int)
+    for name in ("seed_rf", "random_forest"):
+        daily = fit_model(name, {}, X, y, np.full(n, 1 / 7), seed=0).named_steps["model"]
+        whole = fit_model(name, {}, X, y, np.ones(n), seed=0).named_steps["model"]
+        # a tree's root holds the distinct rows it drew: n/7 draws give about 93 % of n/7
+        # distinct rows, all n draws about 63 % of n
+        drawn = [t.tree_.n_node_samples[0] for t in daily.estimators_]
+        assert 0.85 * n / 7 < min(drawn) <= max(drawn) <= n / 7
+        assert min(t.tree_.n_node_samples[0] for t in whole.estimators_) > n / 2
