@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -240,6 +239,7 @@ def test_a_new_store_and_its_registrations_print_nothing_of_mlflows_own(
     ).shape == (5,)
 
 
+@pytest.mark.filterwarnings("ignore:.*Inferred schema contains integer")
 def test_the_signature_from_a_few_rows_is_the_one_from_all(
     trained: tuple[RunSummary, Settings],
 ) -> None:
@@ -249,7 +249,6 @@ def test_the_signature_from_a_few_rows_is_the_one_from_all(
 
     from churnwatch import tracking
 
-    warnings.filterwarnings("ignore", message=".*Inferred schema contains integer")
     summary, _ = trained
     rows = summary.result.snapshots[summary.result.features].reset_index(drop=True)
     floats = [c for c in rows.columns if rows[c].dtype.kind == "f" and rows[c].notna().all()]
