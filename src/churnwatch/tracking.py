@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -284,13 +285,26 @@ def read_recipe(meta: dict[str, Any]) -> Recipe:
     `recipe.json`, or, for a run logged before that file existed, its parameters."""
     run_id = str(meta.get("run_id") or "")
     if run_id and has_artifact(run_id, RECIPE):
-        return Recipe.from_dict(json.loads(download(run_id, RECIPE).read_text()))
+        with download(run_id, RECIPE) as path:
+            return Recipe.from_dict(json.loads(path.read_text()))
     return Recipe.from_params(meta.get("params") or {})
 
 
-def download(run_id: str, artifact: str) -> Path:
-    """A local copy of one artifact of a run."""
-    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact))
+@contextmanager
+def download(run_id: str, artifact: str) -> Iterator[Path]:
+    """A local copy of one artifact of a run, removed on exit. (Left to itself, MLflow copies
+    each download into a new temporary folder it never removes: one per API start, `score`,
+    `evaluate` and `monitor`, which piled up in /tmp.)"""
+    with tempfile.TemporaryDirectory(prefix="churnwatch-artifact-") as tmp:
+        yield Path(mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=artifact, dst_path=tmp
+        ))  # fmt: skip
+
+
+def read_parquet(run_id: str, artifact: str) -> pd.DataFrame:
+    """A table logged with a run (the drift reference, for example)."""
+    with download(run_id, artifact) as path:
+        return pd.read_parquet(path)
 
 
 def set_aliases(changes: dict[str, str | None]) -> None:

@@ -3,6 +3,7 @@ silent fallbacks; the same seed gives the same model."""
 
 from __future__ import annotations
 
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,9 @@ def test_serving_scoring_and_monitoring_follow_the_recipe(
 
     _, settings, _ = odd
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    scratch = tmp_path / "tmp"  # the temporary folder of everything below
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     service = ChurnService(settings)
     info = service.load()
     assert info.recipe.definition == DEFINITION
@@ -114,6 +118,8 @@ def test_serving_scoring_and_monitoring_follow_the_recipe(
     curves = retention(service, None)
     assert curves["title"] == "Share not yet gone quiet for 21 days"
     assert curves["by_level"] and min(c["retained"][-1] for c in curves["by_level"]) < 1.0
+    # each read the recipe and monitoring its references too, and left no copy behind
+    assert sorted(p.name for p in scratch.iterdir()) == []
 
 
 def test_evaluate_uses_the_models_definition(odd: Any, monkeypatch: Any, tmp_path: Path) -> None:

@@ -89,11 +89,12 @@ def test_a_cohort_past_the_models_labels_is_not_called_in_sample(
     tracking.setup(data_copy)
     current = tracking.describe("models:/churnwatch@champion")
     model = tracking.load("models:/churnwatch@champion").unwrap_python_model()
-    rows = pd.read_parquet(tracking.download(current["run_id"], "reference.parquet"))
+    rows = tracking.read_parquet(current["run_id"], "reference.parquet")
     with mlflow.start_run(run_name="trained-long-ago"):
         mlflow.log_params({**current["params"], "labels_seen_until": "2000-01-01"})
         for name in ("reference.parquet", "score_reference.parquet", RECIPE):
-            mlflow.log_artifact(tracking.download(current["run_id"], name))
+            with tracking.download(current["run_id"], name) as path:
+                mlflow.log_artifact(str(path))
         reg = tracking.log_model(model, rows, promote_if_first=False)
     tracking.set_aliases({"champion": reg.version})
     end = EventStore(data_copy.store_path).last_event()
@@ -118,7 +119,7 @@ def test_the_drift_reference_is_the_population_the_model_was_trained_on(
 
     tracking.setup(data_copy)
     run_id = tracking.describe("models:/churnwatch@champion")["run_id"]
-    reference = pd.read_parquet(tracking.download(run_id, "reference.parquet"))
+    reference = tracking.read_parquet(run_id, "reference.parquet")
     cutoffs = sorted(pd.to_datetime(reference["cutoff"]).unique())
     assert len(cutoffs) == REFERENCE_CUTOFFS
     assert all((b - a).days == 7 for a, b in zip(cutoffs, cutoffs[1:], strict=False))
@@ -137,9 +138,9 @@ def test_the_api_picks_up_a_promotion_by_polling(data_copy: Settings) -> None:
         before = client.get("/model").json()["version"]
         tracking.setup(settings)
         strong = tracking.load("models:/churnwatch@champion").unwrap_python_model()
-        rows = pd.read_parquet(tracking.download(
+        rows = tracking.read_parquet(
             tracking.describe("models:/churnwatch@champion")["run_id"], "reference.parquet"
-        ))  # fmt: skip
+        )
         import mlflow
 
         with mlflow.start_run(run_name="promotion"):

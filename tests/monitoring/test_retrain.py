@@ -8,7 +8,6 @@ from typing import Any
 
 import mlflow
 import numpy as np
-import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from sklearn.dummy import DummyClassifier
@@ -32,7 +31,7 @@ def _register_constant_champion(settings: Settings, labels_seen_until: str) -> s
     tracking.setup(settings)
     current = tracking.describe("models:/churnwatch@champion")
     strong = tracking.load("models:/churnwatch@champion").unwrap_python_model()
-    rows = pd.read_parquet(tracking.download(current["run_id"], "reference.parquet"))
+    rows = tracking.read_parquet(current["run_id"], "reference.parquet")
     labelled = rows[rows["label"].notna()]  # the reference holds the latest cutoffs too
     assert labelled["label"].nunique() == 2
     dummy = DummyClassifier(strategy="prior").fit(labelled[strong.features], labelled["label"])

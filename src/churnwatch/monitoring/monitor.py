@@ -228,10 +228,10 @@ def _drift(
 ) -> DriftResult:
     """Features against the champion's reference; its score against its own scores on the
     rows it never learnt from (runs logged before that existed: the backtest's scores)."""
-    reference = pd.read_parquet(tracking.download(meta["run_id"], REFERENCE))
+    reference = tracking.read_parquet(meta["run_id"], REFERENCE)
     score_reference = None
     if tracking.has_artifact(meta["run_id"], SCORE_REFERENCE):
-        score_reference = pd.read_parquet(tracking.download(meta["run_id"], SCORE_REFERENCE))
+        score_reference = tracking.read_parquet(meta["run_id"], SCORE_REFERENCE)
     watched = monitored_features(scorer.features, tracking.read_recipe(meta).spec)
     return detect_drift(
         reference, current, watched, min_psi=settings.drift_min_psi,
