@@ -192,19 +192,22 @@ def run(name: str) -> Iterator[str]:
         yield active.info.run_id
 
 
-def local_copy(ref: str) -> str:
-    """A local folder holding the model at `ref` (to ship to Spark executors)."""
-    return str(mlflow.artifacts.download_artifacts(ref))
+@contextmanager
+def local_copy(ref: str) -> Iterator[Path]:
+    """A copy of the model at `ref` (to ship to Spark executors), `model` in a temporary folder
+    of its own, removed on exit."""
+    with tempfile.TemporaryDirectory(prefix="churnwatch-model-") as tmp:
+        yield Path(mlflow.artifacts.download_artifacts(ref, dst_path=str(Path(tmp) / "model")))
 
 
-def load_local(path: str) -> Any:
+def load_local(path: str | Path) -> Any:
     """A pyfunc model from a local folder made by `local_copy`."""
-    return mlflow.pyfunc.load_model(path)
+    return mlflow.pyfunc.load_model(str(path))
 
 
-def spark_udf(spark: Any, path: str) -> Any:
+def spark_udf(spark: Any, path: str | Path) -> Any:
     """The model at a local folder as a Spark UDF returning doubles."""
-    return mlflow.pyfunc.spark_udf(spark, path, result_type="double", env_manager="local")
+    return mlflow.pyfunc.spark_udf(spark, str(path), result_type="double", env_manager="local")
 
 
 def log_run(

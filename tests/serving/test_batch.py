@@ -3,6 +3,7 @@ and on Spark (where the model runs through mlflow's spark_udf)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +111,51 @@ def test_spark_scores_equal_duckdb_scores(
     np.testing.assert_allclose(a["probability"], b["probability"], rtol=0, atol=1e-6)
     assert (a["band"] == b["band"]).all()
     assert (a["reason_1"] == b["reason_1"]).all()
+
+
+@pytest.mark.spark
+@pytest.mark.eventsim
+def test_spark_scores_with_a_second_model_in_the_same_session(
+    eventsim_store: EventStore,
+    served_data: Path,
+    tmp_path: Path,
+    spark_engine: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process that scores on Spark, registers another model and scores again (a notebook,
+    a job that retrains): each model reaches the executors under a name of its own. Both
+    models' folders were called `artifacts`, and Spark refused the second with "exists and
+    does not match contents"."""
+    import mlflow
+
+    from churnwatch import tracking
+    from churnwatch.recipe import ARTIFACT as RECIPE
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    data = tmp_path / "data"
+    shutil.copytree(served_data, data)
+    settings = Settings(data_dir=data)
+    first = score_store(settings=settings, out=tmp_path / "first.parquet",
+                        store=eventsim_store, engine=spark_engine)  # fmt: skip
+    # the same estimator registered with a threshold no one reaches: a model of other contents
+    tracking.setup(settings)
+    current = tracking.describe(settings.model_ref)
+    model = tracking.load(settings.model_ref).unwrap_python_model()
+    strict = tracking.ChurnModel(model.estimator, model.features, 1.0, model.reason_features,
+                                 model.typical)  # fmt: skip
+    rows = tracking.read_parquet(current["run_id"], "reference.parquet")
+    with mlflow.start_run(run_name="strict"):
+        mlflow.log_params(current["params"])
+        with tracking.download(current["run_id"], RECIPE) as path:
+            mlflow.log_artifact(str(path))
+        reg = tracking.log_model(strict, rows, promote_if_first=False)
+    other = Settings(data_dir=data, model_ref=f"models:/churnwatch/{reg.version}")
+    second = score_store(settings=other, out=tmp_path / "second.parquet", store=eventsim_store,
+                         engine=spark_engine)  # fmt: skip
+    a = pd.read_parquet(tmp_path / "first.parquet").set_index("user_id").sort_index()
+    b = pd.read_parquet(tmp_path / "second.parquet").set_index("user_id").sort_index()
+    assert first.users == second.users == len(a) == len(b)
+    np.testing.assert_allclose(a["probability"], b["probability"], rtol=0, atol=1e-12)
+    # the second scoring used the second model: its threshold puts no one in the high band
+    assert first.high > 0 and (a["band"] == "high").sum() == first.high
+    assert second.high == 0 and not (b["band"] == "high").any()

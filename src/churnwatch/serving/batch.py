@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from contextlib import closing
 from dataclasses import dataclass
@@ -272,11 +273,28 @@ def _score_spark(
     spec: FeatureSpec,
     horizon_days: int,
 ) -> tuple[int, int]:
+    with tracking.local_copy(ref) as local:
+        return _score_spark_with(eng, sql, local, out, cutoff, spec, horizon_days)
+
+
+def _score_spark_with(
+    eng: Any,
+    sql: str,
+    local: Path,
+    out: Path,
+    cutoff: datetime,
+    spec: FeatureSpec,
+    horizon_days: int,
+) -> tuple[int, int]:
+    """Batch scoring on Spark with the model copied to `local`: its probabilities through
+    mlflow's spark_udf, its reasons in `mapInPandas`. The model reaches the executors as an
+    archive named after its own temporary folder: in one session Spark refuses a second file
+    of a name with other contents (a second model scored in the same process), and it ships a
+    local folder only in local mode, an archive to any cluster."""
     ps = optional.pyspark()
     SparkFiles, F, T = ps.SparkFiles, ps.functions, ps.types  # noqa: N806  # Spark's names
     spark = eng.spark
     kind = catalog(spec).kinds
-    local = tracking.local_copy(ref)
     probe = Scorer(tracking.load_local(local).unwrap_python_model())
     features, threshold = probe.features, probe.threshold
     types = {"count": "bigint", "category": "string"}
@@ -286,8 +304,9 @@ def _score_spark(
     sdf = eng.frame(sql).select(*cols)
     udf = tracking.spark_udf(spark, local)
     sdf = sdf.withColumn("probability", udf(F.struct(*features)))
-    spark.sparkContext.addFile(local, recursive=True)
-    name = os.path.basename(local.rstrip("/"))
+    archive = shutil.make_archive(str(local.parent / local.parent.name), "zip", local)
+    spark.sparkContext.addArchive(archive)
+    name = os.path.basename(archive)
     cutoff_ts = pd.Timestamp(cutoff)
 
     def explain(batches: Any) -> Any:
