@@ -12,7 +12,9 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
+import uuid
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
@@ -264,6 +266,18 @@ def _write(df: pd.DataFrame, out: Path) -> None:
         pq.write_table(pa.Table.from_pandas(df, preserve_index=False), out, compression="zstd")
 
 
+_SHIPPED: list[tempfile.TemporaryDirectory[str]] = []
+
+
+def _shipping() -> Path:
+    """The folder of the archives shipped to Spark, kept while the process lives (as is its
+    Spark session): an executor that joins the session later fetches every archive added to
+    it."""
+    if not _SHIPPED:
+        _SHIPPED.append(tempfile.TemporaryDirectory(prefix="churnwatch-spark-"))
+    return Path(_SHIPPED[0].name)
+
+
 def _score_spark(
     eng: Any,
     sql: str,
@@ -288,9 +302,9 @@ def _score_spark_with(
 ) -> tuple[int, int]:
     """Batch scoring on Spark with the model copied to `local`: its probabilities through
     mlflow's spark_udf, its reasons in `mapInPandas`. The model reaches the executors as an
-    archive named after its own temporary folder: in one session Spark refuses a second file
-    of a name with other contents (a second model scored in the same process), and it ships a
-    local folder only in local mode, an archive to any cluster."""
+    archive of a name of its own: in one session Spark refuses a second file of a name with
+    other contents (a second model scored in the same process), and it ships a local folder
+    only in local mode, an archive to any cluster."""
     ps = optional.pyspark()
     SparkFiles, F, T = ps.SparkFiles, ps.functions, ps.types  # noqa: N806  # Spark's names
     spark = eng.spark
@@ -304,7 +318,7 @@ def _score_spark_with(
     sdf = eng.frame(sql).select(*cols)
     udf = tracking.spark_udf(spark, local)
     sdf = sdf.withColumn("probability", udf(F.struct(*features)))
-    archive = shutil.make_archive(str(local.parent / local.parent.name), "zip", local)
+    archive = shutil.make_archive(str(_shipping() / f"model-{uuid.uuid4().hex}"), "zip", local)
     spark.sparkContext.addArchive(archive)
     name = os.path.basename(archive)
     cutoff_ts = pd.Timestamp(cutoff)
