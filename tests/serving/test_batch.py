@@ -66,6 +66,26 @@ def test_as_of_moves_the_cutoff_back(
 
 
 @pytest.mark.eventsim
+def test_score_refuses_an_output_it_cannot_write_before_starting_an_engine(
+    eventsim_store: EventStore, served_settings: Settings, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A path without .parquet or .csv is refused with what was expected, before Spark takes
+    its seconds to start (it used to start first)."""
+    from churnwatch.cli import common
+
+    monkeypatch.setenv("CHURNWATCH_DATA_DIR", str(served_settings.data_dir))
+    started: list[str] = []
+    monkeypatch.setattr(common, "engine", lambda name, *_a, **_k: started.append(name))
+    args = ["score", "--store", str(eventsim_store.root), "--out", str(tmp_path / "scores"),
+            "--engine", "spark"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "expected --out ending in .parquet or .csv" in said
+    assert "Got 'scores'" in said and started == []
+    assert not (tmp_path / "scores").exists()
+
+
+@pytest.mark.eventsim
 def test_plan_writes_every_user_in_order_and_contacts_within_the_budget(
     eventsim_store: EventStore, served_settings: Settings, tmp_path: Path, monkeypatch: Any
 ) -> None:

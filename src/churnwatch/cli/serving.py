@@ -13,7 +13,7 @@ from churnwatch.config import Settings
 from churnwatch.ingest.store import EventStore
 from churnwatch.models.plan import Offer
 from churnwatch.serving.app import create_app
-from churnwatch.serving.batch import PlanReport, ScoreReport, plan_store, score_store
+from churnwatch.serving.batch import PlanReport, ScoreReport, check_job, plan_store, score_store
 
 app = typer.Typer()
 
@@ -56,10 +56,12 @@ def score(
 
     def work() -> ScoreReport:
         when = c.parse_time(as_of)
+        events = EventStore(store or settings.store_path)
+        check_job(events, out_path)  # before Spark takes seconds to start
         with c.engine(engine, settings, master=spark_master) as eng:
             return score_store(
                 settings=settings, out=out_path, engine=eng, as_of=when, model_ref=model,
-                store=EventStore(store or settings.store_path),
+                store=events,
             )  # fmt: skip
 
     with c.console.status(f"scoring on {engine}"):

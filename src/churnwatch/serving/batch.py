@@ -164,6 +164,17 @@ class _Job:
     until: datetime | None
 
 
+def check_job(store: EventStore, out: Path) -> None:
+    """The checks a batch job can make before any engine starts (Spark takes seconds): a store
+    with events, and an output path of a format it writes."""
+    store.require()
+    if out.suffix not in (".parquet", ".csv"):
+        raise InputError(
+            f"expected --out ending in .parquet or .csv (on Spark, a folder of that name). "
+            f"Got {out.name!r}."
+        )
+
+
 def _job(
     settings: Settings,
     out: Path,
@@ -173,9 +184,7 @@ def _job(
 ) -> _Job:
     """Check the store and the output path, and read the model's recipe."""
     store = store or EventStore(settings.store_path)
-    store.require()
-    if out.suffix not in (".parquet", ".csv"):
-        raise InputError(f"expected --out ending in .parquet or .csv. Got {out.name!r}.")
+    check_job(store, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     ref = model_ref or settings.model_ref
     tracking.setup(settings)
