@@ -72,3 +72,10 @@ def test_cli_snapshots_and_features(small_sim: Path, tmp_path: Path) -> None:
         app, ["snapshots", "--store", str(store), "--definition", "gone", "--out", str(out)]
     )
     assert result.exit_code == 1 and "definition has to be one of" in result.output
+    # Parquet only, and said before any engine starts (it used to write Parquet to a .csv)
+    csv = tmp_path / "snap.csv"
+    result = runner.invoke(app, ["snapshots", "--store", str(store), "--out", str(csv),
+                                 "--engine", "spark"])  # fmt: skip
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "expected --out ending in .parquet" in said, said
+    assert "Got 'snap.csv'" in said and not csv.exists()

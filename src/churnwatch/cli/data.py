@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from churnwatch.cli import common as c
 from churnwatch.config import Settings
-from churnwatch.features.build import SnapshotReport, build_snapshots, spec_for
+from churnwatch.features.build import SnapshotReport, build_snapshots, check_out, spec_for
 from churnwatch.features.catalog import catalog, markdown
 from churnwatch.ingest.pipeline import IngestReport
 from churnwatch.ingest.pipeline import ingest as run_ingest
@@ -179,6 +179,7 @@ def snapshots(
         churn = c.definition(definition, horizon, inactivity_days, include_downgrade)
         events = EventStore(store or settings.store_path)
         spec = spec_for(events, churn, schedule, features=features, event_types=event_types)  # type: ignore[arg-type]
+        check_out(out_path)  # before Spark takes seconds to start
         with c.engine(engine, settings, master=spark_master, conf=spark_conf or ()) as eng:
             _, report = build_snapshots(
                 events, definition=churn, schedule=schedule, engine=eng, settings=settings,

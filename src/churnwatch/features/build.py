@@ -58,6 +58,7 @@ def build_snapshots(
     catalog (default: eventsim's; a model's recipe carries its own).
     """
     started = time.perf_counter()
+    check_out(out)
     definition = definition or ChurnDefinition()
     schedule = schedule or CutoffSchedule()
     settings = settings or Settings()
@@ -68,6 +69,16 @@ def build_snapshots(
     finally:
         if owned:
             eng.close()
+
+
+def check_out(out: Path | None) -> None:
+    """Snapshots are written as Parquet (its types are what training reads back): refuse any
+    other name before an engine starts, rather than write Parquet under a .csv name."""
+    if out is not None and out.suffix != ".parquet":
+        raise InputError(
+            f"expected --out ending in .parquet (snapshots are written as Parquet). "
+            f"Got {out.name!r}."
+        )
 
 
 def _build(
