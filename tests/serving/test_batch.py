@@ -16,7 +16,7 @@ from churnwatch.cli import app
 from churnwatch.config import Settings
 from churnwatch.ingest.pipeline import ingest
 from churnwatch.ingest.store import EventStore
-from churnwatch.serving.batch import score_store
+from churnwatch.serving.batch import ScoreReport, score_store
 
 
 @pytest.fixture(scope="module")
@@ -111,17 +111,34 @@ def test_plan_writes_every_user_in_order_and_contacts_within_the_budget(
     assert bad.exit_code == 2 and "save-rate" in bad.output
 
 
+@pytest.fixture(scope="module")
+def spark_scored(
+    eventsim_store: EventStore,
+    served_data: Path,
+    spark_engine: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[ScoreReport, Path]:
+    """The champion's scores on Spark (a folder of part files), made once for the module."""
+    mp = pytest.MonkeyPatch()
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path_factory.mktemp("spark") / "spark.parquet"
+    report = score_store(settings=Settings(data_dir=served_data), out=out, store=eventsim_store,
+                         engine=spark_engine)  # fmt: skip
+    mp.undo()
+    return report, out
+
+
 @pytest.mark.spark
 @pytest.mark.eventsim
 def test_spark_scores_equal_duckdb_scores(
-    eventsim_store: EventStore, served_settings: Settings, tmp_path: Path, spark_engine: Any
+    eventsim_store: EventStore,
+    served_settings: Settings,
+    tmp_path: Path,
+    spark_scored: tuple[ScoreReport, Path],
 ) -> None:
     duck = tmp_path / "duck.parquet"
     score_store(settings=served_settings, out=duck, store=eventsim_store)
-    spark_out = tmp_path / "spark.parquet"  # a folder of part files
-    report = score_store(
-        settings=served_settings, out=spark_out, store=eventsim_store, engine=spark_engine
-    )
+    report, spark_out = spark_scored
     a = pd.read_parquet(duck).set_index("user_id").sort_index()
     b = pd.read_parquet(spark_out).set_index("user_id").sort_index()
     assert report.engine == "spark" and report.users == len(b)
@@ -140,6 +157,7 @@ def test_spark_scores_with_a_second_model_in_the_same_session(
     served_data: Path,
     tmp_path: Path,
     spark_engine: Any,
+    spark_scored: tuple[ScoreReport, Path],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A process that scores on Spark, registers another model and scores again (a notebook,
@@ -155,8 +173,7 @@ def test_spark_scores_with_a_second_model_in_the_same_session(
     data = tmp_path / "data"
     shutil.copytree(served_data, data)
     settings = Settings(data_dir=data)
-    first = score_store(settings=settings, out=tmp_path / "first.parquet",
-                        store=eventsim_store, engine=spark_engine)  # fmt: skip
+    first, first_out = spark_scored  # the champion, scored on Spark in this session
     # the same estimator registered with a threshold no one reaches: a model of other contents
     tracking.setup(settings)
     current = tracking.describe(settings.model_ref)
@@ -172,7 +189,7 @@ def test_spark_scores_with_a_second_model_in_the_same_session(
     other = Settings(data_dir=data, model_ref=f"models:/churnwatch/{reg.version}")
     second = score_store(settings=other, out=tmp_path / "second.parquet", store=eventsim_store,
                          engine=spark_engine)  # fmt: skip
-    a = pd.read_parquet(tmp_path / "first.parquet").set_index("user_id").sort_index()
+    a = pd.read_parquet(first_out).set_index("user_id").sort_index()
     b = pd.read_parquet(tmp_path / "second.parquet").set_index("user_id").sort_index()
     assert first.users == second.users == len(a) == len(b)
     np.testing.assert_allclose(a["probability"], b["probability"], rtol=0, atol=1e-12)
