@@ -162,6 +162,7 @@ _MLFLOW_CHATTER = (
     "Validating input example",
     "Creating initial MLflow database tables",
     "Updating database tables",
+    "Selected backend for flavor",  # each spark_udf
 )
 
 
@@ -207,7 +208,8 @@ def load_local(path: str | Path) -> Any:
 
 def spark_udf(spark: Any, path: str | Path) -> Any:
     """The model at a local folder as a Spark UDF returning doubles."""
-    return mlflow.pyfunc.spark_udf(spark, str(path), result_type="double", env_manager="local")
+    with _quiet_mlflow():
+        return mlflow.pyfunc.spark_udf(spark, str(path), result_type="double", env_manager="local")
 
 
 def log_run(
