@@ -138,7 +138,7 @@ def drift_demo(
         if "drift" in kinds and first_drift_report is None:
             first_drift_report = report.html
         if {"drift", "performance_drop"} & set(kinds):
-            say(f"{end:%Y-%m-%d}: alerts {kinds}: retraining")
+            say(f"{end:%Y-%m-%d}: alerts {kinds}: calling retrain")
             d = retrain(settings, n_boot=50)
             verdict = "promoted" if d.promoted else "kept"
             row["retrain"] = (
