@@ -227,8 +227,11 @@ def log_run(
 
 
 def load(ref: str) -> Any:
-    """A pyfunc model from a registry reference (`models:/churnwatch@champion`) or a run."""
-    return mlflow.pyfunc.load_model(ref)
+    """A pyfunc model from a registry reference (`models:/churnwatch@champion`) or a run. It
+    is read into memory from a copy that is then removed: from a tracking server, MLflow
+    would leave each load's copy in a temporary folder of its own."""
+    with tempfile.TemporaryDirectory(prefix="churnwatch-model-") as tmp:
+        return mlflow.pyfunc.load_model(ref, dst_path=tmp)
 
 
 def describe(ref: str) -> dict[str, Any]:
