@@ -166,7 +166,7 @@ def monitor(
     scores = current[["user_id", "cutoff"]].assign(probability=current["score"].to_numpy())
     log_predictions(store, scores, version)
     # 2. drift against the champion's reference
-    drift = _drift(settings, meta, scorer, current)
+    drift = _drift(settings, meta, scorer, recipe, current)
     html = save_report(drift, out_dir / "drift_report.html")
     drift.columns.to_csv(out_dir / DRIFT_COLUMNS, index=False)
     # 3. cohorts: realised where matured, estimated everywhere
@@ -224,7 +224,11 @@ def _score_population(
 
 
 def _drift(
-    settings: Settings, meta: dict[str, Any], scorer: Scorer, current: pd.DataFrame
+    settings: Settings,
+    meta: dict[str, Any],
+    scorer: Scorer,
+    recipe: Recipe,
+    current: pd.DataFrame,
 ) -> DriftResult:
     """Features against the champion's reference; its score against its own scores on the
     rows it never learnt from (runs logged before that existed: the backtest's scores)."""
@@ -232,7 +236,7 @@ def _drift(
     score_reference = None
     if tracking.has_artifact(meta["run_id"], SCORE_REFERENCE):
         score_reference = tracking.read_parquet(meta["run_id"], SCORE_REFERENCE)
-    watched = monitored_features(scorer.features, tracking.read_recipe(meta).spec)
+    watched = monitored_features(scorer.features, recipe.spec)
     return detect_drift(
         reference, current, watched, min_psi=settings.drift_min_psi,
         score_reference=score_reference,

@@ -8,6 +8,7 @@ to the executors; nothing is collected to the driver.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -275,16 +276,12 @@ def _write(df: pd.DataFrame, out: Path) -> None:
         pq.write_table(pa.Table.from_pandas(df, preserve_index=False), out, compression="zstd")
 
 
-_SHIPPED: list[tempfile.TemporaryDirectory[str]] = []
-
-
-def _shipping() -> Path:
+@functools.cache
+def _shipping() -> tempfile.TemporaryDirectory[str]:
     """The folder of the archives shipped to Spark, kept while the process lives (as is its
     Spark session): an executor that joins the session later fetches every archive added to
     it."""
-    if not _SHIPPED:
-        _SHIPPED.append(tempfile.TemporaryDirectory(prefix="churnwatch-spark-"))
-    return Path(_SHIPPED[0].name)
+    return tempfile.TemporaryDirectory(prefix="churnwatch-spark-")
 
 
 def _score_spark(
@@ -327,7 +324,8 @@ def _score_spark_with(
     sdf = eng.frame(sql).select(*cols)
     udf = tracking.spark_udf(spark, local)
     sdf = sdf.withColumn("probability", udf(F.struct(*features)))
-    archive = shutil.make_archive(str(_shipping() / f"model-{uuid.uuid4().hex}"), "zip", local)
+    stem = Path(_shipping().name) / f"model-{uuid.uuid4().hex}"
+    archive = shutil.make_archive(str(stem), "zip", local)
     spark.sparkContext.addArchive(archive)
     name = os.path.basename(archive)
     cutoff_ts = pd.Timestamp(cutoff)
