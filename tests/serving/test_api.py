@@ -3,8 +3,10 @@ requests that must never get a 500."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from churnwatch.db import connect
 from churnwatch.features.catalog import feature_names
 from churnwatch.ingest.store import EventStore
 from churnwatch.serving.app import create_app
+from churnwatch.serving.service import ChurnService
 
 KEY = {"X-API-Key": "s3cret"}
 JSON = {"content-type": "application/json"}
@@ -414,3 +417,33 @@ def test_a_model_trained_on_other_feature_definitions_is_flagged(
     with TestClient(create_app(Settings(data_dir=served_data))) as other:
         warning = other.get("/model").json()["feature_warning"]
     assert warning and "this churnwatch computes version 0123456789ab" in warning
+
+
+class _Cycle:
+    """Garbage only the cyclic collector can free: it refers to itself."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_a_load_freezes_the_heap_and_the_next_load_frees_what_it_froze(
+    served_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full collection of a loaded service's heap holds the GIL about 200 ms, so the service
+    freezes what is alive after a load: later collections skip it. A reload must still free
+    what was frozen and has become garbage since (the previous model, its population)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    service = ChurnService(Settings(data_dir=served_data))
+    garbage = _Cycle()
+    gone = weakref.ref(garbage)
+    try:
+        service.load()
+        assert gc.get_freeze_count() > 10_000  # the libraries and the model, left alone
+        del garbage
+        gc.collect()
+        assert gone() is not None  # frozen: no collection walks it any more
+        service.load()  # a reload: what was frozen and is now garbage goes
+        assert gone() is None
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()

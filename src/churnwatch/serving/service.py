@@ -8,6 +8,7 @@ so a request always sees a model and scores that belong together and never a hal
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import tempfile
@@ -112,6 +113,21 @@ class Live:
         return cls(scorer, info, population, FeatureCheck(info.features, kinds))
 
 
+def settle_heap() -> None:
+    """Collect once, then leave what is alive out of Python's later collections.
+
+    A loaded service holds about 450,000 objects the cyclic garbage collector tracks (MLflow,
+    pandas, the model, the population), and a full collection walks them all: about 200 ms
+    with the GIL held, so every request waiting meanwhile is late. A payload of 225 features
+    allocates enough for such a collection every few seconds under load: p99 of `/predict`
+    by features was 180-200 ms at 16 connections, its p50 10 ms. Frozen (`gc.freeze`), those
+    objects are skipped. Called after every load and rescore, it first unfreezes, so what the
+    previous model or population left in reference cycles is still collected."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
@@ -142,7 +158,8 @@ class ChurnService:
             population = self._population(scorer, info) if self.store.exists() else None
             self.live = Live.of(scorer, info, population)
             self.load_error = None
-            return info
+        settle_heap()
+        return info
 
     def champion_changed(self) -> bool:
         """Whether the configured reference now names another model version."""
@@ -443,6 +460,8 @@ class ChurnService:
             if live is not None and report.stored + report.guests_stored > 0:
                 self.live = replace(live, population=self._population(live.scorer, live.info))
                 refreshed = True
+        if refreshed:
+            settle_heap()
         return {
             "received": len(events),
             "stored": report.stored,
