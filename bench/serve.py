@@ -3,9 +3,10 @@ trivial FastAPI endpoint (the ceiling), in one run, with the server and wrk on s
 
     python -m bench --only serve [--runs 3] [--seconds 10]
 
-Each served model (a random forest and a LightGBM model, trained on the built-in simulated
-log) gets its own server; payloads are 256 real feature rows and user ids of that log, drawn
-at random by wrk's Lua script, so no answer can be cached. Needs `wrk` (apt-get install wrk).
+Each served model (the one `churnwatch train` chooses with its defaults, a random forest and
+a LightGBM model, all trained on the built-in simulated log) gets its own server; payloads are
+256 real feature rows (the features that model reads) and user ids of that log, drawn at
+random by wrk's Lua script, so no answer can be cached. Needs `wrk` (apt-get install wrk).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 ROOT = Path(__file__).resolve().parents[1]
 CONNECTIONS = 16
-KINDS = ("random_forest", "lightgbm")
+KINDS = ("default", "random_forest", "lightgbm")  # default: what `churnwatch train` chooses
 
 
 def _free_port() -> int:
@@ -41,8 +44,9 @@ def _pin(cpu: int) -> list[str]:
     return []
 
 
-def prepare(out: Path, kind: str) -> tuple[Path, list[str]]:
-    """A data dir with a registered `kind` model and its store, and JSON feature payloads."""
+def prepare(out: Path, kind: str) -> tuple[Path, pd.DataFrame]:
+    """A data dir with a registered `kind` model and its store, and 256 users' latest
+    feature rows."""
     from churnwatch.config import Settings
     from churnwatch.features.build import build_snapshots
     from churnwatch.ingest.store import EventStore
@@ -57,17 +61,26 @@ def prepare(out: Path, kind: str) -> tuple[Path, list[str]]:
     settings = Settings(data_dir=data)
     if not (data / "mlflow.db").exists():
         print(f"training a {kind} model for the load test ...", flush=True)
-        config = TrainConfig(models=(kind,), n_boot=20, budget_seconds=0)
+        config = (
+            TrainConfig(n_boot=20)
+            if kind == "default"
+            else TrainConfig(models=(kind,), n_boot=20, budget_seconds=0)
+        )
         run_training(settings=settings, config=config, data=[str(log)])
     table, _ = build_snapshots(EventStore(settings.store_path))
     df = table.to_pandas()
     latest = df[df["cutoff"] == df["cutoff"].max()].drop(columns=["cutoff", "label"])
-    rows = latest.sample(min(256, len(latest)), random_state=0)
-    payloads = []
-    for rec in rows.drop(columns=["user_id"]).to_dict("records"):
+    return data, latest.sample(min(256, len(latest)), random_state=0)
+
+
+def payloads(rows: pd.DataFrame, features: list[str]) -> list[str]:
+    """`/predict` bodies: each row's values of the served model's `features` (an unknown
+    feature is refused, so rows hold only those)."""
+    bodies = []
+    for rec in rows[features].to_dict("records"):
         clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()}
-        payloads.append(json.dumps({"features": clean}, default=float))
-    return data, payloads
+        bodies.append(json.dumps({"features": clean}, default=float))
+    return bodies
 
 
 def _lua(path: Path, bodies: list[str], url_path: str) -> Path:
@@ -163,13 +176,16 @@ def bench_serve(out: Path, runs: int, seconds: int) -> list[dict[str, Any]]:
         proc.wait()
     rows.append(ceiling)
     for kind in KINDS:
-        data, payloads = prepare(out, kind)
-        feats = _lua(out / f"features_{kind}.lua", payloads, "/predict")
-        plain = _lua(out / f"features_plain_{kind}.lua", payloads, "/predict?explain=false")
+        data, sample = prepare(out, kind)
         proc, url = _start("app:app", {**env, "CHURNWATCH_DATA_DIR": str(data)}, ROOT)
         try:
             import httpx
 
+            served = httpx.get(url + "/model").json()
+            bodies = payloads(sample, served["features"])
+            print(f"{kind}: serving {served['kind']} on {len(served['features'])} features")
+            feats = _lua(out / f"features_{kind}.lua", bodies, "/predict")
+            plain = _lua(out / f"features_plain_{kind}.lua", bodies, "/predict?explain=false")
             ranked = httpx.get(url + "/users/at-risk", params={"limit": 256}).json()["users"]
             users = [json.dumps({"user_id": u["user_id"]}) for u in ranked]
             by_user = _lua(out / f"users_{kind}.lua", users, "/predict")
@@ -180,6 +196,8 @@ def bench_serve(out: Path, runs: int, seconds: int) -> list[dict[str, Any]]:
                 ("/predict user_id+reasons", "/predict", by_user),
             ]:
                 row = measure(f"{kind} {label}", url + path, runs, seconds, script)
+                row["model"] = served["kind"]
+                row["features"] = len(served["features"])
                 row["vs_trivial"] = row["rps"] / ceiling["rps"]
                 rows.append(row)
         finally:
