@@ -4,7 +4,6 @@ the server, serving and scoring read them back, and nothing read is left on the 
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from tests.e2e.server import free_port
 
 from churnwatch import tracking
 from churnwatch.config import Settings
@@ -25,17 +25,11 @@ from churnwatch.serving.batch import score_store
 from churnwatch.serving.service import ChurnService
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`mlflow server` with its own database and artifact store, proxying the artifacts."""
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
+    port = free_port()
     mlflow_cli = Path(sys.executable).parent / "mlflow"
     log = (root / "server.log").open("w")
     proc = subprocess.Popen(
