@@ -327,8 +327,8 @@ def evaluate_registered(
 ) -> Evaluation:
     """Evaluate the registered model `ref` on logs `data`, labelled by its recipe."""
     tracking.setup(settings)
+    described = tracking.describe(ref)  # a clear RegistryError when the registry lacks `ref`
     churn_model = tracking.load(ref).unwrap_python_model()
-    described = tracking.describe(ref)
     recipe = tracking.read_recipe(described)
     until = learnt_until(described)
     store = described["params"].get("data_store")

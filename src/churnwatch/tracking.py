@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -226,26 +227,46 @@ def log_run(
         mlflow.log_artifact(str(path))
 
 
+REF_FORMS = "models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/PATH"
+# what a model reference looks like (the API's schema refuses anything else with a 422)
+MODEL_REF = r"^(models:/[^/@\s]+(@[^/@\s]+|/[0-9]+)|runs:/[0-9a-f]{8,64}/\S+)$"
+
+
 def load(ref: str) -> Any:
     """A pyfunc model from a registry reference (`models:/churnwatch@champion`) or a run. It
     is read into memory from a copy that is then removed: from a tracking server, MLflow
-    would leave each load's copy in a temporary folder of its own."""
-    with tempfile.TemporaryDirectory(prefix="churnwatch-model-") as tmp:
-        return mlflow.pyfunc.load_model(ref, dst_path=tmp)
+    would leave each load's copy in a temporary folder of its own. Raises RegistryError when
+    the reference is malformed or the registry cannot answer."""
+    _check_ref(ref)
+    try:
+        with tempfile.TemporaryDirectory(prefix="churnwatch-model-") as tmp:
+            return mlflow.pyfunc.load_model(ref, dst_path=tmp)
+    except mlflow.exceptions.MlflowException as exc:
+        raise _unknown(ref, exc) from exc
 
 
 def describe(ref: str) -> dict[str, Any]:
     """Registry facts about `ref`: name, version, aliases, run id, training time, metrics and
     parameters of its run. `models:/NAME@ALIAS`, `models:/NAME/VERSION` or `runs:/ID/...`.
-    Raises RegistryError when the registry cannot answer."""
+    Raises RegistryError when the reference is malformed or the registry cannot answer."""
+    _check_ref(ref)
     try:
         return _describe(ref)
     except mlflow.exceptions.MlflowException as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise RegistryError(
-            f"expected the registry to know {ref} (tracking URI {mlflow.get_tracking_uri()}). "
-            f"Got: {first}"
-        ) from exc
+        raise _unknown(ref, exc) from exc
+
+
+def _check_ref(ref: str) -> None:
+    if not re.fullmatch(MODEL_REF, ref):
+        raise RegistryError(f"expected a model reference {REF_FORMS}. Got {ref!r}.")
+
+
+def _unknown(ref: str, exc: BaseException) -> RegistryError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return RegistryError(
+        f"expected the registry to know {ref} (tracking URI {mlflow.get_tracking_uri()}). "
+        f"Got: {first}"
+    )
 
 
 def _describe(ref: str) -> dict[str, Any]:

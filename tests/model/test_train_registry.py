@@ -161,6 +161,45 @@ def test_evaluating_on_the_training_log_says_the_figures_are_in_sample(
     assert "their figures are in-sample" in (out / "report.html").read_text()
 
 
+def test_evaluate_names_a_model_the_registry_lacks_without_a_traceback(
+    trained: tuple[RunSummary, Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version the registry does not hold, a reference of no known form, and a registry with
+    no model at all: each is one line saying what was expected and what came, exit code 1,
+    and nothing is written."""
+    from typer.testing import CliRunner
+
+    from churnwatch.cli import app
+
+    _, settings = trained
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("CHURNWATCH_DATA_DIR", str(settings.data_dir))
+    log = str(settings.data_dir.parent / "sim.jsonl.gz")
+    out = tmp_path / "eval"
+    runner = CliRunner()
+    cases = {
+        "models:/churnwatch/99": "expected the registry to know models:/churnwatch/99",
+        "nonsense": "expected a model reference models:/NAME@ALIAS, models:/NAME/VERSION or "
+        "runs:/RUN_ID/PATH. Got 'nonsense'.",
+    }
+    for ref, said in cases.items():
+        result = runner.invoke(app, ["evaluate", "--data", log, "--model", ref, "--out", str(out)])
+        assert result.exit_code == 1, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert said in " ".join(result.output.split())
+        assert "Traceback" not in result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("CHURNWATCH_DATA_DIR", str(empty))
+    result = runner.invoke(app, ["evaluate", "--data", log, "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    text = " ".join(result.output.split())
+    assert "expected the registry to know models:/churnwatch@champion" in text
+    assert "Registered Model with name=churnwatch not found" in text
+    assert not out.exists()
+
+
 def test_cli_models_promote_serves_another_version(
     trained: tuple[RunSummary, Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -26,7 +26,13 @@ import pandas as pd
 from churnwatch import tracking
 from churnwatch.config import Settings
 from churnwatch.db import connect
-from churnwatch.errors import ChurnwatchError, InputError, NoValidRowsError, StoreError
+from churnwatch.errors import (
+    ChurnwatchError,
+    InputError,
+    NoValidRowsError,
+    RegistryError,
+    StoreError,
+)
 from churnwatch.features.build import build_snapshots
 from churnwatch.features.catalog import catalog
 from churnwatch.ingest.pipeline import ingest
@@ -173,7 +179,9 @@ class ChurnService:
         try:
             meta = tracking.describe(ref)
             pyfunc = tracking.load(ref)
-        except Exception as exc:  # MLflow raises many kinds: missing alias, file, DB
+        except RegistryError as exc:  # it names the reference, the tracking URI and the cause
+            raise UnknownModelError(f"{exc}. Train one with `churnwatch train`.") from exc
+        except Exception as exc:  # a registered model that cannot be read: a file, a pickle
             raise UnknownModelError(
                 f"expected a registered model at {ref} (tracking URI "
                 f"{tracking.tracking_uri(self.settings)}). Got: {_first_line(exc)}. "

@@ -9,9 +9,7 @@ from fastapi import APIRouter, Query
 
 from churnwatch.serving.deps import Key, Service
 from churnwatch.serving.http_errors import errors
-
-# what a model reference looks like; anything else is refused by the schema (422)
-MODEL_REF = r"^(models:/[^/@\s]+(@[^/@\s]+|/[0-9]+)|runs:/[0-9a-f]{8,64}/\S+)$"
+from churnwatch.tracking import MODEL_REF, REF_FORMS
 
 router = APIRouter(tags=["ops"], dependencies=[Key])
 
@@ -22,8 +20,7 @@ async def reload(
     ref: Annotated[
         str | None,
         Query(
-            description="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/PATH; "
-            "default: the configured model.",
+            description=f"{REF_FORMS}; default: the configured model.",
             pattern=MODEL_REF,
             max_length=500,
         ),
