@@ -164,6 +164,9 @@ _MLFLOW_CHATTER = (
     "Creating initial MLflow database tables",
     "Updating database tables",
     "Selected backend for flavor",  # each spark_udf
+    # each spark_udf: the executors run churnwatch's own environment, which batch scoring
+    # checks on them first (SparkEngine.check_python)
+    'Calling `spark_udf()` with `env_manager="local"`',
 )
 
 

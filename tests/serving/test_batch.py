@@ -3,6 +3,7 @@ and on Spark (where the model runs through mlflow's spark_udf)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -72,9 +73,10 @@ def test_score_refuses_an_output_it_cannot_write_before_starting_an_engine(
     """A path without .parquet or .csv is refused with what was expected, before Spark takes
     its seconds to start (it used to start first)."""
     from churnwatch.cli import common
+    from churnwatch.errors import ConfigError
 
     monkeypatch.setenv("CHURNWATCH_DATA_DIR", str(served_settings.data_dir))
-    started: list[str] = []
+    started: list[Any] = []
     monkeypatch.setattr(common, "engine", lambda name, *_a, **_k: started.append(name))
     args = ["score", "--store", str(eventsim_store.root), "--out", str(tmp_path / "scores"),
             "--engine", "spark"]  # fmt: skip
@@ -83,6 +85,18 @@ def test_score_refuses_an_output_it_cannot_write_before_starting_an_engine(
     assert result.exit_code == 1 and "expected --out ending in .parquet or .csv" in said
     assert "Got 'scores'" in said and started == []
     assert not (tmp_path / "scores").exists()
+    # `score` takes Spark settings as `snapshots` does (a cluster's executor memory, Python)
+    conf = ["--spark-master", "spark://host:7077", "--spark-conf", "spark.executor.memory=8g"]
+    args = [*args[:4], str(tmp_path / "scores.parquet"), *args[5:], *conf]
+
+    def engine(*_a: Any, **options: Any) -> None:
+        started.append(options)
+        raise ConfigError("stopped before Spark starts")
+
+    monkeypatch.setattr(common, "engine", engine)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "stopped before Spark starts" in result.output
+    assert started == [{"master": "spark://host:7077", "conf": ["spark.executor.memory=8g"]}]
 
 
 @pytest.mark.eventsim
@@ -196,3 +210,56 @@ def test_spark_scores_with_a_second_model_in_the_same_session(
     # the second scoring used the second model: its threshold puts no one in the high band
     assert first.high > 0 and (a["band"] == "high").sum() == first.high
     assert second.high == 0 and not (b["band"] == "high").any()
+
+
+@pytest.mark.spark
+@pytest.mark.eventsim
+def test_spark_scoring_says_what_the_executors_python_lacks(
+    eventsim_store: EventStore,
+    served_settings: Settings,
+    spark_engine: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cluster whose nodes lack churnwatch's environment: the executors' `python3` cannot
+    import pandas, and the scoring UDF used to fail in every task with a worker traceback.
+    Now one check job says which modules are missing and what to set, before anything is
+    written; a Python that does not exist is named with the JVM's reason. Here the executors'
+    Python is a bare virtual environment of this interpreter (no packages)."""
+    import venv
+
+    from churnwatch.errors import ConfigError
+
+    bare = tmp_path / "bare"
+    venv.create(bare, with_pip=False, symlinks=True)
+    sc = spark_engine.spark.sparkContext
+    out = tmp_path / "scores.parquet"
+    monkeypatch.setattr(sc, "pythonExec", str(bare / "bin" / "python"))
+    with pytest.raises(ConfigError) as lacking:
+        score_store(settings=served_settings, out=out, store=eventsim_store, engine=spark_engine)
+    said = str(lacking.value)
+    assert f"expected the Spark executors' Python ({bare}" in said
+    assert "pandas: ModuleNotFoundError: No module named 'pandas'" in said
+    assert "churnwatch: ModuleNotFoundError" in said and "spark.pyspark.python=PATH" in said
+    assert not out.exists()
+
+    monkeypatch.setattr(sc, "pythonExec", str(tmp_path / "nowhere" / "python"))
+    with pytest.raises(ConfigError) as absent:
+        score_store(settings=served_settings, out=out, store=eventsim_store, engine=spark_engine)
+    said = str(absent.value)
+    assert f'Got: java.io.IOException: Cannot run program "{tmp_path / "nowhere"}' in said
+    assert not out.exists()
+
+
+@pytest.mark.spark
+def test_the_spark_python_setting_reaches_pyspark(
+    spark_engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Started from Python, not spark-submit, PySpark reads the executors' Python from
+    PYSPARK_PYTHON only: `--spark-conf spark.pyspark.python=PATH` was ignored, and the nodes
+    ran their own `python3`."""
+    from churnwatch.features.engines import SparkEngine
+
+    monkeypatch.delenv("PYSPARK_PYTHON", raising=False)
+    SparkEngine("local[2]", conf={"spark.pyspark.python": "/opt/env/bin/python"})
+    assert os.environ["PYSPARK_PYTHON"] == "/opt/env/bin/python"

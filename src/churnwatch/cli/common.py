@@ -47,6 +47,10 @@ IncludeDowngrade = Annotated[
 Store = Annotated[Path | None, typer.Option(help="Event store (default ./data/store).")]
 EngineName = Annotated[str, typer.Option(help="duckdb (default) or spark.")]
 SparkMaster = Annotated[str | None, typer.Option(help="Spark master URL (default local[*]).")]
+SparkConf = Annotated[
+    list[str] | None,
+    typer.Option(help="Spark setting key=value (repeatable), e.g. spark.executor.memory=8g."),
+]
 AsOf = Annotated[str | None, typer.Option(help="As of this time (ISO 8601); default: now.")]
 Features = Annotated[
     str,

@@ -164,9 +164,7 @@ def snapshots(
         list[str] | None, typer.Option(help="Explicit cutoff date YYYY-MM-DD (repeatable).")
     ] = None,
     spark_master: c.SparkMaster = None,
-    spark_conf: Annotated[
-        list[str] | None, typer.Option(help="Spark setting key=value (repeatable).")
-    ] = None,
+    spark_conf: c.SparkConf = None,
     features: c.Features = "auto",
     event_types: c.EventTypes = 20,
 ) -> None:

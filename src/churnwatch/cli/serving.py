@@ -50,6 +50,7 @@ def score(
         str | None, typer.Option(help="Model (default models:/churnwatch@champion).")
     ] = None,
     spark_master: c.SparkMaster = None,
+    spark_conf: c.SparkConf = None,
 ) -> None:
     """Score every active user with the champion: probability, risk band, top reasons."""
     settings = Settings()
@@ -58,7 +59,7 @@ def score(
         when = c.parse_time(as_of)
         events = EventStore(store or settings.store_path)
         check_job(events, out_path)  # before Spark takes seconds to start
-        with c.engine(engine, settings, master=spark_master) as eng:
+        with c.engine(engine, settings, master=spark_master, conf=spark_conf or ()) as eng:
             return score_store(
                 settings=settings, out=out_path, engine=eng, as_of=when, model_ref=model,
                 store=events,

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import tempfile
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -112,11 +114,16 @@ class SparkEngine:
             "spark.sql.shuffle.partitions": "8",
             "spark.driver.memory": "2g",
         }
-        if (master or "local").startswith("local"):
-            # Python workers (batch scoring's UDFs) run in this interpreter's environment;
-            # PySpark reads the variable when the context starts
+        merged = {**defaults, **(conf or {})}
+        if merged.get("spark.pyspark.python"):
+            # the executors' Python for UDFs (batch scoring). Started from Python rather than
+            # spark-submit, PySpark takes it from PYSPARK_PYTHON alone, read when the context
+            # starts; the setting would be ignored and the nodes' `python3` run instead
+            os.environ["PYSPARK_PYTHON"] = merged["spark.pyspark.python"]
+        elif (master or "local").startswith("local"):
+            # Python workers run in this interpreter's environment
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        for key, value in {**defaults, **(conf or {})}.items():
+        for key, value in merged.items():
             builder = builder.config(key, value)
         try:
             self.spark = builder.getOrCreate()
@@ -155,6 +162,74 @@ class SparkEngine:
 
     def close(self) -> None:
         """Local sessions are kept for reuse (they take seconds to start)."""
+
+    def check_python(self, modules: Sequence[str], compare: Sequence[str] = ()) -> None:
+        """Before Python UDFs run: that the executors' Python starts, imports `modules`, and
+        has this interpreter's version (ConfigError, saying what to set, when not). A module
+        of `compare` whose version differs from the driver's is a warning: a model pickled
+        by one version may load or score differently on another. On a cluster whose nodes lack
+        churnwatch's environment, the UDF would fail in every task, four times, with a worker
+        traceback ending in "No module named 'pandas'"."""
+        sc = self.spark.sparkContext
+        wanted = tuple(dict.fromkeys((*modules, *compare)))
+
+        def probe(_: int) -> dict[str, Any]:  # pickled by value: runs without churnwatch
+            import importlib
+            import sys as executor
+
+            found: dict[str, Any] = {"python": list(executor.version_info[:2]),
+                                     "executable": executor.executable, "missing": {},
+                                     "versions": {}}  # fmt: skip
+            for name in wanted:
+                try:
+                    found["versions"][name] = getattr(importlib.import_module(name),
+                                                      "__version__", "")  # fmt: skip
+                except Exception as exc:  # noqa: BLE001  # reported to the driver
+                    found["missing"][name] = f"{type(exc).__name__}: {exc}"
+            return found
+
+        fix = (
+            "Give the executors a Python with churnwatch installed (`pip install "
+            "'churnwatch[spark]'`, the versions in requirements.txt): --spark-conf "
+            "spark.pyspark.python=PATH with the same PATH on every node, or a packed "
+            "environment shipped with spark.archives (see the README)."
+        )
+        here = f"Python {sys.version_info[0]}.{sys.version_info[1]}"
+        try:
+            found = sc.parallelize([0], 1).map(probe).collect()[0]
+        except Exception as exc:  # the Python does not start, or is another version
+            raise ConfigError(
+                f"expected the Spark executors to run Python code with {sc.pythonExec} "
+                f"({here}, as the driver). Got: {_spark_error(exc)}. {fix}"
+            ) from exc
+        missing = {m: e for m, e in found["missing"].items() if m in modules}
+        if missing:
+            said = "; ".join(f"{m}: {e}" for m, e in missing.items())
+            raise ConfigError(
+                f"expected the Spark executors' Python ({found['executable']}) to import "
+                f"{', '.join(modules)}. Got {said}. {fix}"
+            )
+        for name in compare:
+            theirs = found["versions"].get(name)
+            mine = getattr(sys.modules.get(name), "__version__", None)
+            if theirs is not None and mine is not None and theirs != mine:
+                log.warning("the Spark executors run %s %s, the driver %s: a model pickled by "
+                            "one version may load or score differently on the other",
+                            name, theirs, mine)  # fmt: skip
+
+
+def _spark_error(exc: BaseException) -> str:
+    """What a failed Spark job says of its cause: the first error it names that is not a
+    wrapper (the JVM's "Job aborted", py4j's "An error occurred while calling"), such as the
+    executor's "java.io.IOException: Cannot run program ..." or a Python worker's error."""
+    wrappers = ("Py4JJavaError", "SparkException", "PythonException")
+    # the rest of the line is looked ahead at, not consumed: a wrapper's line may end in
+    # the cause ("Job aborted ...: java.io.IOException: Cannot run program ...")
+    for match in re.finditer(r"([A-Za-z_][\w.]*(?:Error|Exception)): (?=([^\n]+))", str(exc)):
+        if not match.group(1).endswith(wrappers):
+            return f"{match.group(1)}: {match.group(2).strip().rstrip('.')}"[:500]
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:500]
 
 
 def _until(until_us: int | None, ts_us: str) -> str:

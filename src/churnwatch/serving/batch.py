@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -43,6 +44,8 @@ from churnwatch.serving.reasons import top_reasons
 
 log = logging.getLogger(__name__)
 N_REASONS = 3
+# libraries a model may need beyond scikit-learn: the executors need them too when it does
+OPTIONAL_MODEL_LIBS = ("lightgbm", "xgboost", "shap")
 HORIZON_COLUMNS = [*(f"p_{h}d" for h in HORIZONS), "median_days_to_churn"]
 OUT_COLUMNS = ["user_id", "cutoff", "probability", "band", *HORIZON_COLUMNS, "reasons",
                *(f"reason_{i + 1}" for i in range(N_REASONS))]  # fmt: skip
@@ -317,6 +320,10 @@ def _score_spark_with(
     kind = catalog(spec).kinds
     probe = Scorer(tracking.load_local(local).unwrap_python_model())
     features, threshold = probe.features, probe.threshold
+    # before a UDF fails in every task: the executors' Python has what loading this model took
+    loaded = tuple(m for m in OPTIONAL_MODEL_LIBS if m in sys.modules)
+    needs = ("pandas", "pyarrow", "mlflow", "churnwatch", *loaded)
+    eng.check_python(needs, compare=("churnwatch", "sklearn", "mlflow", "pandas", "numpy", *loaded))
     types = {"count": "bigint", "category": "string"}
     cols = [F.col("user_id").cast("string").alias("user_id")] + [
         F.col(f).cast(types.get(kind.get(f, ""), "double")).alias(f) for f in features
