@@ -69,6 +69,19 @@ def test_a_payloads_reasons_cite_only_the_features_it_gave(client: TestClient) -
     assert not set(given) & set(r.json()["imputed"])
 
 
+def test_a_payload_within_the_features_limits_is_scored(client: TestClient) -> None:
+    """The limits refuse only what the snapshots cannot give: a falling trend (a log ratio)
+    and a zero count are numbers like any other; a huge rate is scored, and its reason does
+    not spell out digits a float does not hold."""
+    ok = {"trend_songs": -2.5, "trend_thumbs_down": -1.0, "thumbs_down_7d": 0, "is_paid": 1}
+    r = client.post("/predict", json={"features": ok})
+    assert r.status_code == 200, r.text
+    huge = client.post("/predict", json={"features": {"events_per_exposure_day": 1e300}})
+    assert huge.status_code == 200, huge.text
+    texts = [reason["text"] for reason in huge.json()["reasons"]]
+    assert any(text.startswith("1e+300 events a day") for text in texts), texts
+
+
 def test_a_payloads_level_sets_is_paid_as_the_snapshots_do(client: TestClient) -> None:
     """level 'free' means is_paid 0, as in the snapshot SQL: not an imputed typical value."""
     base = {"thumbs_down_per_exposure_day": 2.0, "settings_per_exposure_day": 0.5}
@@ -91,6 +104,14 @@ def test_a_payloads_level_sets_is_paid_as_the_snapshots_do(client: TestClient) -
     ("body", "status", "names"),
     [
         ({"features": {"thumbs_down_7d": "many"}}, 422, "'thumbs_down_7d' expected a finite"),
+        # numbers no user can have: a negative count, a share above 1, an indicator of 2
+        ({"features": {"thumbs_down_7d": -1}}, 422, "'thumbs_down_7d' expected a number >= 0"),
+        (
+            {"features": {"active_share_7d": 1.5}},
+            422,
+            "'active_share_7d' expected a number from 0 to 1",
+        ),
+        ({"features": {"is_paid": 2}}, 422, "'is_paid' expected a number from 0 to 1"),
         ({"features": {"level": 3}}, 422, "level"),
         ({"features": {"not_a_feature": 1}}, 422, "not_a_feature"),
         ({"features": {"level": True}}, 422, "level"),  # strict: true is not a string

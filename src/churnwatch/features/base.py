@@ -24,6 +24,17 @@ class Feature:
     phrase: ph.Phrase | None = None  # the value in words; None: "description: value"
     drift: bool = True  # watched by drift monitoring (False: grows with time by design)
     seed: bool = False  # one of the seed project's seven features
+    bounds: tuple[float | None, float | None] | None = None  # None: from the kind (`limits`)
+
+    @property
+    def limits(self) -> tuple[float | None, float | None]:
+        """The lowest and highest value the feature's SQL can give (None: no limit). Counts
+        and rates are never negative unless the feature says otherwise (a rate of a log's
+        values, which may be refunds); shares and indicators say (0, 1). A /predict payload
+        outside them is refused, as a number no user can have."""
+        if self.bounds is not None:
+            return self.bounds
+        return (0.0, None) if self.kind in ("count", "rate") else (None, None)
 
 
 @dataclass(frozen=True)

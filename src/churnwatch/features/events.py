@@ -52,8 +52,10 @@ def _window(spec: FeatureSpec, w: int | None) -> list[Feature]:
     drift = w is not None  # all-history totals grow with tenure
     out: list[Feature] = []
 
-    def add(name: str, desc: str, kind: str, family: str, sql: str, phrase: ph.Phrase) -> None:
-        out.append(Feature(name, desc, wn, kind, family, sql, phrase, drift=drift))  # type: ignore[arg-type]
+    def add(name: str, desc: str, kind: str, family: str, sql: str, phrase: ph.Phrase,
+            bounds: tuple[float | None, float | None] | None = None) -> None:  # fmt: skip
+        out.append(Feature(name, desc, wn, kind, family, sql, phrase, drift=drift,  # type: ignore[arg-type]
+                           bounds=bounds))  # fmt: skip
 
     def pair(stem: str, column: str, noun: str, desc: str, family: str) -> None:
         out.extend(count_and_rate(stem, column, noun, desc, f"{desc} per observed day", family,
@@ -85,7 +87,7 @@ def _window(spec: FeatureSpec, w: int | None) -> list[Feature]:
     )
     add(f"active_share_{wn}", f"share of observed days with an event {span}", "rate", "activity",
         f"{double(f'active_days_{wn}')} / {obs}",
-        ph.in_window(lambda v, when: f"active on {v:.0%} of days {when}", w))  # fmt: skip
+        ph.in_window(lambda v, when: f"active on {v:.0%} of days {when}", w), (0, 1))  # fmt: skip
     out.append(Feature(f"observed_days_{wn}", f"days the user could be observed {span}", wn,
                        "count", "activity", obs,
                        ph.in_window(lambda v, when: f"observed for {ph.fmt(v)} days {when}", w),
@@ -105,14 +107,16 @@ def _history(spec: FeatureSpec) -> list[Feature]:
     recency = f"{double(f'{CUTOFF_US} - last_us')} / {US_PER_DAY}"
     out = [
         Feature("recency_days", "days from the last event to the cutoff", "at cutoff", "numeric",
-                "history", recency, ph.numeric(lambda v, n: f"last active {n} days ago")),
+                "history", recency, ph.numeric(lambda v, n: f"last active {n} days ago"),
+                bounds=(0, None)),
         Feature("tenure_days", "days from registration (or the first event) to the cutoff",
                 "at cutoff", "numeric", "history",
                 f"{double(f'{CUTOFF_US} - COALESCE(reg_us, first_us)')} / {US_PER_DAY}",
                 ph.numeric(lambda v, n: f"a customer for {n} days"), drift=False),
         Feature("mean_gap_days", "mean days between active days (null: one active day)",
                 "all", "numeric", "history", gap,
-                ph.numeric(lambda v, n: f"usually {n} days between visits"), drift=False),
+                ph.numeric(lambda v, n: f"usually {n} days between visits"), drift=False,
+                bounds=(0, None)),
         Feature("gap_ratio", "days since the last event over the usual gap (null: one active day)",
                 "at cutoff", "rate", "history", f"{recency} / NULLIF({gap}, 0)",
                 ph.numeric(lambda v, n: f"quiet for {n}x their usual gap")),
@@ -132,7 +136,7 @@ def _history(spec: FeatureSpec) -> list[Feature]:
             "value_per_exposure_day", "sum of values per exposure day (all history)", "all", "rate",
             "exposure", f"COALESCE({double('value_sum_all')}, 0) / {EXPOSURE_DAYS}",
             ph.numeric(lambda v, n: f"{n} of value a day since they could first be seen"),
-            drift=False,
+            drift=False, bounds=(None, None),  # values may be negative (refunds)
         ))  # fmt: skip
     return out
 

@@ -17,7 +17,9 @@ _KEEP_PLURAL = ("thumbs", "settings")
 
 
 def fmt(v: float) -> str:
-    """A number as a person writes it: 3, 0.25, 12.5, 1,234."""
+    """A number as a person writes it: 3, 0.25, 12.5, 1,234; 1.23e+15 from a quadrillion."""
+    if abs(v) >= 1e15:  # digits beyond a float's precision say nothing
+        return f"{v:.3g}"
     if float(v).is_integer():
         return f"{int(v):,}"
     return f"{v:.2f}" if abs(v) < 10 else f"{v:,.1f}"

@@ -62,8 +62,9 @@ def _window(w: int | None) -> list[Feature]:
     drift = w is not None  # all-history totals grow with tenure
     out: list[Feature] = []
 
-    def add(name: str, desc: str, kind: Kind, family: str, sql: str, phrase: ph.Phrase) -> None:
-        out.append(Feature(name, desc, wn, kind, family, sql, phrase, drift=drift))
+    def add(name: str, desc: str, kind: Kind, family: str, sql: str, phrase: ph.Phrase,
+            bounds: tuple[float | None, float | None] | None = None) -> None:  # fmt: skip
+        out.append(Feature(name, desc, wn, kind, family, sql, phrase, drift=drift, bounds=bounds))
 
     def pair(slug: str, desc: str, rate_desc: str, family: str) -> None:
         """A window total of `slug` and its rate per observed day."""
@@ -74,13 +75,13 @@ def _window(w: int | None) -> list[Feature]:
         pair(slug, f"'{page}' events", f"'{page}' events per observed day", "pages")
     pair("events", "all events", "events per observed day", "activity")
     add(f"listen_hours_{wn}", f"hours of music played {span}", "numeric", "activity",
-        f"{double(f'listen_s_{wn}')} / 3600", ph.windowed("listen_hours", _NOUNS["listen_hours"], w, wn, per_day=False))  # fmt: skip
+        f"{double(f'listen_s_{wn}')} / 3600", ph.windowed("listen_hours", _NOUNS["listen_hours"], w, wn, per_day=False), (0, None))  # fmt: skip
     add(f"listen_hours_per_day_{wn}", f"hours of music per observed day {span}", "rate", "activity",
         f"{double(f'listen_s_{wn}')} / 3600 / {obs}", ph.windowed("listen_hours", _NOUNS["listen_hours"], w, wn, per_day=True))  # fmt: skip
     pair("sessions", "sessions (split at midnight)", "sessions per observed day", "sessions")
     add(f"mean_session_minutes_{wn}", f"mean session length, minutes, {span}", "numeric", "sessions",
         f"{double(f'session_us_{wn}')} / 60000000 / NULLIF(sessions_{wn}, 0)",
-        ph.in_window(lambda v, when: f"sessions of {ph.fmt(v)} minutes on average {when}", w))  # fmt: skip
+        ph.in_window(lambda v, when: f"sessions of {ph.fmt(v)} minutes on average {when}", w), (0, None))  # fmt: skip
     add(f"songs_per_session_{wn}", f"songs per session {span}", "rate", "sessions",
         f"{double(f'songs_{wn}')} / NULLIF(sessions_{wn}, 0)",
         ph.in_window(lambda v, when: f"{ph.fmt(v)} songs per session {when}", w))  # fmt: skip
@@ -88,10 +89,10 @@ def _window(w: int | None) -> list[Feature]:
         f"active_days_{wn}", ph.in_window(lambda v, when: f"active on {ph.fmt(v)} days {when}", w))  # fmt: skip
     add(f"active_share_{wn}", f"share of observed days with an event {span}", "rate", "activity",
         f"{double(f'active_days_{wn}')} / {obs}",
-        ph.in_window(lambda v, when: f"active on {v:.0%} of days {when}", w))  # fmt: skip
+        ph.in_window(lambda v, when: f"active on {v:.0%} of days {when}", w), (0, 1))  # fmt: skip
     add(f"thumbs_down_share_{wn}", f"thumbs down / all thumbs, smoothed (+1/+2), {span}", "rate", "experience",
         f"{double(f'thumbs_down_{wn} + 1')} / {double(f'thumbs_down_{wn} + thumbs_up_{wn} + 2')}",
-        ph.in_window(lambda v, when: f"{v:.0%} of thumbs were down {when}", w))  # fmt: skip
+        ph.in_window(lambda v, when: f"{v:.0%} of thumbs were down {when}", w), (0, 1))  # fmt: skip
     add(f"adverts_per_song_{wn}", f"adverts per song (+1 smoothed) {span}", "rate", "experience",
         f"{double(f'adverts_{wn}')} / {double(f'songs_{wn} + 1')}",
         ph.in_window(lambda v, when: f"{ph.fmt(v)} adverts per song {when}", w))  # fmt: skip
@@ -130,22 +131,22 @@ _OTHER: list[Feature] = [
     Feature("artists_per_day_all", "distinct artists played per observed day before the cutoff", "all", "rate", "seed",
             f"{double('distinct_artists')} / {OBS_ALL}", ph.numeric(lambda v, n: f"{n} new artists a day"), drift=False),
     Feature("mean_song_length", "mean length of songs played, seconds", "all", "numeric", "seed",
-            f"{double('listen_s_all')} / NULLIF(songs_all, 0)", ph.numeric(lambda v, n: f"songs average {n} seconds"), drift=False, seed=True),
+            f"{double('listen_s_all')} / NULLIF(songs_all, 0)", ph.numeric(lambda v, n: f"songs average {n} seconds"), drift=False, seed=True, bounds=(0, None)),
     Feature("tenure_days", "days from registration to the cutoff", "at cutoff", "numeric", "seed",
             f"{double(f'{CUTOFF_US} - COALESCE(reg_us, first_us)')} / {US_PER_DAY}",
             ph.numeric(lambda v, n: f"a subscriber for {n} days"), drift=False, seed=True),
     Feature("recency_days", "days from the last event to the cutoff", "at cutoff", "numeric", "seed",
-            f"{double(f'{CUTOFF_US} - last_us')} / {US_PER_DAY}", ph.numeric(lambda v, n: f"last active {n} days ago"), seed=True),
+            f"{double(f'{CUTOFF_US} - last_us')} / {US_PER_DAY}", ph.numeric(lambda v, n: f"last active {n} days ago"), seed=True, bounds=(0, None)),
     Feature("is_male", "gender is M (1), else 0", "at cutoff", "numeric", "seed",
             "CASE WHEN gender_known = 'M' THEN 1 ELSE 0 END",
-            ph.numeric(lambda v, n: "gender M" if v == 1 else "gender not M"), drift=False, seed=True),
+            ph.numeric(lambda v, n: "gender M" if v == 1 else "gender not M"), drift=False, seed=True, bounds=(0, 1)),
     Feature("is_paid", "level at the last event before the cutoff is paid", "at cutoff", "numeric", "seed",
             "CASE WHEN level = 'paid' THEN 1 ELSE 0 END",
-            ph.numeric(lambda v, n: "on the paid level" if v == 1 else "on the free level"), seed=True),
+            ph.numeric(lambda v, n: "on the paid level" if v == 1 else "on the free level"), seed=True, bounds=(0, 1)),
     Feature("level_changes_all", "upgrades plus downgrades submitted before the cutoff", "all", "count", "level",
             "upgrades_all + downgrades_all", ph.numeric(lambda v, n: f"{n} level change" + ("" if v == 1 else "s")), drift=False),
     Feature("days_since_level_change", "days since the last submitted upgrade or downgrade (null: none)", "at cutoff", "numeric", "level",
-            "cutoff_day - last_change_day", ph.numeric(lambda v, n: f"last level change {n} days ago"), drift=False),
+            "cutoff_day - last_change_day", ph.numeric(lambda v, n: f"last level change {n} days ago"), drift=False, bounds=(0, None)),
     Feature("trend_events", "log of (events/day in the last 7 days + 1) / (events/day in the 21 before + 1)", "28d", "numeric", "trend",
             _trend("events"), ph.log_trend("events")),
     Feature("trend_songs", "log of (songs/day in the last 7 days + 1) / (songs/day in the 21 before + 1)", "28d", "numeric", "trend",

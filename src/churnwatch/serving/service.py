@@ -115,8 +115,9 @@ class Live:
 
     @classmethod
     def of(cls, scorer: Scorer, info: ModelInfo, population: Population | None) -> Live:
-        kinds = catalog(info.recipe.spec).kinds
-        return cls(scorer, info, population, FeatureCheck(info.features, kinds))
+        features = catalog(info.recipe.spec)
+        limits = {f.name: f.limits for f in features}
+        return cls(scorer, info, population, FeatureCheck(info.features, features.kinds, limits))
 
 
 def settle_heap() -> None:
