@@ -53,9 +53,8 @@ def write_app_log(path: Path, *, users: int = 160, days: int = 180, seed: int = 
     return path
 
 
-@pytest.fixture(scope="module")
-def app_store(tmp_path_factory: pytest.TempPathFactory) -> EventStore:
-    folder = tmp_path_factory.mktemp("app")
+def app_log_store(folder: Path) -> EventStore:
+    """The app log written and ingested into a store in `folder`."""
     log = write_app_log(folder / "app.csv")
     mapping = ColumnMapping.from_options(
         ["user_id=customer", "ts=when", "page=what", "value=amount"],
@@ -63,6 +62,11 @@ def app_store(tmp_path_factory: pytest.TempPathFactory) -> EventStore:
     )  # fmt: skip
     ingest([log], settings=Settings(store_dir=folder / "store"), mapping=mapping)
     return EventStore(folder / "store")
+
+
+@pytest.fixture(scope="module")
+def app_store(tmp_path_factory: pytest.TempPathFactory) -> EventStore:
+    return app_log_store(tmp_path_factory.mktemp("app"))
 
 
 def test_the_catalog_comes_from_the_log(app_store: EventStore) -> None:

@@ -17,8 +17,7 @@ from churnwatch.features.build import spec_for
 from churnwatch.features.catalog import FeatureSpec, catalog
 from churnwatch.ingest import EventStore, ingest
 from churnwatch.labels import ChurnDefinition, CutoffSchedule
-from churnwatch.schema import ColumnMapping
-from tests.features.test_generic_log import CHURN, SCHEDULE, write_app_log
+from tests.features.test_generic_log import CHURN, SCHEDULE, app_log_store
 
 
 def assert_within_limits(table: pa.Table, spec: FeatureSpec) -> int:
@@ -69,13 +68,8 @@ def test_simulated_and_generic_snapshots_stay_within_the_limits(
     table, _ = build_snapshots(EventStore(tmp_path / "sim"), engine="duckdb", schedule=daily)
     assert table.num_rows > 1000 and assert_within_limits(table, FeatureSpec()) > 200
 
-    log = write_app_log(tmp_path / "app.csv")
-    mapping = ColumnMapping.from_options(
-        ["user_id=customer", "ts=when", "page=what", "value=amount"],
-        ts_format="%Y-%m-%d %H:%M:%S", ts_min="2020-01-01", dedupe="line",
-    )  # fmt: skip
-    ingest([log], settings=Settings(store_dir=tmp_path / "app"), mapping=mapping)
-    store = EventStore(tmp_path / "app")
+    (tmp_path / "app").mkdir()
+    store = app_log_store(tmp_path / "app")
     spec = spec_for(store, CHURN, SCHEDULE)
     assert spec.kind == "events" and spec.value
     table, _ = build_snapshots(store, definition=CHURN, schedule=SCHEDULE, engine="duckdb",
