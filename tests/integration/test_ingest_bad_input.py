@@ -210,3 +210,66 @@ def test_nothing_valid_is_an_error_with_counts(
 def test_missing_path_is_a_clear_error(settings: Settings, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="expected an existing file, directory or glob"):
         ingest([tmp_path / "nope.jsonl"], settings=settings)
+
+
+def test_a_json_object_in_a_text_field_is_a_bad_type(settings: Settings, tmp_path: Path) -> None:
+    """An object or array where a name belongs was stored as its JSON text: an artist called
+    '{"name": "x"}', a user called '{"id": 7}'. It is a bad_type now; a name that only starts
+    with a bracket is still a name."""
+    lines = [
+        good(1, artist={"name": "x"}),
+        good(2, userId={"id": 7}),
+        good(3, page=["Home"]),
+        good(4, artist="[Unknown]", song="{curly}"),
+        good(5, extra_field={"nested": [1, 2]}),  # not a field churnwatch reads: ignored
+    ]
+    log = tmp_path / "nested.jsonl"
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    report = ingest([log], settings=settings)
+    assert (report.valid, report.quarantined) == (2, 3)
+    by_line = {r["line"]: r for r in quarantine_rows(report.quarantine_file or "")}
+    assert {line: r["reason"] for line, r in by_line.items()} == {
+        1: "bad_type",
+        2: "bad_type",
+        3: "bad_type",
+    }
+    # the value as DuckDB writes JSON back (no spaces); the raw line is kept as it came
+    assert by_line[1]["detail"] == 'artist: expected a string, got {"name":"x"}'
+    assert by_line[2]["detail"] == 'userId: expected a string, got {"id":7}'
+    assert '"userId": {"id": 7}' in by_line[2]["raw"]
+    assert by_line[3]["detail"] == 'page: expected a string, got ["Home"]'
+    stored = (
+        duckdb.connect()
+        .execute(
+            "SELECT artist, song FROM read_parquet($f) ORDER BY source_line",
+            {"f": EventStore(settings.store_path).files("events")},
+        )
+        .fetchall()
+    )
+    assert stored == [("[Unknown]", "{curly}"), ("Coldplay", "Trouble")]
+
+
+def test_a_byte_order_mark_does_not_spoil_the_first_line(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Files saved on Windows start with a UTF-8 byte order mark. It made the first JSON line
+    invalid_json, and the first CSV column name unknown to the mapping."""
+    bom = b"\xef\xbb\xbf"
+    body = b"\n".join(good(i) for i in range(1, 4)) + b"\n"
+    (tmp_path / "plain.jsonl").write_bytes(bom + body)
+    (tmp_path / "packed.jsonl.gz").write_bytes(gzip.compress(bom + body, mtime=0))
+    csv = b"userId,ts,page,sessionId\n8,1538352077000,Home,1\n8,1538352078000,NextSong,1\n"
+    (tmp_path / "table.csv").write_bytes(bom + csv)
+    for name, rows in (("plain.jsonl", 3), ("packed.jsonl.gz", 3), ("table.csv", 2)):
+        store = settings.store_path.parent / name
+        report = ingest([tmp_path / name], settings=settings, store_dir=store)
+        assert (report.lines_read, report.valid, report.quarantined) == (rows, rows, 0), name
+        first = (
+            duckdb.connect()
+            .execute(
+                "SELECT user_id FROM read_parquet($f) WHERE source_line = $line",
+                {"f": EventStore(store).files("events"), "line": 2 if name == "table.csv" else 1},
+            )
+            .fetchone()
+        )
+        assert first == ("8" if name == "table.csv" else "7",), name

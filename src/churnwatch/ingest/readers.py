@@ -237,8 +237,22 @@ def read_file(path: Path, fmt: Format, *, chunk_bytes: int, progress: Progress) 
 
 
 def _decompressed_blocks(path: Path, progress: Progress) -> Iterator[bytes | FileProblem]:
-    """Yield decompressed blocks; a damaged gzip stream ends with a FileProblem, keeping all
-    data decoded before the damage. Concatenated gzip members are read as one stream."""
+    """Yield decompressed blocks, without the UTF-8 byte order mark that files saved on
+    Windows start with (it made the first JSON line invalid and the first CSV column name
+    unknown); a damaged gzip stream ends with a FileProblem, keeping all data decoded before
+    the damage. Concatenated gzip members are read as one stream."""
+    started = False
+    for block in _raw_blocks(path, progress):
+        if not started and isinstance(block, bytes) and block:
+            started = True
+            block = block.removeprefix(UTF8_BOM)
+        yield block
+
+
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _raw_blocks(path: Path, progress: Progress) -> Iterator[bytes | FileProblem]:
     with path.open("rb") as fh:
         first = fh.read(_READ_BYTES)
         progress(len(first))
