@@ -273,3 +273,35 @@ def test_a_byte_order_mark_does_not_spoil_the_first_line(
             .fetchone()
         )
         assert first == ("8" if name == "table.csv" else "7",), name
+
+
+def test_csv_line_numbers_stay_exact_after_a_value_with_a_newline(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A quoted CSV value may hold a newline. pyarrow numbers records, not lines, so every
+    line after such a record was stored, or quarantined, one line too early."""
+    table = tmp_path / "notes.csv"
+    table.write_bytes(
+        b"userId,ts,page,sessionId,song\n"
+        b'8,1538352077000,Home,1,"two\nlines"\n'  # lines 2-3
+        b"8,1538352078000,NextSong,1,plain\n"  # line 4
+        b"9;1538352079000;Home;1;x\n"  # line 5: not this file's delimiter
+        b"9,1538352080000,Home,2,last\n"  # line 6
+    )
+    report = ingest([table], settings=settings)
+    assert (report.valid, report.quarantined) == (3, 1)
+    (bad,) = quarantine_rows(report.quarantine_file or "")
+    assert (bad["line"], bad["reason"], bad["raw"]) == (
+        5,
+        "bad_csv_row",
+        "9;1538352079000;Home;1;x",
+    )
+    stored = (
+        duckdb.connect()
+        .execute(
+            "SELECT source_line, song FROM read_parquet($f) ORDER BY source_line",
+            {"f": EventStore(settings.store_path).files("events")},
+        )
+        .fetchall()
+    )
+    assert stored == [(2, "two\nlines"), (4, "plain"), (6, "last")]

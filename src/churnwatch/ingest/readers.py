@@ -449,6 +449,9 @@ def _csv_chunk(path: Path, header: bytes, body: bytes, first_line: int) -> Itera
         yield FileProblem("unreadable_file", f"{path}: not a readable CSV file ({exc})")
         return
     n_lines = body.count(b"\n")
+    if table.num_rows + len(bad) != n_lines:  # a quoted value holds a newline
+        yield from _csv_chunk_exact(names, body, first_line)
+        return
     skipped = {p.line for p in bad if p.line is not None}
     lines = np.arange(first_line, first_line + n_lines, dtype=np.int64)
     if skipped:
@@ -456,6 +459,40 @@ def _csv_chunk(path: Path, header: bytes, body: bytes, first_line: int) -> Itera
     yield from bad
     if table.num_rows:
         yield ColumnBatch(table.append_column("line", pa.array(lines[: table.num_rows])))
+
+
+def _csv_chunk_exact(names: list[str], body: bytes, first_line: int) -> Iterator[Item]:
+    """A chunk where some record spans lines (a quoted value with a newline), read with
+    Python's csv module, which counts physical lines: each record is numbered by the line it
+    starts on, as a bad row is. pyarrow numbers records, so every line after such a record
+    was off by one. Rare, so speed does not matter here."""
+    lines = body.split(b"\n")
+    text = body.decode("utf-8", errors="surrogateescape")  # bytes kept: UTF-8 is checked later
+    reader = csv.reader(io.StringIO(text, newline=""))
+    good: list[list[str]] = []
+    numbers: list[int] = []
+    start = 0  # index in `lines` of the line the next record starts on
+    for record in reader:
+        end = reader.line_num  # lines consumed so far: this record ends on line `end - 1`
+        if len(record) == len(names):
+            good.append(record)
+            numbers.append(first_line + start)
+        else:
+            raw = b"\n".join(lines[start:end]).decode("utf-8", errors="backslashreplace")
+            yield FileProblem(
+                "bad_csv_row",
+                f"expected {len(names)} fields, got {len(record)}",
+                line=first_line + start,
+                raw=raw,
+            )
+        start = end
+    if good:
+        columns = {
+            name: pa.array([r[i].encode("utf-8", "surrogateescape") for r in good], pa.binary())
+            for i, name in enumerate(names)
+        }
+        columns["line"] = pa.array(numbers, pa.int64())
+        yield ColumnBatch(pa.table(columns))
 
 
 def read_parquet(path: Path, *, progress: Progress) -> Iterator[Item]:
