@@ -305,3 +305,23 @@ def test_csv_line_numbers_stay_exact_after_a_value_with_a_newline(
         .fetchall()
     )
     assert stored == [(2, "two\nlines"), (4, "plain"), (6, "last")]
+
+
+def test_a_parquet_struct_where_a_string_belongs_is_a_bad_type(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The Parquet counterpart of an object in a JSON text field: a struct column mapped to the
+    artist was stored as its Python text ("{'name': 'x'}")."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({
+        "userId": ["7", "7"], "ts": [1538352077000, 1538352078000], "page": ["Home", "Home"],
+        "artist": pa.array([{"name": "x"}, None], pa.struct([("name", pa.string())])),
+    })  # fmt: skip
+    pq.write_table(table, tmp_path / "nested.parquet")
+    report = ingest([tmp_path / "nested.parquet"], settings=settings)
+    assert (report.valid, report.quarantined) == (1, 1)  # a null struct is no artist: valid
+    (bad,) = quarantine_rows(report.quarantine_file or "")
+    assert (bad["line"], bad["reason"]) == (1, "bad_type")
+    assert bad["detail"] == "artist: expected a string, got {'name': x}"

@@ -122,10 +122,22 @@ def column_fields_sql(
         return as_text(columns[n]) if n in columns else "NULL::VARCHAR"
 
     vals = ",\n".join(f"{value(n)} AS v_{n}" for n in (*FIELDS, EVENT_KEY))
+    # a text field read from a nested column (a Parquet struct or list): a bad_type on every
+    # row that has a value there, as an object or array in a JSON line is
+    nested = " ".join(
+        f"WHEN {quote(columns[n])} IS NOT NULL THEN '{n}'"
+        for n in TEXT_FIELDS
+        if n in columns and n not in fixed and _is_nested(types[columns[n]])
+    )
+    nested_col = f"CASE {nested} END" if nested else "NULL::VARCHAR"
     return (
-        f"SELECT line, {pre} AS pre_reason, NULL::VARCHAR AS nested, {raw} AS raw_text,\n"
+        f"SELECT line, {pre} AS pre_reason, {nested_col} AS nested, {raw} AS raw_text,\n"
         f"{vals}\nFROM batch"
     )
+
+
+def _is_nested(duckdb_type: str) -> bool:
+    return duckdb_type.startswith(("STRUCT", "MAP", "UNION")) or duckdb_type.endswith("]")
 
 
 def _ts_expr(v: str, unit: TsUnit, fmt: str | None = None) -> str:
