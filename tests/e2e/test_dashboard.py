@@ -87,7 +87,8 @@ def test_dashboard_in_chromium(dashboard_server: tuple[str, Path], tmp_path: Pat
         assert int(page.inner_text("#kpi-active").replace(",", "")) > 100
         for chart in ("#risk-hist", "#weekly-chart", "#drift-chart", "#perf-chart"):
             expect(page.locator(f"{chart} .main-svg").first).to_be_attached()
-        assert page.locator("#weekly-chart .bars .point").count() >= 2  # two cohorts
+        weeks = page.locator("#weekly-chart .bars .point").count()
+        assert weeks >= 2  # two cohorts
         assert page.locator("#drift-chart .bars .point").count() == 20
         expect(page.locator("#model-body")).to_contain_text("Champion v")
         expect(page.locator("#last-retrain")).to_contain_text("not retrained: champion v")
@@ -99,8 +100,28 @@ def test_dashboard_in_chromium(dashboard_server: tuple[str, Path], tmp_path: Pat
             "#at-risk-table tbody tr td:nth-child(8)").all_inner_texts()]  # fmt: skip
         assert len(at_risk) == total and min(at_risk) >= 0 and max(at_risk) > 0
         assert not _tick_labels_overlapping(page)
+        weekly_ticks = "#weekly-chart .xtick text"
+        assert all(re.fullmatch(r"[A-Z][a-z]{2} \d{2}", t)
+                   for t in page.locator(weekly_ticks).all_text_contents())  # fmt: skip
         for s in shots:
             page.screenshot(path=str(s / "dashboard.png"), full_page=True)
+
+        # a single logged week: Plotly's own date range was a millisecond wide around it, and
+        # the ticks read "23:59:59.9996"; they name the day
+        def one_week(route: Any) -> None:
+            response = route.fetch()
+            body = response.json()
+            body["weekly"] = body["weekly"][-1:]
+            route.fulfill(response=response, json=body)
+
+        page.route("**/dashboard/api/overview", one_week)
+        page.click("#refresh")
+        expect(page.locator("#weekly-chart .bars .point")).to_have_count(1)
+        ticks = page.locator(weekly_ticks).all_text_contents()
+        assert ticks and all(re.fullmatch(r"[A-Z][a-z]{2} \d{2}", t) for t in ticks), ticks
+        page.unroute("**/dashboard/api/overview")
+        page.click("#refresh")
+        expect(page.locator("#weekly-chart .bars .point")).to_have_count(weeks, timeout=30_000)
 
         # filters
         page.select_option("#filter-band", "high")
