@@ -90,6 +90,8 @@ def test_dashboard_in_chromium(dashboard_server: tuple[str, Path], tmp_path: Pat
         weeks = page.locator("#weekly-chart .bars .point").count()
         assert weeks >= 2  # two cohorts
         assert page.locator("#drift-chart .bars .point").count() == 20
+        # each bar is named (Plotly showed every other feature's name in 230 px)
+        assert len(page.locator("#drift-chart .ytick text").all_text_contents()) == 20
         expect(page.locator("#model-body")).to_contain_text("Champion v")
         expect(page.locator("#last-retrain")).to_contain_text("not retrained: champion v")
         expect(page.locator("#mon-summary")).to_contain_text("features drifted")
