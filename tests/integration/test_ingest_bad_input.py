@@ -307,6 +307,60 @@ def test_csv_line_numbers_stay_exact_after_a_value_with_a_newline(
     ]  # fmt: skip
 
 
+def test_a_csv_value_whose_newline_falls_on_a_chunk_boundary_stays_one_row(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The reader cuts a file into chunks at its last newline. When that newline was inside a
+    quoted value, the record was split in two and both halves were rejected as bad rows."""
+
+    def row(i: int, song: bytes) -> bytes:
+        return b"8,%d,NextSong,1,%s\n" % (1538352077000 + i, song)
+
+    head = b"userId,ts,page,sessionId,song\n"
+    opening = b'8,1538352000000,Home,1,"first\n'  # the value's newline ends this line...
+    boundary = 1 << 20  # ...which ends the first read of a plain file
+    width = len(row(0, b"%06d" % 0))
+    n = (boundary - len(head) - len(opening)) // width - 1
+    fill = boundary - len(head) - len(opening) - n * width  # one wider row makes up the rest
+    before = [row(i, b"%06d" % i) for i in range(n)] + [row(n, b"x" * (fill - width + 6))]
+    after = [row(n + 1 + i, b"after %d" % i) for i in range(1000)]
+    data = head + b"".join(before) + opening + b'second"\n' + b"".join(after)
+    assert data[boundary - 1 : boundary + 7] == b'\nsecond"'
+    table = tmp_path / "long.csv"
+    table.write_bytes(data)
+
+    report = ingest([table], settings=settings)
+    assert (report.valid, report.quarantined) == (len(before) + 1 + len(after), 0)
+    stored = dict(stored_rows(settings, "source_line, song"))
+    split_line = 2 + len(before)
+    assert stored[split_line] == "first\nsecond"
+    assert split_line + 1 not in stored
+    assert stored[split_line + 2] == "after 0"
+    assert max(stored) == split_line + 1 + len(after)
+
+
+def test_a_csv_quote_that_never_closes_costs_one_line(settings: Settings, tmp_path: Path) -> None:
+    """An opening quote without its closing one swallowed the rest of the chunk into one value
+    until Python's csv module raised its field limit error, and the ingest ended in a
+    traceback. Only the line with the quote is rejected now."""
+    rows = [b"8,%d,NextSong,1,song %d\n" % (1538352077000 + i, i) for i in range(6000)]
+    rows[10] = b'8,1538352077010,NextSong,1,"never closed\n'  # line 12
+    rows[20] = b'8,1538352077020,NextSong,1,"two\nlines"\n'  # lines 22-23: pyarrow cannot count
+    table = tmp_path / "open.csv"
+    table.write_bytes(b"userId,ts,page,sessionId,song\n" + b"".join(rows))
+    report = ingest([table], settings=settings)
+    assert (report.valid, report.quarantined) == (len(rows) - 1, 1)
+    (bad,) = quarantine_rows(report.quarantine_file or "")
+    assert (bad["line"], bad["reason"], bad["raw"]) == (
+        12,
+        "bad_csv_row",
+        '8,1538352077010,NextSong,1,"never closed',
+    )
+    assert "no closing quote" in bad["detail"]
+    stored = dict(stored_rows(settings, "source_line, song"))
+    assert (stored[13], stored[22], stored[24]) == ("song 11", "two\nlines", "song 21")
+
+
 def test_a_parquet_struct_where_a_string_belongs_is_a_bad_type(
     settings: Settings, tmp_path: Path
 ) -> None:

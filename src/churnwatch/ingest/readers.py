@@ -403,17 +403,74 @@ def read_csv(path: Path, *, chunk_bytes: int, progress: Progress) -> Iterator[It
     """
     header: bytes | None = None
     next_line = 1
+    carry = b""  # a record whose quoted value was still open at the end of the last chunk
     for chunk in _line_chunks(path, chunk_bytes=chunk_bytes, progress=progress):
         if isinstance(chunk, FileProblem):
             yield chunk
             continue
-        body = chunk.data + b"\n" if isinstance(chunk, _Cut) else chunk
+        body = carry + (chunk.data + b"\n" if isinstance(chunk, _Cut) else chunk)
         if header is None:
             end = body.index(b"\n") + 1
             header, body, next_line = body[:end], body[end:], 2
+        body, carry = _split_open_record(body, limit=chunk_bytes)
         if body:
             yield from _csv_chunk(path, header, body, next_line)
             next_line += body.count(b"\n")
+    if carry and header is not None:  # the file ends inside a quoted value
+        yield from _csv_chunk(path, header, carry, next_line)
+
+
+def _split_open_record(body: bytes, *, limit: int) -> tuple[bytes, bytes]:
+    """`body` without its last record when that record's quoted value is still open at the
+    end (its newline fell on a chunk boundary), and that record, to go before the next chunk.
+
+    Only a chunk with an odd number of quote characters can end inside a quoted value; the
+    record is then found as Python's csv module reads it. A record longer than `limit` is
+    not carried: it is read, and rejected, where it stands."""
+    if body.count(b'"') % 2 == 0:
+        return body, b""
+    opened = next((s for s, e, r in _csv_records(body, open_end=True) if r is _OPEN), None)
+    if opened is None:
+        return body, b""
+    offset = 0
+    for _ in range(opened):
+        offset = body.index(b"\n", offset) + 1
+    if len(body) - offset > limit:
+        return body, b""
+    return body[:offset], body[offset:]
+
+
+_OPEN: list[str] = []  # marks a record still inside a quoted value where `body` ends
+
+
+def _csv_records(
+    body: bytes, *, open_end: bool = False
+) -> Iterator[tuple[int, int, list[str] | None]]:
+    """The records of `body` (whole lines) as Python's csv module reads them, strictly, each
+    with the index of its first line and of the line after it.
+
+    A record the module cannot read (text after a closing quote, or a quote that does not
+    close within the module's 128 KiB field limit, or by the end) is None for its first line
+    alone, and reading goes on from the next line: a stray quote no longer swallows the
+    lines after it into one value, nor ends the ingest in a traceback. With `open_end`, a
+    record still inside a quoted value at the end of `body` is _OPEN instead, and ends it."""
+    lines = body.decode("utf-8", errors="surrogateescape").split("\n")[:-1]
+    start = 0
+    while start < len(lines):
+        base = start
+        reader = csv.reader((line + "\n" for line in lines[base:]), strict=True)
+        try:
+            for record in reader:
+                end = base + reader.line_num
+                yield start, end, record
+                start = end
+        except csv.Error as exc:
+            at_end = base + reader.line_num == len(lines) and "end of data" in str(exc)
+            if open_end and at_end:
+                yield start, len(lines), _OPEN
+                return
+            yield start, start + 1, None
+            start += 1
 
 
 def _csv_chunk(path: Path, header: bytes, body: bytes, first_line: int) -> Iterator[Item]:
@@ -467,25 +524,20 @@ def _csv_chunk_exact(names: list[str], body: bytes, first_line: int) -> Iterator
     starts on, as a bad row is. pyarrow numbers records, so every line after such a record
     was off by one. Rare, so speed does not matter here."""
     lines = body.split(b"\n")
-    text = body.decode("utf-8", errors="surrogateescape")  # bytes kept: UTF-8 is checked later
-    reader = csv.reader(io.StringIO(text, newline=""))
     good: list[list[str]] = []
     numbers: list[int] = []
-    start = 0  # index in `lines` of the line the next record starts on
-    for record in reader:
-        end = reader.line_num  # lines consumed so far: this record ends on line `end - 1`
-        if len(record) == len(names):
+    for start, end, record in _csv_records(body):
+        if record is not None and len(record) == len(names):
             good.append(record)
             numbers.append(first_line + start)
-        else:
-            raw = b"\n".join(lines[start:end]).decode("utf-8", errors="backslashreplace")
-            yield FileProblem(
-                "bad_csv_row",
-                f"expected {len(names)} fields, got {len(record)}",
-                line=first_line + start,
-                raw=raw,
-            )
-        start = end
+            continue
+        detail = (
+            "a quoted value has no closing quote"
+            if record is None
+            else f"expected {len(names)} fields, got {len(record)}"
+        )
+        raw = b"\n".join(lines[start:end]).decode("utf-8", errors="backslashreplace")
+        yield FileProblem("bad_csv_row", detail, line=first_line + start, raw=raw)
     if good:
         columns = {
             name: pa.array([r[i].encode("utf-8", "surrogateescape") for r in good], pa.binary())
