@@ -65,3 +65,17 @@ def test_mlflows_hint_on_pickled_models_is_dropped_but_its_other_warnings_show()
         "something a user should see",
         "Validating input example, after the context",
     ]
+
+
+@pytest.mark.parametrize("command", ["simulate", "train", "demo"])
+@pytest.mark.parametrize("seed", ["-1", str(2**31)])
+def test_a_seed_out_of_range_is_a_usage_error_not_a_traceback(command: str, seed: str) -> None:
+    """`simulate --seed -1` ended in numpy's traceback; LightGBM and XGBoost take a 32-bit
+    signed seed. The command stops before any work, naming the option."""
+    from typer.testing import CliRunner
+
+    from churnwatch.cli import app
+
+    result = CliRunner().invoke(app, [command, "--seed", seed], terminal_width=200)
+    assert result.exit_code == 2
+    assert "Invalid value for '--seed'" in result.output

@@ -118,7 +118,9 @@ def simulate(
     ] = Path("data/simulated/sparkify_sim.jsonl.gz"),
     users: Annotated[int, typer.Option(min=1, help="Users at the start.")] = 500,
     days: Annotated[int, typer.Option(min=1, help="Days to simulate.")] = 60,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=c.SEED_MAX, help="Random seed (same seed, same bytes).")
+    ] = 0,
     drift_day: Annotated[
         int | None, typer.Option(help="From this day, adverts double and errors triple.")
     ] = None,

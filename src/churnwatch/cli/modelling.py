@@ -60,7 +60,7 @@ def train(
     include_downgrade: c.IncludeDowngrade = False,
     models: Models = DEFAULT_MODELS,
     threshold: ThresholdRule = "f1",
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=c.SEED_MAX, help="Random seed.")] = 0,
     trials: Trials = 0,
     train_every: TrainEvery = 1,
     folds: Annotated[int, typer.Option(min=1, help="Backtest folds (the last k).")] = 6,

@@ -137,7 +137,7 @@ def demo(
         "data/drift-demo"
     ),
     users: Annotated[int, typer.Option(min=50, help="Simulated users.")] = 600,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    seed: Annotated[int, typer.Option(min=0, max=c.SEED_MAX, help="Random seed.")] = 7,
 ) -> None:
     """The drift scenario end to end: monitoring, alerts and retraining, week by week.
 
