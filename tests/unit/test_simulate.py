@@ -175,3 +175,8 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
         SimConfig(users=0)
     with pytest.raises(InputError, match="--out has to end in"):
         simulate(SimConfig(users=5, days=2), tmp_path / "log.txt")
+    with pytest.raises(InputError, match="seed has to be >= 0. Got -1"):
+        SimConfig(seed=-1)  # was numpy's traceback
+    for day in (-5, 20):  # before the start, or after the end: the log had no drift at all
+        with pytest.raises(InputError, match=rf"drift day .* 0 \.\. 19\. Got {day}"):
+            SimConfig(days=20, drift_day=day)

@@ -118,6 +118,13 @@ class SimConfig:
             raise InputError(
                 f"users and days have to be >= 1. Got users={self.users}, days={self.days}."
             )
+        if self.seed < 0:
+            raise InputError(f"the seed has to be >= 0. Got {self.seed}.")
+        if self.drift_day is not None and not 0 <= self.drift_day < self.days:
+            raise InputError(
+                f"the drift day has to fall within the simulated days, 0 .. {self.days - 1}. "
+                f"Got {self.drift_day}."
+            )
 
 
 @dataclass
