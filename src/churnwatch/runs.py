@@ -24,6 +24,7 @@ from churnwatch.models.metrics import oracle_metrics
 from churnwatch.models.train import TrainConfig, TrainResult, evaluation_cutoffs, train
 from churnwatch.recipe import ARTIFACT as RECIPE
 from churnwatch.recipe import Recipe, feature_version
+from churnwatch.schema import ColumnMapping
 from churnwatch.simulate import truth_path
 
 
@@ -324,8 +325,10 @@ def evaluate_registered(
     horizon_days: int | None = None,
     every_days: int | None = None,
     n_boot: int = 300,
+    mapping: ColumnMapping | None = None,
 ) -> Evaluation:
-    """Evaluate the registered model `ref` on logs `data`, labelled by its recipe."""
+    """Evaluate the registered model `ref` on logs `data`, labelled by its recipe. The logs
+    are read with `mapping`, else as the model's training store read its last logs."""
     tracking.setup(settings)
     described = tracking.describe(ref)  # a clear RegistryError when the registry lacks `ref`
     churn_model = tracking.load(ref).unwrap_python_model()
@@ -333,9 +336,12 @@ def evaluate_registered(
     until = learnt_until(described)
     store = described["params"].get("data_store")
     learnt = Learnt(Path(store), until) if store and until else None
+    if mapping is None and store:
+        mapping = EventStore(store).mapping()
     return evaluate_model(
         churn_model, recipe, data, name=ref, out_dir=out_dir, settings=settings,
         horizon_days=horizon_days, every_days=every_days, n_boot=n_boot, learnt=learnt,
+        mapping=mapping,
     )  # fmt: skip
 
 

@@ -110,6 +110,23 @@ class ColumnMapping:
                 f"ts_max_future_days has to be >= 0. Got {self.ts_max_future_days} instead."
             )
 
+    def to_record(self) -> dict[str, Any]:
+        """The mapping as JSON values, without its defaults (empty for the default mapping):
+        what an ingest writes into the store's manifest."""
+        out: dict[str, Any] = {"columns": dict(self.columns)} if self.columns else {}
+        for name in _OPTIONS:
+            value = getattr(self, name)
+            if value != getattr(_DEFAULT, name):
+                out[name] = value.isoformat() if isinstance(value, datetime) else value
+        return out
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> ColumnMapping:
+        """The mapping `to_record` wrote."""
+        options = {k: v for k, v in record.items() if k in _OPTIONS}
+        return cls.from_options([f"{k}={v}" for k, v in record.get("columns", {}).items()],
+                                **options)  # fmt: skip
+
     @property
     def key_column(self) -> str | None:
         """The event-id column of `dedupe = key=COLUMN`, else None."""
@@ -185,6 +202,9 @@ class ColumnMapping:
         if isinstance(settings.get("ts_min"), datetime) and settings["ts_min"].tzinfo is None:
             settings["ts_min"] = settings["ts_min"].replace(tzinfo=UTC)
         return cls(columns=columns, **settings)
+
+
+_DEFAULT = ColumnMapping()
 
 
 def _time(text: str, name: str) -> datetime:

@@ -21,7 +21,8 @@ from churnwatch.ingest import EventStore, ingest
 from churnwatch.labels import ChurnDefinition, CutoffSchedule
 from churnwatch.models.bgnbd import BetaGeoBaseline
 from churnwatch.models.train import TrainConfig
-from churnwatch.runs import run_training
+from churnwatch.monitoring.retrain import retrain
+from churnwatch.runs import RunSummary, evaluate_registered, run_training
 from churnwatch.schema import ColumnMapping
 from churnwatch.serving.reasons import describe
 from tests.features.helpers import assert_same_features
@@ -32,7 +33,9 @@ CHURN = ChurnDefinition(kind="inactivity", inactivity_days=21, horizon_days=21)
 SCHEDULE = CutoffSchedule(every_days=7, min_history_days=28)
 
 
-def write_app_log(path: Path, *, users: int = 160, days: int = 180, seed: int = 3) -> Path:
+def write_app_log(
+    path: Path, *, users: int = 160, days: int = 180, seed: int = 3, prefix: str = "c"
+) -> Path:
     """Users visit at their own rate until they leave (more support tickets before); some
     visits are purchases with an amount."""
     rng = np.random.default_rng(seed)
@@ -48,7 +51,7 @@ def write_app_log(path: Path, *, users: int = 160, days: int = 180, seed: int = 
                 mix = [0.6, 0.15, 0.25] if unhappy else [0.8, 0.18, 0.02]
                 kind = rng.choice(["open", "purchase", "support"], p=mix)
                 amount = f"{rng.lognormal(3, 0.5):.2f}" if kind == "purchase" else ""
-                rows.append(f"c{u:04d},{when:%Y-%m-%d %H:%M:%S},{kind},{amount}")
+                rows.append(f"{prefix}{u:04d},{when:%Y-%m-%d %H:%M:%S},{kind},{amount}")
     path.write_text("customer,when,what,amount\n" + "\n".join(rows) + "\n")
     return path
 
@@ -130,12 +133,19 @@ def test_bgnbd_ranks_a_long_silence_as_more_likely_gone() -> None:
     assert 0 <= p[0] < p[1] <= 1
 
 
-def test_training_on_a_generic_log_reports_bgnbd_and_never_serves_it(
-    app_store: EventStore, tmp_path: Path
-) -> None:
-    settings = Settings(data_dir=tmp_path, store_dir=app_store.root)
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, RunSummary]:
+    """A model trained on the app log, in a store of its own (retrain adds to it)."""
+    folder = tmp_path_factory.mktemp("trained")
+    settings = Settings(data_dir=folder, store_dir=app_log_store(folder).root)
     config = TrainConfig(definition=CHURN, schedule=SCHEDULE, backtest_folds=4, n_boot=50)
-    summary = run_training(settings=settings, config=config)
+    return settings, run_training(settings=settings, config=config)
+
+
+def test_training_on_a_generic_log_reports_bgnbd_and_never_serves_it(
+    trained: tuple[Settings, RunSummary],
+) -> None:
+    _, summary = trained
     result = summary.result
     names = [c.name for c in result.candidates]
     assert names[:2] == ["recency_rule", "bgnbd"] and "events_lightgbm" in names
@@ -145,6 +155,31 @@ def test_training_on_a_generic_log_reports_bgnbd_and_never_serves_it(
     assert {"test_roc_auc", "bgnbd_test_roc_auc", "recency_rule_test_roc_auc"} <= set(metrics)
     assert 0.5 < metrics["test_roc_auc"] < 0.95
     assert run.data.params["recipe_features"] == "events"
+
+
+def test_a_later_log_of_the_same_feed_is_read_with_the_stores_mapping(
+    trained: tuple[Settings, RunSummary], tmp_path: Path
+) -> None:
+    """`evaluate` and `retrain --data` read their logs with eventsim's names, so a CSV feed
+    that needed a column mapping could be trained on but neither evaluated nor retrained
+    on. Both now read it as the store's last ingest did."""
+    settings, _ = trained
+    later = write_app_log(tmp_path / "later.csv", users=120, seed=4, prefix="n")
+    ev = evaluate_registered(
+        "models:/churnwatch@champion", [str(later)], out_dir=tmp_path / "eval",
+        settings=settings, n_boot=20,
+    )  # fmt: skip
+    assert ev.rows > 0 and ev.positives > 0 and ev.in_sample == 0
+    assert 0.0 < ev.pooled["roc_auc"]["value"] < 1.0
+
+    before = EventStore(settings.store_path).users()
+    retrain(settings, data=[str(later)], n_boot=20)  # the same days: no cutoff to judge on yet
+    assert EventStore(settings.store_path).users() == before + 120 - missing_users(later)
+
+
+def missing_users(log: Path) -> int:
+    """Users of a written app log with no event (their stay was zero days)."""
+    return 120 - pd.read_csv(log)["customer"].nunique()
 
 
 def test_bgnbd_retries_a_fit_that_does_not_converge_without_printing(

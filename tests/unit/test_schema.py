@@ -60,3 +60,19 @@ def test_every_field_has_a_duckdb_type() -> None:
         "DOUBLE",
         "TIMESTAMPTZ",
     }
+
+
+def test_a_mapping_read_back_from_its_record_is_the_same_mapping() -> None:
+    """An ingest writes its mapping into the manifest as JSON; `retrain --data` and `evaluate`
+    read it back to read a later log of the same feed."""
+    import json
+
+    mapping = ColumnMapping.from_options(
+        ["user_id=customer", "ts=when", "value=amount"], ts_format="%Y%m%d",
+        event_name="purchase", dedupe="key=order_id", ts_min="1990-01-01",
+        ts_max_future_days=0.5,
+    )  # fmt: skip
+    record = json.loads(json.dumps(mapping.to_record()))
+    assert ColumnMapping.from_record(record) == mapping
+    assert ColumnMapping().to_record() == {}  # the default mapping records nothing
+    assert ColumnMapping.from_record({}) == ColumnMapping()

@@ -37,6 +37,13 @@ T = TypeVar("T")
 Horizon = Annotated[int, typer.Option(min=1, help="Days ahead the label looks.")]
 Every = Annotated[int, typer.Option(min=1, help="Days between cutoffs.")]
 MinHistory = Annotated[int, typer.Option(min=0, help="Days of data before the first cutoff.")]
+MapPairs = Annotated[
+    list[str] | None,
+    typer.Option("--map", help="field=column, e.g. --map user_id=customer (repeatable)."),
+]
+MappingFile = Annotated[
+    Path | None, typer.Option(help="TOML/JSON file mapping canonical fields to columns.")
+]
 # numpy refuses a negative seed and LightGBM and XGBoost take a 32-bit signed one
 SEED_MAX = 2**31 - 1
 DefinitionKind = Annotated[str, typer.Option(help="cancellation (default) or inactivity.")]

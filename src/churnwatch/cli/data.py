@@ -32,13 +32,8 @@ def ingest(
     strict: Annotated[
         bool, typer.Option("--strict", help="Fail (exit 1) if any row is quarantined.")
     ] = False,
-    map_: Annotated[
-        list[str] | None,
-        typer.Option("--map", help="field=column, e.g. --map user_id=customer (repeatable)."),
-    ] = None,
-    mapping_file: Annotated[
-        Path | None, typer.Option(help="TOML/JSON file mapping canonical fields to columns.")
-    ] = None,
+    map_: c.MapPairs = None,
+    mapping_file: c.MappingFile = None,
     ts_unit: Annotated[
         str | None, typer.Option(help="Unit of numeric timestamps: ms (default), s, us, iso.")
     ] = None,

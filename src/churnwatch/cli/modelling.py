@@ -18,6 +18,7 @@ from churnwatch.models.evaluate import Evaluation, in_sample_warning, oracle_lin
 from churnwatch.models.metrics import Estimate
 from churnwatch.models.train import TrainConfig
 from churnwatch.runs import RunSummary, evaluate_registered, run_training
+from churnwatch.schema import ColumnMapping
 
 app = typer.Typer()
 DEFAULT_MODELS = ",".join(estimators.MODELS)
@@ -199,17 +200,23 @@ def evaluate(
     every: Annotated[
         int | None, typer.Option(min=1, help="Override the model's days between cutoffs.")
     ] = None,
+    map_: c.MapPairs = None,
+    mapping_file: c.MappingFile = None,
 ) -> None:
     """Score any log with a registered model: metrics with intervals, plots and a report.
 
-    Labels and cutoffs follow the model's recipe (its churn definition and schedule)."""
+    Labels and cutoffs follow the model's recipe (its churn definition and schedule). The logs
+    are read with --map/--mapping-file (as `ingest` reads them), else with the column mapping
+    of the model's training store."""
     settings = Settings()
 
     def work() -> Evaluation:
+        given = map_ or mapping_file is not None
+        mapping = ColumnMapping.from_options(map_ or [], file=mapping_file) if given else None
         with c.console.status("evaluating ..."):
             return evaluate_registered(
                 model, data, out_dir=out_dir, settings=settings,
-                horizon_days=horizon, every_days=every,
+                horizon_days=horizon, every_days=every, mapping=mapping,
             )  # fmt: skip
 
     ev = c.run(work)

@@ -28,7 +28,11 @@ models = typer.Typer(help="The model registry.", no_args_is_help=True)
 @app.command()
 def retrain(
     data: Annotated[
-        list[str] | None, typer.Option(help="New logs to ingest first (files, dirs, globs).")
+        list[str] | None,
+        typer.Option(
+            help="New logs to ingest first (files, dirs, globs), read with the column mapping "
+            "of the store's last ingest."
+        ),
     ] = None,
     metric: Annotated[
         str | None, typer.Option(help="pr_auc (default), roc_auc or lift_top10.")

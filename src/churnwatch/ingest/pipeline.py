@@ -63,6 +63,7 @@ class IngestReport:
     duplicates: int = 0  # valid user events not stored: already stored, or repeated
     repeated: int = 0  # of those, repeats of another row of this input
     dedupe: str = "content"  # the rule that made two rows one event
+    mapping: dict[str, Any] = field(default_factory=dict)  # how the files were read
     guests: int = 0
     guests_stored: int = 0
     quarantined: int = 0
@@ -112,6 +113,7 @@ def ingest(
     ts_max = started + timedelta(days=settings.ts_max_future_days if future is None else future)
     params = {"ts_min": mapping.ts_min or settings.ts_min, "ts_max": ts_max}
     report.dedupe = mapping.dedupe
+    report.mapping = mapping.to_record()
     con = connect(settings)
     # each thread hands its partitioned rows on every this many rows: with the default
     # (524,288) the day-partitioned write of the 26M-event log took 54 s and 2.1 GB, with

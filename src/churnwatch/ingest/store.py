@@ -33,6 +33,7 @@ import pandas as pd
 
 from churnwatch.db import event_files
 from churnwatch.errors import StoreError
+from churnwatch.schema import ColumnMapping
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,15 @@ class EventStore:
             self.require()
             raise StoreError(f"expected ingests with events in {self.root}. Got none.")
         return [pd.Timestamp(str(s)) for s in stamps]
+
+    def mapping(self) -> ColumnMapping | None:
+        """How the latest ingest that stored events read its files: a later log of the same
+        feed (`retrain --data`, `evaluate`) is read the same way. None when no ingest says
+        (the store was written by a churnwatch before ingests recorded it)."""
+        for record in reversed(self.manifest().ingests if self.exists() else []):
+            if record.get("valid") and "mapping" in record:
+                return ColumnMapping.from_record(record["mapping"])
+        return None
 
     def users(self) -> int:
         """Distinct users among the stored events (a scan of one column). The manifest's

@@ -32,6 +32,7 @@ from churnwatch.models.metrics import (
     threshold_metrics,
 )
 from churnwatch.recipe import Recipe
+from churnwatch.schema import ColumnMapping
 from churnwatch.simulate import truth_path
 
 log = logging.getLogger(__name__)
@@ -125,13 +126,15 @@ def evaluate_model(
     every_days: int | None = None,
     n_boot: int = 300,
     learnt: Learnt | None = None,
+    mapping: ColumnMapping | None = None,
 ) -> Evaluation:
     """Ingest `data` into a temporary store, score its labelled snapshots with `churn_model`
     (a ChurnModel; `name` says which in the report), report. Labels and cutoffs follow the
     model's `recipe`; `horizon_days` and `every_days` override it. With `learnt` (what the
-    model learnt from), rows of users and cutoffs it learnt are counted and reported."""
+    model learnt from), rows of users and cutoffs it learnt are counted and reported. The
+    logs are read with `mapping` (default: eventsim's names)."""
     recipe, source = _overridden(recipe, horizon_days, every_days)
-    lab, seen_users = _labelled(data, recipe, settings, learnt)
+    lab, seen_users = _labelled(data, recipe, settings, learnt, mapping)
     in_sample = 0
     if learnt is not None and seen_users:
         overlap = label_overlaps(lab["cutoff"], learnt.labels_until)
@@ -212,13 +215,17 @@ def _overridden(
 
 
 def _labelled(
-    data: Sequence[str], recipe: Recipe, settings: Settings, learnt: Learnt | None = None
+    data: Sequence[str],
+    recipe: Recipe,
+    settings: Settings,
+    learnt: Learnt | None = None,
+    mapping: ColumnMapping | None = None,
 ) -> tuple[pd.DataFrame, set[str]]:
     """The labelled snapshots of logs `data`, ingested into a temporary store, and the users
     with events the model's training store holds from before its last label ended."""
     with tempfile.TemporaryDirectory() as tmp:
         store = EventStore(Path(tmp) / "store")
-        ingest(list(data), settings=settings, store_dir=store.root)
+        ingest(list(data), settings=settings, store_dir=store.root, mapping=mapping)
         table, _ = build_snapshots(
             store, definition=recipe.definition,
             schedule=recipe.schedule, settings=settings, spec=recipe.spec,

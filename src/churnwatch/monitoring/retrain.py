@@ -98,8 +98,8 @@ def retrain(
     family = champion["params"].get("model")
     seen = learnt_until(champion)
     if data:
-        say("ingesting")
-        ingest(list(data), settings=settings, store_dir=store.root)
+        say("ingesting")  # the new logs come from the same feed: read as the last ones were
+        ingest(list(data), settings=settings, store_dir=store.root, mapping=store.mapping())
     ready = None if seen is None else comparable_from(seen, config, store.first_event())
     last = _utc(store.last_event())
     if seen is not None and ready is not None and last < ready:
