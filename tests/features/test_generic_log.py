@@ -172,6 +172,9 @@ def test_a_later_log_of_the_same_feed_is_read_with_the_stores_mapping(
     assert ev.rows > 0 and ev.positives > 0 and ev.in_sample == 0
     assert 0.0 < ev.pooled["roc_auc"]["value"] < 1.0
 
+    posted = tmp_path / "posted.jsonl"  # as the API stores posted events: not the feed's format
+    posted.write_text('{"userId": "p1", "ts": 1688000000000, "page": "open"}\n')
+    ingest([posted], settings=settings, feed=False)
     before = EventStore(settings.store_path).users()
     retrain(settings, data=[str(later)], n_boot=20)  # the same days: no cutoff to judge on yet
     assert EventStore(settings.store_path).users() == before + 120 - missing_users(later)

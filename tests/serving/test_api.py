@@ -242,7 +242,9 @@ def test_the_schema_lists_the_served_models_features(client: TestClient) -> None
     assert len(request["oneOf"]) == 2  # user_id or features, never both
 
 
-def test_events_are_validated_and_rejected_rows_come_back(client: TestClient) -> None:
+def test_events_are_validated_and_rejected_rows_come_back(
+    client: TestClient, served_data: Path
+) -> None:
     user = _a_user(client)
     before = client.post("/predict", json={"user_id": user}).json()
     last = client.get("/model").json()["population"]["as_of"]
@@ -264,6 +266,10 @@ def test_events_are_validated_and_rejected_rows_come_back(client: TestClient) ->
     assert after["as_of"] > before["as_of"]  # the fresh day moved the cutoff
     again = client.post("/events", json={"events": good}, headers=KEY).json()
     assert again["stored"] == 0 and again["duplicates"] == 30
+    # posted events are in Sparkify names, not the feed's format: `retrain --data` keeps
+    # reading new files as the feed's last ingest did
+    posted = [r for r in EventStore(served_data / "store").manifest().ingests if r["stored"] == 30]
+    assert posted and posted[-1]["mapping"] is None
 
 
 def test_ops_endpoints(client: TestClient) -> None:

@@ -63,7 +63,8 @@ class IngestReport:
     duplicates: int = 0  # valid user events not stored: already stored, or repeated
     repeated: int = 0  # of those, repeats of another row of this input
     dedupe: str = "content"  # the rule that made two rows one event
-    mapping: dict[str, Any] = field(default_factory=dict)  # how the files were read
+    # how the files were read; None for events a client posted (not a feed's own format)
+    mapping: dict[str, Any] | None = None
     guests: int = 0
     guests_stored: int = 0
     quarantined: int = 0
@@ -96,8 +97,13 @@ def ingest(
     mapping: ColumnMapping | None = None,
     strict: bool = False,
     progress: Progress | None = None,
+    feed: bool = True,
 ) -> IngestReport:
     """Ingest `paths` (files, directories, globs) into the event store.
+
+    With `feed`, the files are the log's own export, and the manifest records `mapping` as
+    the way to read later files of the feed (`EventStore.mapping`); the API's posted events
+    are not.
 
     Raises NoValidRowsError when nothing valid was read, and InputError with `strict` when any
     row was quarantined (after writing the quarantine file, but without touching the events).
@@ -113,7 +119,7 @@ def ingest(
     ts_max = started + timedelta(days=settings.ts_max_future_days if future is None else future)
     params = {"ts_min": mapping.ts_min or settings.ts_min, "ts_max": ts_max}
     report.dedupe = mapping.dedupe
-    report.mapping = mapping.to_record()
+    report.mapping = mapping.to_record() if feed else None
     con = connect(settings)
     # each thread hands its partitioned rows on every this many rows: with the default
     # (524,288) the day-partitioned write of the 26M-event log took 54 s and 2.1 GB, with

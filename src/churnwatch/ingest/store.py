@@ -114,11 +114,11 @@ class EventStore:
         return [pd.Timestamp(str(s)) for s in stamps]
 
     def mapping(self) -> ColumnMapping | None:
-        """How the latest ingest that stored events read its files: a later log of the same
-        feed (`retrain --data`, `evaluate`) is read the same way. None when no ingest says
-        (the store was written by a churnwatch before ingests recorded it)."""
+        """How the latest ingest of the feed's files that stored events read them: a later log
+        of the same feed (`retrain --data`, `evaluate`) is read the same way. None when no
+        ingest says (events posted to the API, or a churnwatch before ingests recorded it)."""
         for record in reversed(self.manifest().ingests if self.exists() else []):
-            if record.get("valid") and "mapping" in record:
+            if record.get("valid") and record.get("mapping") is not None:
                 return ColumnMapping.from_record(record["mapping"])
         return None
 

@@ -452,7 +452,9 @@ class ChurnService:
                     fh.write(json.dumps(event, ensure_ascii=False) + "\n")
                 path = Path(fh.name)
             try:
-                report = ingest([path], settings=self.settings, store_dir=self.store.root)
+                report = ingest(
+                    [path], settings=self.settings, store_dir=self.store.root, feed=False
+                )
             except NoValidRowsError as exc:  # a well-formed request whose events all failed
                 rejected = _quarantine_rows(exc.quarantine_file)
                 by_reason: dict[str, int] = {}
