@@ -102,6 +102,8 @@ def test_generic_features_ignore_the_future(app_store: EventStore, tmp_path: Pat
     assert 0 < sum(labels) < len(labels)
     row = full.to_pylist()[0]
     assert describe("support_per_day_7d", 0.5, row, spec).startswith("0.50 'support' events")
+    assert describe("support_7d", 1, row, spec).startswith("1 'support' event in the last 7")
+    assert describe("support_7d", 2, row, spec).startswith("2 'support' events in the last 7")
 
 
 @pytest.mark.spark

@@ -102,6 +102,8 @@ def test_reasons_in_words() -> None:
         "9 thumbs down in the last 7 days, 3.0x your usual rate"
     )
     assert describe("recency_days", 5.0, row) == "last active 5 days ago"
+    assert describe("downgrade_views_7d", 1, row).startswith("1 visit to the downgrade page in")
+    assert describe("thumbs_down_7d", 1, row).startswith("1 thumbs down in")
     assert describe("level", "free", row) == "on the free level"
     assert describe("trend_songs", float(np.log(0.5)), row).startswith("songs down 50%")
     assert describe("songs_per_day_7d", 0.0, {"songs_per_day_all": 20.0}) == (

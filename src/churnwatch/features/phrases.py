@@ -26,11 +26,18 @@ def fmt(v: float) -> str:
 
 
 def count(v: float, noun: str) -> str:
-    """'1 visit to help', '3 visits to help': the noun's first word loses its plural at 1."""
+    """'1 visit to help', '3 visits to help': the noun's first word loses its plural at 1;
+    after an event's quoted name, the word that follows it ("1 'support' event")."""
+    if v != 1:
+        return f"{fmt(v)} {noun}"
+    name = ""
+    if noun.startswith("'") and "' " in noun[1:]:
+        end = noun.index("' ", 1) + 2
+        name, noun = noun[:end], noun[end:]
     first, _, rest = noun.partition(" ")
-    if v == 1 and first.endswith("s") and first not in _KEEP_PLURAL:
+    if first.endswith("s") and first not in _KEEP_PLURAL:
         noun = " ".join(x for x in (first[:-1], rest) if x)
-    return f"{fmt(v)} {noun}"
+    return f"{fmt(v)} {name}{noun}"
 
 
 def window_text(window: int | None) -> str:
