@@ -108,20 +108,27 @@ def test_dashboard_in_chromium(dashboard_server: tuple[str, Path], tmp_path: Pat
         for s in shots:
             page.screenshot(path=str(s / "dashboard.png"), full_page=True)
 
-        # a single logged week: Plotly's own date range was a millisecond wide around it, and
-        # the ticks read "23:59:59.9996"; they name the day
-        def one_week(route: Any) -> None:
-            response = route.fetch()
-            body = response.json()
-            body["weekly"] = body["weekly"][-1:]
-            route.fulfill(response=response, json=body)
+        # a single logged week, or monitored cohort: Plotly's own date range was a millisecond
+        # wide around it, and the ticks read "23:59:59.9996"; they name the day
+        def only_last(key: str) -> Any:
+            def handle(route: Any) -> None:
+                response = route.fetch()
+                body = response.json()
+                body[key] = body[key][-1:]
+                route.fulfill(response=response, json=body)
 
-        page.route("**/dashboard/api/overview", one_week)
+            return handle
+
+        page.route("**/dashboard/api/overview", only_last("weekly"))
+        page.route("**/dashboard/api/monitoring", only_last("cohorts"))
         page.click("#refresh")
         expect(page.locator("#weekly-chart .bars .point")).to_have_count(1)
-        ticks = page.locator(weekly_ticks).all_text_contents()
-        assert ticks and all(re.fullmatch(r"[A-Z][a-z]{2} \d{2}", t) for t in ticks), ticks
+        expect(page.locator("#perf-chart .scatterlayer .point")).not_to_have_count(0)
+        for ticks in (weekly_ticks, "#perf-chart .xtick text"):
+            texts = page.locator(ticks).all_text_contents()
+            assert texts and all(re.fullmatch(r"[A-Z][a-z]{2} \d{2}", t) for t in texts), texts
         page.unroute("**/dashboard/api/overview")
+        page.unroute("**/dashboard/api/monitoring")
         page.click("#refresh")
         expect(page.locator("#weekly-chart .bars .point")).to_have_count(weeks, timeout=30_000)
 
