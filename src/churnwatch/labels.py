@@ -30,7 +30,7 @@ from typing import Literal
 
 import pandas as pd
 
-from churnwatch.errors import ConfigError
+from churnwatch.errors import ConfigError, InputError
 
 Definition = Literal["cancellation", "inactivity"]
 US_PER_DAY = 86_400_000_000
@@ -167,3 +167,27 @@ def cutoff_for(last_event: datetime, as_of: datetime | None) -> tuple[datetime, 
     as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
     cutoff = pd.Timestamp(as_of).floor("D").to_pydatetime()
     return cutoff, cutoff
+
+
+def require_population(
+    cutoff: datetime, last_event: datetime, definition: ChurnDefinition, users: int | None = None
+) -> None:
+    """Raise an InputError when no user can be in the population at `cutoff` (as of a time
+    long after the data end, under an inactivity definition), or when `users` (a count
+    already made) is 0: scoring, planning and monitoring then have no one to score."""
+    quiet = definition.kind == "inactivity" and (
+        cutoff - last_event >= timedelta(days=definition.inactivity_days)
+    )
+    if not quiet and users != 0:
+        return
+    why = (
+        f", {(cutoff - last_event).days} days before it: every user has gone quiet for "
+        f"{definition.inactivity_days} days by then, which is churn by the model's definition"
+        if quiet
+        else ""
+    )
+    hint = " Pick a time within the data." if cutoff > last_event else ""
+    raise InputError(
+        f"expected active users at the cutoff {cutoff:%Y-%m-%d}. Got none: the store's last "
+        f"event is on {last_event:%Y-%m-%d}{why}.{hint}"
+    )

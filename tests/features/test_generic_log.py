@@ -14,6 +14,7 @@ import pytest
 from mlflow import MlflowClient
 
 from churnwatch.config import Settings
+from churnwatch.errors import InputError
 from churnwatch.features import build_snapshots
 from churnwatch.features.build import spec_for
 from churnwatch.features.catalog import FeatureSpec, catalog
@@ -21,9 +22,11 @@ from churnwatch.ingest import EventStore, ingest
 from churnwatch.labels import ChurnDefinition, CutoffSchedule
 from churnwatch.models.bgnbd import BetaGeoBaseline
 from churnwatch.models.train import TrainConfig
+from churnwatch.monitoring.monitor import monitor
 from churnwatch.monitoring.retrain import retrain
 from churnwatch.runs import RunSummary, evaluate_registered, run_training
 from churnwatch.schema import ColumnMapping
+from churnwatch.serving.batch import score_store
 from churnwatch.serving.reasons import describe
 from tests.features.helpers import assert_same_features
 from tests.features.test_leakage_parity import truncated_copy
@@ -180,6 +183,20 @@ def test_a_later_log_of_the_same_feed_is_read_with_the_stores_mapping(
     before = EventStore(settings.store_path).users()
     retrain(settings, data=[str(later)], n_boot=20)  # the same days: no cutoff to judge on yet
     assert EventStore(settings.store_path).users() == before + 120 - missing_users(later)
+
+
+def test_scoring_long_after_the_data_says_why_nobody_is_active(
+    trained: tuple[Settings, RunSummary], tmp_path: Path
+) -> None:
+    """Under an inactivity definition, no user is in the population a year after the last
+    event: score, plan and monitor ended in pandas' IndexError or a ZeroDivisionError."""
+    settings, _ = trained
+    later = datetime(2030, 1, 1, tzinfo=UTC)
+    why = r"expected active users at the cutoff 2030-01-01\. Got none: .* gone quiet for 21 days"
+    with pytest.raises(InputError, match=why):
+        score_store(settings=settings, out=tmp_path / "scores.csv", as_of=later)
+    with pytest.raises(InputError, match="expected active users at the cutoff 20"):
+        monitor(settings, as_of=later, out_dir=tmp_path / "monitoring", log_to_mlflow=False)
 
 
 def missing_users(log: Path) -> int:

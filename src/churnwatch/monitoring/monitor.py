@@ -26,7 +26,7 @@ from churnwatch import tracking
 from churnwatch.config import Settings
 from churnwatch.features.build import build_snapshots
 from churnwatch.ingest.store import EventStore
-from churnwatch.labels import CutoffSchedule, cutoff_for
+from churnwatch.labels import CutoffSchedule, cutoff_for, require_population
 from churnwatch.models.evaluate import label_overlaps
 from churnwatch.models.scorer import Scorer
 from churnwatch.monitoring.alerts import evaluate_rules, raise_alerts, read_alerts
@@ -156,6 +156,7 @@ def monitor(
     end = store.last_event()
     last_day, until = cutoff_for(end, as_of)
     cutoff = _schedule_cutoff(store, last_day, recipe)
+    require_population(cutoff, end, recipe.definition)
     clock = until or datetime.now(UTC)
     out_dir = out_dir or settings.data_dir / "monitoring" / f"{cutoff:%Y-%m-%d}"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -217,6 +218,8 @@ def _score_population(
     )  # fmt: skip
     snaps = table.to_pandas()
     current = snaps[snaps["cutoff"] == pd.Timestamp(cutoff)].copy()
+    if current.empty:
+        require_population(cutoff, store.last_event(), recipe.definition, users=0)
     current["score"] = scorer.score_frame(
         current.set_index("user_id")[scorer.features], explain=False
     ).probability

@@ -19,7 +19,7 @@ import time
 import uuid
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from churnwatch.features.build import build_snapshots, prepare
 from churnwatch.features.catalog import FeatureSpec, catalog
 from churnwatch.features.engines import SparkEngine, make_engine
 from churnwatch.ingest.store import EventStore
-from churnwatch.labels import CutoffSchedule, cutoff_for
+from churnwatch.labels import CutoffSchedule, cutoff_for, require_population
 from churnwatch.models.plan import Offer, make_plan, values_for
 from churnwatch.models.scorer import Scorer
 from churnwatch.models.survival import HORIZONS, median_days, risk_at
@@ -196,6 +196,7 @@ def _job(
     cutoff, until = cutoff_for(store.last_event(), as_of)
     model = f"{meta['name']} v{meta['version']}" if meta["version"] else ref
     recipe = tracking.read_recipe(meta)
+    require_population(cutoff, store.last_event(), recipe.definition)
     warning = feature_mismatch(recipe, model)
     if warning:
         log.warning(warning)
@@ -218,6 +219,10 @@ def _scored(
         until=until, spec=recipe.spec,
     )  # fmt: skip
     full = table.to_pandas().set_index("user_id")
+    if full.empty:
+        (day,) = schedule.explicit
+        cutoff = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        require_population(cutoff, store.last_event(), recipe.definition, users=0)
     frame = full[scorer.features]
     scorer.verify(frame.head(256))
     return full, explain_frame(scorer, frame, recipe.spec)
