@@ -281,6 +281,23 @@ def test_a_byte_order_mark_does_not_spoil_the_first_line(
         assert first == ("8" if name == "table.csv" else "7",), name
 
 
+def test_an_integral_float_user_id_is_the_integers_id(settings: Settings, tmp_path: Path) -> None:
+    """A pandas export writes an id column with gaps (guests) as floats: user 9 came as "9.0",
+    another user than the "9" of the API or of another file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "a.jsonl").write_bytes(b"\n".join([good(1, userId=9.0), good(2, userId="12.50")]))
+    (tmp_path / "b.csv").write_bytes(
+        b"userId,ts,page\n9.00,1538352079000,Home\n-3.0,1538352079001,Home\n"
+    )
+    table = pa.table({"userId": [9.0, None], "ts": [1538352080000] * 2, "page": ["Home"] * 2})
+    pq.write_table(table, tmp_path / "c.parquet")
+    report = ingest([tmp_path], settings=settings)
+    assert (report.valid, report.quarantined) == (5, 1)  # a null id is missing, as in JSON
+    assert sorted(u for (u,) in stored_rows(settings, "user_id")) == ["-3", "12.50", "9", "9", "9"]
+
+
 def test_csv_line_numbers_stay_exact_after_a_value_with_a_newline(
     settings: Settings, tmp_path: Path
 ) -> None:

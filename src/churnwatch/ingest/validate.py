@@ -198,7 +198,7 @@ def validate_sql(
       CASE WHEN reason IS NULL THEN NULL {details} END AS detail,
       CASE WHEN reason IS NOT NULL THEN {raw_text} END AS raw_text,
       t_ts AS ts,
-      trim(v_user_id) AS user_id,
+      {_USER_ID} AS user_id,
       t_session_id AS session_id,
       trim(v_page) AS page,
       nullif(trim(v_auth), '') AS auth,
@@ -222,6 +222,12 @@ def validate_sql(
     FROM c"""
 
 
+# an integral id written as a float ("9.0": a pandas export of an id column with gaps for the
+# guests) is the integer's id, as the same user's "9" in another file or a request
+_USER_ID = (
+    "CASE WHEN contains(v_user_id, '.') "
+    "THEN regexp_replace(trim(v_user_id), '^(-?[0-9]+)\\.0+$', '\\1') ELSE trim(v_user_id) END"
+)
 _BAD_LENGTH = "t_length < 0 OR isnan(t_length) OR isinf(t_length)"
 _BAD_VALUE = "isnan(t_value) OR isinf(t_value)"
 
