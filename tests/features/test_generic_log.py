@@ -176,6 +176,7 @@ def test_a_later_log_of_the_same_feed_is_read_with_the_stores_mapping(
     )  # fmt: skip
     assert ev.rows > 0 and ev.positives > 0 and ev.in_sample == 0
     assert 0.0 < ev.pooled["roc_auc"]["value"] < 1.0
+    assert "--map user_id=customer" in ev.report_path.read_text()  # how the log was read
 
     posted = tmp_path / "posted.jsonl"  # as the API stores posted events: not the feed's format
     posted.write_text('{"userId": "p1", "ts": 1688000000000, "page": "open"}\n')

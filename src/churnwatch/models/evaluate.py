@@ -162,6 +162,7 @@ def evaluate_model(
     oracle = oracle_metrics(lab, p, truths, horizon_days=horizon) if truths else {}
     facts = {
         "data": ", ".join(map(str, data)),
+        **({"read with": _mapping_text(mapping)} if mapping and mapping.to_record() else {}),
         "labels": labels,
         "labelled snapshots": f"{len(lab):,} ({int(y.sum()):,} churned within the horizon)",
         "threshold": f"{thr:.3f}",
@@ -187,6 +188,14 @@ def evaluate_model(
     return Evaluation(pooled, oracle, per_cutoff, text, thr, len(lab), int(y.sum()), metrics_path,
                       report_path, images, recipe, source, by_history, in_sample,
                       learnt)  # fmt: skip
+
+
+def _mapping_text(mapping: ColumnMapping) -> str:
+    """A column mapping as the ingest options that give it: "--map user_id=customer ..."."""
+    record = mapping.to_record()
+    parts = [f"--map {k}={v}" for k, v in record.pop("columns", {}).items()]
+    parts += [f"--{k.replace('_', '-')} {v}" for k, v in record.items()]
+    return " ".join(parts)
 
 
 def in_sample_warning(rows: int, total: int, learnt: Learnt | None) -> str:
