@@ -242,7 +242,9 @@ def test_cli_ingest_summary_and_exit_codes(
     assert "Traceback" not in result.output
 
 
-def test_paths_directories_and_globs_expand_to_files(tmp_path: Path) -> None:
+def test_paths_directories_and_globs_expand_to_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from churnwatch.ingest.readers import expand_paths
 
     (tmp_path / "a").mkdir()
@@ -257,6 +259,10 @@ def test_paths_directories_and_globs_expand_to_files(tmp_path: Path) -> None:
         (tmp_path / name).write_text("x")
     found = expand_paths([tmp_path / "a"])
     assert [p.name for p in found] == ["1.jsonl", "2.json.gz", "3.csv"]
+    # a file left out for its suffix is named (an export called events.log went unnoticed);
+    # a hidden or _private one is not
+    (skipped,) = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert "skipped 1 file(s)" in skipped and "notes.txt" in skipped and "_skip" not in skipped
     assert [p.name for p in expand_paths([str(tmp_path / "*.parquet")])] == ["b.parquet"]
     # the same file named twice is read once
     assert len(expand_paths([tmp_path / "b.parquet", str(tmp_path / "b.*")])) == 1

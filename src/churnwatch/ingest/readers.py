@@ -79,15 +79,25 @@ def expand_paths(specs: Sequence[str | Path]) -> list[Path]:
         text = str(spec)
         path = Path(text)
         if path.is_dir():
-            found = sorted(
+            visible = sorted(
                 p
                 for p in path.rglob("*")
                 if p.is_file()
                 and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
-                and format_from_suffix(p) is not None
             )
+            found = [p for p in visible if format_from_suffix(p) is not None]
             if not found:
                 raise InputError(f"directory {text} holds no .json/.jsonl/.csv/.parquet file")
+            other = [str(p.relative_to(path)) for p in visible if format_from_suffix(p) is None]
+            if other:  # an export named events.log would otherwise be left out unnoticed
+                shown = ", ".join(other[:5]) + (
+                    f" and {len(other) - 5} more" if len(other) > 5 else ""
+                )
+                log.warning(
+                    "skipped %d file(s) in %s whose suffix is not a log's (%s, optionally .gz): "
+                    "%s; name a file to read it whatever its suffix",
+                    len(other), text, "/".join(_SUFFIXES), shown,
+                )  # fmt: skip
             files.extend(found)
         elif path.is_file():
             files.append(path)
