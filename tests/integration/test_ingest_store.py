@@ -117,6 +117,8 @@ def test_generic_csv_through_a_column_mapping(settings: Settings, tmp_path: Path
     assert (report.lines_read, report.stored, report.quarantined) == (6, 4, 2)
     rows = [json.loads(x) for x in Path(report.quarantine_file or "").read_text().splitlines()]
     assert {(r["line"], r["reason"]) for r in rows} == {(5, "bad_type"), (6, "bad_csv_row")}
+    (bad_time,) = [r["detail"] for r in rows if r["line"] == 5]
+    assert bad_time.startswith("occurred_at: expected an ISO-8601 time, got ")  # not "epoch iso"
     con = duckdb.connect()
     EventStore(settings.store_path).register(con)
     levels = dict(con.execute("SELECT source_line, level FROM events").fetchall())

@@ -251,7 +251,11 @@ def _rules(
         return f"v_{n} IS NULL" + (f" OR trim(v_{n}) = ''" if blank else "")
 
     when = (
-        f"a time written {ts_format}" if ts_format else f"a timestamp (epoch {ts_unit} or ISO-8601)"
+        f"a time written {ts_format}"
+        if ts_format
+        else "an ISO-8601 time"
+        if ts_unit == "iso"
+        else f"a timestamp (epoch {ts_unit} or ISO-8601)"
     )
     when = when.replace("'", "''")
     bad_types = [
