@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import pandas as pd
 
 from churnwatch import tracking
 from churnwatch.config import Settings
+from churnwatch.errors import StoreError
 from churnwatch.ingest import EventStore, ingest
 from churnwatch.labels import CutoffSchedule
 from churnwatch.models import report as rep
@@ -26,6 +28,8 @@ from churnwatch.recipe import ARTIFACT as RECIPE
 from churnwatch.recipe import Recipe, feature_version
 from churnwatch.schema import ColumnMapping
 from churnwatch.simulate import truth_path
+
+log = logging.getLogger(__name__)
 
 
 def oracle_scores(result: TrainResult, truths: list[Path]) -> dict[str, float]:
@@ -337,7 +341,10 @@ def evaluate_registered(
     store = described["params"].get("data_store")
     learnt = Learnt(Path(store), until) if store and until else None
     if mapping is None and store:
-        mapping = EventStore(store).mapping()
+        try:
+            mapping = EventStore(store).mapping()
+        except StoreError as exc:  # only a default: the logs may well read without it
+            log.warning("the training store's column mapping is unreadable (%s)", exc)
     return evaluate_model(
         churn_model, recipe, data, name=ref, out_dir=out_dir, settings=settings,
         horizon_days=horizon_days, every_days=every_days, n_boot=n_boot, learnt=learnt,
