@@ -377,6 +377,12 @@ def test_a_csv_quote_that_never_closes_costs_one_line(settings: Settings, tmp_pa
     stored = dict(stored_rows(settings, "source_line, song"))
     assert (stored[13], stored[22], stored[24]) == ("song 11", "two\nlines", "song 21")
 
+    # the file's last line, without a multi-line value in the file: pyarrow kept the row
+    lone = tmp_path / "lone.csv"
+    lone.write_bytes(b"userId,ts,page,sessionId,song\n" + b"".join(rows[:11]))
+    report = ingest([lone], settings=settings)
+    assert (report.valid, report.quarantined) == (10, 1)
+
 
 def test_a_parquet_struct_where_a_string_belongs_is_a_bad_type(
     settings: Settings, tmp_path: Path

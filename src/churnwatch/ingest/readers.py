@@ -516,7 +516,9 @@ def _csv_chunk(path: Path, header: bytes, body: bytes, first_line: int) -> Itera
         yield FileProblem("unreadable_file", f"{path}: not a readable CSV file ({exc})")
         return
     n_lines = body.count(b"\n")
-    if table.num_rows + len(bad) != n_lines:  # a quoted value holds a newline
+    # a quoted value holds a newline, or (an odd number of quotes) some quote does not close:
+    # pyarrow would end that value at the line's end and keep the row
+    if table.num_rows + len(bad) != n_lines or body.count(b'"') % 2:
         yield from _csv_chunk_exact(names, body, first_line)
         return
     skipped = {p.line for p in bad if p.line is not None}
