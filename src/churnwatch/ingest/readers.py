@@ -442,9 +442,8 @@ def _split_open_record(body: bytes, *, limit: int) -> tuple[bytes, bytes]:
     opened = next((s for s, e, r in _csv_records(body, open_end=True) if r is _OPEN), None)
     if opened is None:
         return body, b""
-    offset = 0
-    for _ in range(opened):
-        offset = body.index(b"\n", offset) + 1
+    newlines = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
+    offset = int(newlines[opened - 1]) + 1 if opened else 0
     if len(body) - offset > limit:
         return body, b""
     return body[:offset], body[offset:]
@@ -485,6 +484,11 @@ def _csv_records(
 
 def _csv_chunk(path: Path, header: bytes, body: bytes, first_line: int) -> Iterator[Item]:
     names = next(csv.reader([header.decode("utf-8", errors="replace")]))
+    # an odd number of quotes: some quote does not close, and pyarrow would end that value at
+    # the line's end and keep the row; the strict reader rejects it
+    if body.count(b'"') % 2:
+        yield from _csv_chunk_exact(names, body, first_line)
+        return
     bad: list[FileProblem] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
@@ -516,9 +520,7 @@ def _csv_chunk(path: Path, header: bytes, body: bytes, first_line: int) -> Itera
         yield FileProblem("unreadable_file", f"{path}: not a readable CSV file ({exc})")
         return
     n_lines = body.count(b"\n")
-    # a quoted value holds a newline, or (an odd number of quotes) some quote does not close:
-    # pyarrow would end that value at the line's end and keep the row
-    if table.num_rows + len(bad) != n_lines or body.count(b'"') % 2:
+    if table.num_rows + len(bad) != n_lines:  # a quoted value holds a newline
         yield from _csv_chunk_exact(names, body, first_line)
         return
     skipped = {p.line for p in bad if p.line is not None}
