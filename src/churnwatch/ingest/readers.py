@@ -1,20 +1,24 @@
 """Readers: turn input files into Arrow batches, streaming, with exact line numbers.
 
-A reader never parses values: it hands raw lines (JSON) or raw columns (CSV, Parquet) to the
-validator, so that whatever is wrong with a row can be reported with its line and text.
+A reader never checks values: it hands raw lines or records (JSON) or raw columns (CSV,
+Parquet) to the validator, so that whatever is wrong with a row can be reported with its line
+and text. (A JSON document is parsed only to find where each record ends.)
 Problems that concern a whole file (empty, truncated, not readable) come out as `FileProblem`.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import glob
 import io
+import itertools
 import json
 import logging
 import queue
+import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -239,7 +243,7 @@ def read_file(path: Path, fmt: Format, *, chunk_bytes: int, progress: Progress) 
         yield FileProblem("empty_file", f"{path} is empty (0 bytes)")
         return
     if fmt == "json":
-        yield from read_json_lines(path, chunk_bytes=chunk_bytes, progress=progress)
+        yield from read_json(path, chunk_bytes=chunk_bytes, progress=progress)
     elif fmt == "csv":
         yield from read_csv(path, chunk_bytes=chunk_bytes, progress=progress)
     else:
@@ -310,7 +314,7 @@ class _Cut:
 
 
 def _line_chunks(
-    path: Path, *, chunk_bytes: int, progress: Progress
+    blocks: Iterable[bytes | FileProblem], *, chunk_bytes: int
 ) -> Iterator[bytes | FileProblem | _Cut]:
     """The decompressed file as chunks of whole lines (each chunk ends in a newline) of about
     `chunk_bytes`, with the file's problems as they come. A last line without a newline is
@@ -318,7 +322,7 @@ def _line_chunks(
     pending: list[bytes] = []
     size = 0
     truncated = False
-    for block in _decompressed_blocks(path, progress):
+    for block in blocks:
         if isinstance(block, FileProblem):
             truncated = block.reason == "truncated_file"
             yield block
@@ -341,10 +345,15 @@ def _line_chunks(
         yield _Cut(last) if truncated else last + b"\n"
 
 
-def read_json_lines(path: Path, *, chunk_bytes: int, progress: Progress) -> Iterator[Item]:
-    """JSON lines, gzip or plain, as LineBatches of about `chunk_bytes` decompressed bytes."""
+def read_json(path: Path, *, chunk_bytes: int, progress: Progress) -> Iterator[Item]:
+    """JSON, gzip or plain, as LineBatches of about `chunk_bytes` decompressed bytes: JSON
+    lines, or a JSON document (an array of objects, or objects written over several lines)."""
+    head, blocks = _peek(_decompressed_blocks(path, progress))
+    if is_json_document(head):
+        yield from _json_document(blocks, chunk_bytes=chunk_bytes)
+        return
     next_line = 1
-    for chunk in _line_chunks(path, chunk_bytes=chunk_bytes, progress=progress):
+    for chunk in _line_chunks(blocks, chunk_bytes=chunk_bytes):
         if isinstance(chunk, FileProblem):
             yield chunk
         elif isinstance(chunk, _Cut):
@@ -359,6 +368,137 @@ def read_json_lines(path: Path, *, chunk_bytes: int, progress: Progress) -> Iter
             yield batch
 
 
+_PEEK_BYTES = 1 << 16
+
+
+def _peek(
+    blocks: Iterator[bytes | FileProblem],
+) -> tuple[bytes, Iterator[bytes | FileProblem]]:
+    """The stream's first bytes, enough to see its first line (up to 64 KiB), and the whole
+    stream again."""
+    seen: list[bytes | FileProblem] = []
+    head = b""
+    for block in blocks:
+        seen.append(block)
+        if isinstance(block, FileProblem):
+            break
+        head += block
+        text = head.lstrip()
+        if len(head) >= _PEEK_BYTES or (text and b"\n" in text):
+            break
+    return head, itertools.chain(seen, blocks)
+
+
+def is_json_document(head: bytes) -> bool:
+    """Whether a JSON file starting with `head` is a document rather than JSON lines: an
+    array (`[{...}, ...]`, as `DataFrame.to_json(orient="records")` or `mongoexport
+    --jsonArray` write it) or objects spread over several lines (as `jq .` writes them)."""
+    text = head.removeprefix(UTF8_BOM).lstrip()
+    return text.startswith(b"[") or text.split(b"\n", 1)[0].strip() == b"{"
+
+
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _json_document(
+    blocks: Iterator[bytes | FileProblem], *, chunk_bytes: int
+) -> Generator[Item, None, None]:
+    """The records of a JSON document, one row each, numbered from 1 in the `line` column:
+    the elements of a top-level array (of every one, if there are several), and top-level
+    values otherwise. Each record's text is kept as written, for the checks and the
+    quarantine. Where the text stops being valid JSON, the rest of the file is one
+    quarantined `invalid_json` row that says where, after every record before it was read."""
+    decoder = json.JSONDecoder()
+    text_of = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
+    buf = ""  # decoded text not yet consumed
+    lines_before = 1  # the file's line at the start of `buf`
+    in_array = False
+    records: list[bytes] = []
+    size = 0
+    record = 1  # the next record's number
+    ended: FileProblem | None = None
+    stream = iter(blocks)
+    while True:
+        block = next(stream, None)
+        if isinstance(block, FileProblem):
+            ended = block
+            block = None
+        eof = block is None
+        buf += text_of.decode(block or b"", final=eof)
+        pos = 0
+        while True:
+            pos = _JSON_SPACE.match(buf, pos).end()  # type: ignore[union-attr]  # always matches
+            if pos == len(buf):
+                break
+            ch = buf[pos]
+            if in_array and ch in ",]":
+                in_array = ch == ","
+                pos += 1
+                continue
+            if ch == "[" and not in_array:
+                in_array = True
+                pos += 1
+                continue
+            try:
+                _, end = decoder.raw_decode(buf, pos)
+            except json.JSONDecodeError as exc:
+                if not eof:  # the value may go on in the next block
+                    break
+                yield _invalid_rest(exc, buf, pos, lines_before, record + len(records), ended)
+                pos = len(buf)
+                break
+            if end == len(buf) and not eof:
+                break  # a number at the end of a block may go on in the next one
+            raw = buf[pos:end].encode("utf-8", errors="surrogateescape")
+            records.append(raw)
+            size += len(raw)
+            pos = end
+            if size >= chunk_bytes:
+                yield _records_batch(records, record)
+                record += len(records)
+                records, size = [], 0
+        lines_before += buf.count("\n", 0, pos)
+        buf = buf[pos:]
+        if eof:
+            break
+    if records:
+        yield _records_batch(records, record)
+    if ended is not None:
+        yield ended
+
+
+def _invalid_rest(
+    exc: json.JSONDecodeError, buf: str, pos: int, lines_before: int, record: int,
+    ended: FileProblem | None,
+) -> FileProblem:  # fmt: skip
+    """The unreadable end of a JSON document as one quarantined row."""
+    raw = buf[pos:].encode("utf-8", errors="surrogateescape")
+    text = raw.decode("utf-8", errors="backslashreplace")
+    where = f"line {lines_before + exc.lineno - 1}"
+    if ended is not None:  # the stream stopped early: the record was cut, not malformed
+        return FileProblem(
+            ended.reason,
+            f"the JSON document was cut off at {where} ({ended.detail}); "
+            "every record before it was read",
+            line=record,
+            raw=text,
+        )
+    return FileProblem(
+        "invalid_json",
+        f"not valid JSON at {where} ({exc.msg}); every record before it was read, and the "
+        "rest of the file is this row",
+        line=record,
+        raw=text,
+    )
+
+
+def _records_batch(records: list[bytes], first: int) -> LineBatch:
+    lengths = np.fromiter((len(r) for r in records), dtype=np.int64, count=len(records))
+    offsets = np.zeros(len(records) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return _raw_batch(b"".join(records), offsets, first)
+
+
 def _lines_batch(body: bytes, first_line: int) -> tuple[LineBatch, int]:
     """Split `body` (ending in a newline) into lines without copying."""
     arr = np.frombuffer(body, dtype=np.uint8)
@@ -366,7 +506,12 @@ def _lines_batch(body: bytes, first_line: int) -> tuple[LineBatch, int]:
     offsets = np.empty(len(ends) + 1, dtype=np.int64)
     offsets[0] = 0
     offsets[1:] = ends
-    n = len(ends)
+    return _raw_batch(body, offsets, first_line), first_line + len(ends)
+
+
+def _raw_batch(body: bytes, offsets: np.ndarray, first_line: int) -> LineBatch:
+    """Rows `line`, `raw` over `body` cut at `offsets`, numbered from `first_line`."""
+    n = len(offsets) - 1
     raw = pa.LargeBinaryArray.from_buffers(
         pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(body)]
     )
@@ -378,28 +523,33 @@ def _lines_batch(body: bytes, first_line: int) -> tuple[LineBatch, int]:
         for i in range(0, n, step)
     ]
     table = pa.Table.from_batches(batches, schema=_LINES_SCHEMA)
-    return LineBatch(table), first_line + n
+    return LineBatch(table)
 
 
 _LINES_SCHEMA = pa.schema([("line", pa.int64()), ("raw", pa.large_binary())])
 
 
 def first_json_keys(path: Path, *, max_lines: int = 50) -> list[str]:
-    """Keys of the first line that parses as a JSON object (for choosing a column mapping)."""
+    """Keys of the first line (or, in a JSON document, of the first of the first `max_lines`
+    records) that parses as a JSON object (for choosing a column mapping)."""
     try:
-        for block in _decompressed_blocks(path, lambda _: None):
-            if isinstance(block, FileProblem):
-                return []
-            for i, line in enumerate(block.split(b"\n")):
-                if i >= max_lines:
-                    return []
-                try:
-                    obj = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(obj, dict):
-                    return list(obj)
-            return []
+        head, blocks = _peek(_decompressed_blocks(path, lambda _: None))
+        if is_json_document(head):
+            records = _json_document(blocks, chunk_bytes=_PEEK_BYTES)
+            try:
+                first = next((b for b in records if isinstance(b, LineBatch)), None)
+            finally:
+                records.close()
+            lines = first.table.column("raw").to_pylist()[:max_lines] if first else []
+        else:
+            lines = head.split(b"\n")[:max_lines]
+        for line in lines:
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                return list(obj)
     except OSError:
         return []
     return []
@@ -414,7 +564,8 @@ def read_csv(path: Path, *, chunk_bytes: int, progress: Progress) -> Iterator[It
     header: bytes | None = None
     next_line = 1
     carry = b""  # a record whose quoted value was still open at the end of the last chunk
-    for chunk in _line_chunks(path, chunk_bytes=chunk_bytes, progress=progress):
+    blocks = _decompressed_blocks(path, progress)
+    for chunk in _line_chunks(blocks, chunk_bytes=chunk_bytes):
         if isinstance(chunk, FileProblem):
             yield chunk
             continue
