@@ -384,6 +384,37 @@ def test_a_csv_quote_that_never_closes_costs_one_line(settings: Settings, tmp_pa
     assert (report.valid, report.quarantined) == (10, 1)
 
 
+def test_a_semicolon_or_tab_separated_export_is_read_by_its_delimiter(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Spreadsheets in many locales save CSV with semicolons, and `.tsv` files use tabs: every
+    row was a missing_field (the header was one column). A comma file whose quoted values
+    hold semicolons stays a comma file."""
+    semi = tmp_path / "excel.csv"
+    semi.write_bytes(
+        b'"userId";"ts";"page";"sessionId";"song"\r\n'
+        b'8;1538352077000;NextSong;1;"Rock; Roll, and ""more"""\r\n'
+        b'8;1538352078000;NextSong;1;"two\r\nlines"\r\n'
+        b"9;1538352079000;Home;2;\r\n"
+        b"9,1538352080000,Home,2,x\r\n"  # not this file's delimiter: one field
+    )
+    tabs = tmp_path / "export.tsv"
+    tabs.write_bytes(b"userId\tts\tpage\tsessionId\tsong\n10\t1538352081000\tHome\t3\ta,b;c\n")
+    commas = tmp_path / "commas.csv"
+    commas.write_bytes(b'userId,ts,page,sessionId,"song; title"\n11,1538352082000,Home,4,"x; y"\n')
+    report = ingest([semi, tabs, commas], settings=settings)
+    assert (report.valid, report.quarantined) == (5, 1)
+    (bad,) = quarantine_rows(report.quarantine_file or "")
+    assert (bad["source_file"], bad["line"], bad["reason"]) == (str(semi), 6, "bad_csv_row")
+    assert sorted(stored_rows(settings, "user_id::INT, session_id, coalesce(song, '-')")) == [
+        (8, 1, 'Rock; Roll, and "more"'),
+        (8, 1, "two\r\nlines"),
+        (9, 2, "-"),
+        (10, 3, "a,b;c"),
+        (11, 4, "-"),  # "song; title" is not a column churnwatch reads
+    ]
+
+
 def test_a_parquet_struct_where_a_string_belongs_is_a_bad_type(
     settings: Settings, tmp_path: Path
 ) -> None:

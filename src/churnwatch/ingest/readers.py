@@ -44,6 +44,7 @@ _SUFFIXES: dict[str, Format] = {
     ".jsonl": "json",
     ".ndjson": "json",
     ".csv": "csv",
+    ".tsv": "csv",
     ".parquet": "parquet",
     ".pq": "parquet",
 }
@@ -564,6 +565,7 @@ def read_csv(path: Path, *, chunk_bytes: int, progress: Progress) -> Iterator[It
     header: bytes | None = None
     next_line = 1
     carry = b""  # a record whose quoted value was still open at the end of the last chunk
+    sep = ","
     blocks = _decompressed_blocks(path, progress)
     for chunk in _line_chunks(blocks, chunk_bytes=chunk_bytes):
         if isinstance(chunk, FileProblem):
@@ -573,15 +575,32 @@ def read_csv(path: Path, *, chunk_bytes: int, progress: Progress) -> Iterator[It
         if header is None:
             end = body.index(b"\n") + 1
             header, body, next_line = body[:end], body[end:], 2
-        body, carry = _split_open_record(body, limit=chunk_bytes)
+            sep = csv_delimiter(path, header)
+        body, carry = _split_open_record(body, limit=chunk_bytes, sep=sep)
         if body:
-            yield from _csv_chunk(path, header, body, next_line)
+            yield from _csv_chunk(path, header, body, next_line, sep=sep)
             next_line += body.count(b"\n")
     if carry and header is not None:  # the file ends inside a quoted value
-        yield from _csv_chunk(path, header, carry, next_line)
+        yield from _csv_chunk(path, header, carry, next_line, sep=sep)
 
 
-def _split_open_record(body: bytes, *, limit: int) -> tuple[bytes, bytes]:
+_DELIMITERS = (",", ";", "\t", "|")
+
+
+def csv_delimiter(path: Path, header: bytes) -> str:
+    """The character between fields: a tab in a `.tsv` file, else whichever of `, ; TAB |`
+    the header line holds most often outside quotes (a comma when none is there, or on a
+    tie): spreadsheets in many locales export with semicolons."""
+    if ".tsv" in (s.lower() for s in path.suffixes):
+        return "\t"
+    bare = re.sub(r'"[^"]*"', "", header.decode("utf-8", errors="replace"))
+    best = max(_DELIMITERS, key=bare.count)  # the first of equals: the comma
+    if best != ",":
+        log.info("reading %s with %r between fields, as its header line has", path.name, best)
+    return best
+
+
+def _split_open_record(body: bytes, *, limit: int, sep: str = ",") -> tuple[bytes, bytes]:
     """`body` without its last record when that record's quoted value is still open at the
     end (its newline fell on a chunk boundary), and that record, to go before the next chunk.
 
@@ -590,7 +609,8 @@ def _split_open_record(body: bytes, *, limit: int) -> tuple[bytes, bytes]:
     not carried: it is read, and rejected, where it stands."""
     if body.count(b'"') % 2 == 0:
         return body, b""
-    opened = next((s for s, e, r in _csv_records(body, open_end=True) if r is _OPEN), None)
+    records = _csv_records(body, open_end=True, sep=sep)
+    opened = next((s for s, e, r in records if r is _OPEN), None)
     if opened is None:
         return body, b""
     newlines = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
@@ -604,7 +624,7 @@ _OPEN: list[str] = []  # marks a record still inside a quoted value where `body`
 
 
 def _csv_records(
-    body: bytes, *, open_end: bool = False
+    body: bytes, *, open_end: bool = False, sep: str = ","
 ) -> Iterator[tuple[int, int, list[str] | None]]:
     """The records of `body` (whole lines) as Python's csv module reads them, strictly, each
     with the index of its first line and of the line after it.
@@ -618,7 +638,7 @@ def _csv_records(
     start = 0
     while start < len(lines):
         base = start
-        reader = csv.reader((line + "\n" for line in lines[base:]), strict=True)
+        reader = csv.reader((line + "\n" for line in lines[base:]), strict=True, delimiter=sep)
         try:
             for record in reader:
                 end = base + reader.line_num
@@ -633,12 +653,14 @@ def _csv_records(
             start += 1
 
 
-def _csv_chunk(path: Path, header: bytes, body: bytes, first_line: int) -> Iterator[Item]:
-    names = next(csv.reader([header.decode("utf-8", errors="replace")]))
+def _csv_chunk(
+    path: Path, header: bytes, body: bytes, first_line: int, *, sep: str
+) -> Iterator[Item]:
+    names = next(csv.reader([header.decode("utf-8", errors="replace")], delimiter=sep))
     # an odd number of quotes: some quote does not close, and pyarrow would end that value at
     # the line's end and keep the row; the strict reader rejects it
     if body.count(b'"') % 2:
-        yield from _csv_chunk_exact(names, body, first_line)
+        yield from _csv_chunk_exact(names, body, first_line, sep=sep)
         return
     bad: list[FileProblem] = []
 
@@ -659,7 +681,10 @@ def _csv_chunk(path: Path, header: bytes, body: bytes, first_line: int) -> Itera
             io.BytesIO(header + body),
             read_options=pacsv.ReadOptions(use_threads=False, block_size=len(body) + 1024),
             parse_options=pacsv.ParseOptions(
-                invalid_row_handler=on_invalid, newlines_in_values=False, ignore_empty_lines=False
+                delimiter=sep,
+                invalid_row_handler=on_invalid,
+                newlines_in_values=False,
+                ignore_empty_lines=False,
             ),
             convert_options=pacsv.ConvertOptions(
                 column_types={name: pa.binary() for name in names},
@@ -672,7 +697,7 @@ def _csv_chunk(path: Path, header: bytes, body: bytes, first_line: int) -> Itera
         return
     n_lines = body.count(b"\n")
     if table.num_rows + len(bad) != n_lines:  # a quoted value holds a newline
-        yield from _csv_chunk_exact(names, body, first_line)
+        yield from _csv_chunk_exact(names, body, first_line, sep=sep)
         return
     skipped = {p.line for p in bad if p.line is not None}
     lines = np.arange(first_line, first_line + n_lines, dtype=np.int64)
@@ -683,7 +708,7 @@ def _csv_chunk(path: Path, header: bytes, body: bytes, first_line: int) -> Itera
         yield ColumnBatch(table.append_column("line", pa.array(lines[: table.num_rows])))
 
 
-def _csv_chunk_exact(names: list[str], body: bytes, first_line: int) -> Iterator[Item]:
+def _csv_chunk_exact(names: list[str], body: bytes, first_line: int, *, sep: str) -> Iterator[Item]:
     """A chunk where some record spans lines (a quoted value with a newline), read with
     Python's csv module, which counts physical lines: each record is numbered by the line it
     starts on, as a bad row is. pyarrow numbers records, so every line after such a record
@@ -691,7 +716,7 @@ def _csv_chunk_exact(names: list[str], body: bytes, first_line: int) -> Iterator
     lines = body.split(b"\n")
     good: list[list[str]] = []
     numbers: list[int] = []
-    for start, end, record in _csv_records(body):
+    for start, end, record in _csv_records(body, sep=sep):
         if record is not None and len(record) == len(names):
             good.append(record)
             numbers.append(first_line + start)
