@@ -29,6 +29,7 @@ from churnwatch.ingest.readers import (
     detect_format,
     expand_paths,
     first_json_keys,
+    hive_partitions,
     prefetch,
     read_file,
 )
@@ -235,7 +236,9 @@ def _ingest_file(
     if stream.first is not None:
         if isinstance(stream.first, LineBatch):
             keys = mapping.json_keys(first_json_keys(path))
-            fields, paths = json_fields_sql(keys, constants=mapping.constants)
+            folders = hive_partitions(path)
+            defaults = {n: v for n, k in keys.items() if (v := folders.get(k)) is not None}
+            fields, paths = json_fields_sql(keys, constants=mapping.constants, defaults=defaults)
             sql = validate_sql(fields, source_keys=keys, raw_text=JSON_RAW_TEXT, **_rules(mapping))
             stage.add(sql, {**params, "paths": paths}, source, stream)
         else:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
@@ -239,16 +240,48 @@ def detect_format(path: Path) -> Format:
 
 
 def read_file(path: Path, fmt: Format, *, chunk_bytes: int, progress: Progress) -> Iterator[Item]:
-    """Stream one file as batches and problems, whatever its format."""
+    """Stream one file as batches and problems, whatever its format. The rows of a CSV or
+    Parquet file in a partition folder (`level=paid/`) get the partition's column when the
+    file does not have it."""
     if path.stat().st_size == 0:
         yield FileProblem("empty_file", f"{path} is empty (0 bytes)")
         return
     if fmt == "json":
         yield from read_json(path, chunk_bytes=chunk_bytes, progress=progress)
-    elif fmt == "csv":
-        yield from read_csv(path, chunk_bytes=chunk_bytes, progress=progress)
+        return
+    if fmt == "csv":
+        items = read_csv(path, chunk_bytes=chunk_bytes, progress=progress)
     else:
-        yield from read_parquet(path, progress=progress)
+        items = read_parquet(path, progress=progress)
+    partitions = hive_partitions(path)
+    for item in items:
+        if isinstance(item, ColumnBatch) and partitions:
+            table = item.table
+            for name, value in partitions.items():
+                if name not in table.schema.names:
+                    table = table.append_column(
+                        name, pa.repeat(pa.scalar(value, pa.string()), table.num_rows)
+                    )
+            item = ColumnBatch(table)
+        yield item
+
+
+_PARTITION = re.compile(r"([^=]+)=(.*)")
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+def hive_partitions(path: Path) -> dict[str, str | None]:
+    """The `column=value` folders a file sits in, innermost last, as Spark's `partitionBy`
+    (and pyarrow, DuckDB, Hive) write a dataset: the files do not hold these columns. Values
+    are URL-decoded; Hive's null partition is None."""
+    found: dict[str, str | None] = {}
+    for folder in path.parents:
+        match = _PARTITION.fullmatch(folder.name)
+        if match is None:
+            break
+        name, value = unquote(match[1]), unquote(match[2])
+        found.setdefault(name, None if value == HIVE_NULL else value)
+    return dict(reversed(found.items()))
 
 
 def _decompressed_blocks(path: Path, progress: Progress) -> Iterator[bytes | FileProblem]:

@@ -40,10 +40,14 @@ JSON_RAW_TEXT = "coalesce(rtrim(txt, E'\\r\\n'), CAST(raw AS VARCHAR))"
 
 
 def json_fields_sql(
-    keys: dict[str, str], *, constants: dict[str, str] | None = None
+    keys: dict[str, str],
+    *,
+    constants: dict[str, str] | None = None,
+    defaults: dict[str, str] | None = None,
 ) -> tuple[str, list[str]]:
     """SELECT over relation `batch(line, raw)` giving `line, pre_reason, txt, raw, v_<field>...`.
 
+    `defaults` are the values of fields a line does not give (the file's partition folders).
     Returns the SQL and the JSON paths to bind as `$paths`. Invalid UTF-8 is flagged, not
     raised (`try` costs nothing on a batch where every line decodes). Checks are ordered so
     that the costly ones run only on lines the cheap ones cannot settle; the raw text is built
@@ -51,7 +55,13 @@ def json_fields_sql(
     """
     names = list(keys)
     paths = [json_path(keys[n]) for n in names]
-    cols = ", ".join(f"v[{i + 1}] AS v_{n}" for i, n in enumerate(names))
+    given = defaults or {}
+
+    def extracted(i: int, n: str) -> str:
+        v = f"v[{i + 1}]"
+        return f"coalesce({v}, {literal(given[n])})" if n in given else v
+
+    cols = ", ".join(f"{extracted(i, n)} AS v_{n}" for i, n in enumerate(names))
     fixed = constants or {}
     absent = [n for n in (*FIELDS, EVENT_KEY) if n not in keys and n not in fixed]
     missing = "".join(f", {literal(v)} AS v_{n}" for n, v in fixed.items())
