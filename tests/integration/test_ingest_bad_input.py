@@ -219,6 +219,40 @@ def test_nothing_valid_is_an_error_with_counts(
         ingest([folder / "notjson.json", folder / "empty.jsonl"], settings=settings)
 
 
+def test_a_time_in_the_wrong_unit_says_which_unit_fits(settings: Settings, tmp_path: Path) -> None:
+    """Epoch seconds read as milliseconds land in January 1970. Every row was quarantined as
+    out of range, and the error only counted them: the detail now names the unit used and the
+    unit that gives a plausible time, and the error shows the first such row."""
+    log = tmp_path / "seconds.jsonl"
+    log.write_bytes(
+        good(1, ts=1538352077)  # seconds
+        + b"\n"
+        + good(2, ts=1538352077000000)  # microseconds
+        + b"\n"
+        + good(3, ts="1970-01-02T00:00:00Z")  # a time, not a unit mistake
+        + b"\n"
+        + good(4, ts=99)  # no unit makes it plausible
+        + b"\n"
+    )
+    with pytest.raises(NoValidRowsError) as caught:
+        ingest([log], settings=settings)
+    message = str(caught.value)
+    assert "4 are ts_out_of_range, the first (seconds.jsonl line 1): ts: 1538352077 read as" in (
+        message
+    )
+    by_line = {r["line"]: r["detail"] for r in quarantine_rows(caught.value.quarantine_file or "")}
+    assert by_line[1].startswith("ts: 1538352077 read as epoch milliseconds is 1970-01-18 19:19")
+    assert by_line[1].endswith("; as epoch seconds (--ts-unit s) it would be 2018-10-01 00:01:17")
+    assert by_line[2].endswith(
+        "as epoch microseconds (--ts-unit us) it would be 2018-10-01 00:01:17"
+    )
+    assert by_line[3].startswith(
+        "ts: 1970-01-02 00:00:00 is outside the plausible range 2000-01-01"
+    )
+    assert "--ts-unit" not in by_line[3] and "--ts-unit" not in by_line[4]
+    assert "99 read as epoch milliseconds" in by_line[4]
+
+
 def test_missing_path_is_a_clear_error(settings: Settings, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="expected an existing file, directory or glob"):
         ingest([tmp_path / "nope.jsonl"], settings=settings)

@@ -6,6 +6,7 @@ of one already stored), a guest event, or a quarantined row with its reason.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -279,6 +280,21 @@ def _columns_sql(con: duckdb.DuckDBPyConnection, schema: pa.Schema, mapping: Col
     return validate_sql(fields, source_keys=columns, **_rules(mapping))
 
 
+def _commonest_rejection(report: IngestReport) -> str:
+    """The commonest quarantine reason and its first row, for an ingest that stored nothing:
+    one example often says what is wrong with every row (a time in seconds, a delimiter)."""
+    if not report.quarantined_by_reason or not report.quarantine_file:
+        return ""
+    reason, count = max(report.quarantined_by_reason.items(), key=lambda kv: kv[1])
+    with open(report.quarantine_file, encoding="utf-8") as fh:
+        for text in fh:
+            row = json.loads(text)
+            if row["reason"] == reason and row["line"] is not None:
+                where = f"{Path(row['source_file']).name} line {row['line']}"
+                return f". {count} are {reason}, the first ({where}): {row['detail']}"
+    return ""
+
+
 def _rules(mapping: ColumnMapping) -> dict[str, Any]:
     """The validation options a mapping sets: time unit and format, required fields."""
     required = (*REQUIRED, EVENT_KEY) if mapping.key_column else REQUIRED
@@ -307,6 +323,7 @@ def _commit(
             f"{report.quarantined} quarantined"
             + (f" (see {report.quarantine_file})" if report.quarantine_file else "")
             + "".join(f"; {p['detail']}" for p in report.file_problems[:3])
+            + _commonest_rejection(report)
         )
         error.quarantine_file = report.quarantine_file
         raise error

@@ -154,18 +154,48 @@ def _ts_expr(v: str, unit: TsUnit, fmt: str | None = None) -> str:
     if fmt is not None:  # strptime codes: exactly that format, read as UTC
         return f"TRY_CAST(try_strptime(trim({v}), {literal(fmt)}) AS TIMESTAMPTZ)"
     iso = f"TRY_CAST({v} AS TIMESTAMPTZ)"
-    if unit == "ms":
-        num = (
-            f"try(epoch_ms(TRY_CAST({v} AS BIGINT))::TIMESTAMPTZ), "
-            f"try(epoch_ms(TRY_CAST(round(TRY_CAST({v} AS DOUBLE)) AS BIGINT))::TIMESTAMPTZ)"
-        )
-    elif unit == "s":
-        num = f"try(to_timestamp(TRY_CAST({v} AS DOUBLE)))"
-    elif unit == "us":
-        num = f"try(make_timestamp(TRY_CAST({v} AS BIGINT))::TIMESTAMPTZ)"
-    else:
+    if unit == "iso":
         return iso
-    return f"coalesce({num}, {iso})"
+    return f"coalesce({_epoch_expr(v, unit)}, {iso})"
+
+
+_EPOCH_UNITS = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}
+
+
+def _epoch_expr(v: str, unit: str) -> str:
+    """`v` read as a number of `unit`s since 1970 (NULL when it is not a number)."""
+    if unit == "ms":
+        return (
+            f"coalesce(try(epoch_ms(TRY_CAST({v} AS BIGINT))::TIMESTAMPTZ), "
+            f"try(epoch_ms(TRY_CAST(round(TRY_CAST({v} AS DOUBLE)) AS BIGINT))::TIMESTAMPTZ))"
+        )
+    if unit == "s":
+        return f"try(to_timestamp(TRY_CAST({v} AS DOUBLE)))"
+    return f"try(make_timestamp(TRY_CAST({v} AS BIGINT))::TIMESTAMPTZ)"
+
+
+def _out_of_range_detail(name: str, unit: TsUnit, fmt: str | None) -> str:
+    """The detail of a `ts_out_of_range` row. A number read in the wrong unit lands in 1970
+    or millennia ahead: the detail says which unit was used, and which would give a time in
+    the plausible range."""
+    read = "strftime(t_ts, '%Y-%m-%d %H:%M:%S')"
+    window = "strftime($ts_min, '%Y-%m-%d') || ' .. ' || strftime($ts_max, '%Y-%m-%d')"
+    if fmt is not None or unit == "iso":
+        return f"'{name}: ' || {read} || ' is outside the plausible range ' || {window}"
+    number = "TRY_CAST(v_ts AS DOUBLE) IS NOT NULL"
+    hints = " ".join(
+        f"WHEN {_epoch_expr('v_ts', other)} BETWEEN $ts_min AND $ts_max THEN "
+        f"'; as epoch {word} (--ts-unit {other}) it would be ' || "
+        f"strftime({_epoch_expr('v_ts', other)}, '%Y-%m-%d %H:%M:%S')"
+        for other, word in _EPOCH_UNITS.items()
+        if other != unit
+    )
+    return (
+        f"'{name}: ' || CASE WHEN {number} THEN left(trim(v_ts), 30) || ' read as epoch "
+        f"{_EPOCH_UNITS[unit]} is ' || {read} || ', outside the plausible range ' || {window} "
+        f"|| coalesce(CASE {hints} END, '') "
+        f"ELSE {read} || ' is outside the plausible range ' || {window} END"
+    )
 
 
 _INTS = {"session_id": "BIGINT", "status": "INTEGER", "item_in_session": "INTEGER"}
@@ -301,9 +331,8 @@ def _rules(
            "|| CAST(t_length AS VARCHAR)",
            f"WHEN {_BAD_VALUE} THEN '{src('value')}: expected a finite number, got ' "
            "|| CAST(t_value AS VARCHAR)",
-           f"WHEN reason = 'ts_out_of_range' THEN '{src('ts')}: ' "
-           "|| strftime(t_ts, '%Y-%m-%d %H:%M:%S') || ' is outside the plausible range ' "
-           "|| strftime($ts_min, '%Y-%m-%d') || ' .. ' || strftime($ts_max, '%Y-%m-%d')"]
+           "WHEN reason = 'ts_out_of_range' THEN "
+           + _out_of_range_detail(src("ts"), ts_unit, ts_format)]
     )  # fmt: skip
     return reasons, details
 
