@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
 from churnwatch.config import Settings
@@ -26,6 +28,7 @@ from churnwatch.monitoring.monitor import monitor
 from churnwatch.monitoring.retrain import retrain
 from churnwatch.runs import RunSummary, evaluate_registered, run_training
 from churnwatch.schema import ColumnMapping
+from churnwatch.serving.app import create_app
 from churnwatch.serving.batch import score_store
 from churnwatch.serving.reasons import describe
 from tests.features.helpers import assert_same_features
@@ -198,6 +201,36 @@ def test_scoring_long_after_the_data_says_why_nobody_is_active(
         score_store(settings=settings, out=tmp_path / "scores.csv", as_of=later)
     with pytest.raises(InputError, match="expected active users at the cutoff 20"):
         monitor(settings, as_of=later, out_dir=tmp_path / "monitoring", log_to_mlflow=False)
+
+
+def test_the_api_takes_events_in_the_feeds_own_columns(
+    trained: tuple[Settings, RunSummary],
+) -> None:
+    """A client of a mapped feed could post events only in eventsim's names; with `columns:
+    feed` they are read as the store's own ingest read its log (names, time format)."""
+    settings, _ = trained
+    row = {"customer": "api1", "when": "2023-06-30 10:00:00", "what": "support", "amount": ""}
+    with TestClient(create_app(settings)) as client:
+        default = client.post("/events", json={"events": [row]}).json()
+        assert (default["stored"], default["quarantined"]) == (0, 1)
+        assert default["rejected"][0]["message"].startswith("missing required field")
+        fed = client.post("/events", json={"events": [row], "columns": "feed"})
+        assert fed.status_code == 200 and fed.json()["stored"] == 1
+        bad = client.post("/events", json={"events": [row], "columns": "csv"})
+        assert bad.status_code == 422
+    con = duckdb.connect()
+    EventStore(settings.store_path).register(con)
+    stored = con.execute("SELECT page, ts FROM events WHERE user_id = 'api1'").fetchall()
+    assert stored == [("support", datetime(2023, 6, 30, 10, tzinfo=UTC))]
+    assert EventStore(settings.store_path).mapping() is not None  # posts do not replace it
+
+
+def test_feed_columns_need_a_store_that_recorded_them(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    with TestClient(create_app(settings, load=False)) as client:
+        answer = client.post("/events", json={"events": [{"a": 1}], "columns": "feed"})
+    assert answer.status_code == 422
+    assert "expected a store whose ingest recorded that" in answer.json()["message"]
 
 
 def missing_users(log: Path) -> int:

@@ -197,6 +197,14 @@ class EventsRequest(BaseModel):
         },
     )
     events: list[Any] = Field(min_length=1)
+    columns: Literal["sparkify", "feed"] = Field(
+        "sparkify",
+        description=(
+            "How to read the events: `sparkify`, eventsim's field names (userId, ts in ms, "
+            "page, ...); `feed`, the columns and options of the store's own log, as its latest "
+            "ingest read them (`--map`, `--ts-format`, `--event-name`, ...)."
+        ),
+    )
 
 
 class EventsResponse(BaseModel):

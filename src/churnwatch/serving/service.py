@@ -438,10 +438,20 @@ class ChurnService:
 
     # -- writing -------------------------------------------------------------------------
 
-    def append_events(self, events: list[Any]) -> dict[str, Any]:
-        """Ingest raw events (Sparkify field names) exactly like `churnwatch ingest`, then
-        rescore the population so scores reflect them."""
-
+    def append_events(self, events: list[Any], *, columns: str = "sparkify") -> dict[str, Any]:
+        """Ingest raw events exactly like `churnwatch ingest`, then rescore the population so
+        scores reflect them. `columns`: `sparkify` field names, or the store's `feed` mapping
+        (how its latest ingest read the log's own files)."""
+        mapping = None
+        if columns == "feed":
+            mapping = self.store.mapping()
+            if mapping is None:
+                raise InputError(
+                    "columns 'feed' reads events as the store's own ingests read its log; "
+                    "expected a store whose ingest recorded that. Got none: post the events "
+                    "with eventsim's field names (columns 'sparkify'), or ingest the log with "
+                    "`churnwatch ingest` first."
+                )
         incoming = self.settings.data_dir / "incoming"
         incoming.mkdir(parents=True, exist_ok=True)
         with self._write:
@@ -453,7 +463,11 @@ class ChurnService:
                 path = Path(fh.name)
             try:
                 report = ingest(
-                    [path], settings=self.settings, store_dir=self.store.root, feed=False
+                    [path],
+                    settings=self.settings,
+                    store_dir=self.store.root,
+                    mapping=mapping,
+                    feed=False,
                 )
             except NoValidRowsError as exc:  # a well-formed request whose events all failed
                 rejected = _quarantine_rows(exc.quarantine_file)

@@ -22,5 +22,7 @@ async def events(body: EventsRequest, service: Service) -> dict[str, Any]:
     limit = service.settings.events_limit
     if len(body.events) > limit:
         raise InputError(f"expected at most {limit} events. Got {len(body.events)}.")
-    answer: dict[str, Any] = await asyncio.to_thread(service.append_events, body.events)
+    answer: dict[str, Any] = await asyncio.to_thread(
+        service.append_events, body.events, columns=body.columns
+    )
     return answer
