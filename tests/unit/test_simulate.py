@@ -173,8 +173,10 @@ def test_parquet_output_and_drift(tmp_path: Path) -> None:
 def test_bad_arguments_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="users and days have to be >= 1"):
         SimConfig(users=0)
-    with pytest.raises(InputError, match="--out has to end in"):
-        simulate(SimConfig(users=5, days=2), tmp_path / "log.txt")
+    for name in ("log.txt", "log.jsonl.txt", "log.gz"):  # log.jsonl.txt was written as JSON
+        with pytest.raises(InputError, match="expected --out to end in .jsonl.gz, .jsonl or"):
+            simulate(SimConfig(users=5, days=2), tmp_path / "new" / name)
+    assert not (tmp_path / "new").exists()  # no folder made for a refused output
     with pytest.raises(InputError, match="seed has to be >= 0. Got -1"):
         SimConfig(seed=-1)  # was numpy's traceback
     for day in (-5, 20):  # before the start, or after the end: the log had no drift at all

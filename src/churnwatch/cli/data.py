@@ -19,7 +19,7 @@ from churnwatch.ingest.pipeline import ingest as run_ingest
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import CutoffSchedule
 from churnwatch.schema import CHURN_PAGE, ColumnMapping
-from churnwatch.simulate import SimConfig, SimResult, summary
+from churnwatch.simulate import SimConfig, SimResult, output_format, summary
 from churnwatch.simulate import simulate as run_simulate
 
 app = typer.Typer()
@@ -122,6 +122,7 @@ def simulate(
 ) -> None:
     """Write a synthetic Sparkify-schema log with a known churn hazard (and its ground truth)."""
     cfg = c.run(lambda: SimConfig(users=users, days=days, seed=seed, drift_day=drift_day))
+    c.run(lambda: output_format(out_path))  # before the bar: an error comes alone
     columns = (TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(),
                TextColumn("days"), TimeElapsedColumn())  # fmt: skip
     with Progress(*columns, console=c.console) as bar:

@@ -61,6 +61,19 @@ DEFAULT_LOG = SimConfig(users=2000, days=120, seed=0)
 VERSION = 2
 
 
+def output_format(out: Path) -> str:
+    """`json` or `parquet`, from the suffix of `out`; an InputError for any other suffix."""
+    if out.suffix == ".parquet":
+        return "parquet"
+    if not any(s in (".json", ".jsonl") for s in out.suffixes) or out.suffix not in (
+        ".json", ".jsonl", ".gz"
+    ):  # fmt: skip
+        raise InputError(
+            f"expected --out to end in .jsonl.gz, .jsonl or .parquet. Got {out.name!r}."
+        )
+    return "json"
+
+
 def simulate(
     cfg: SimConfig,
     out: Path,
@@ -70,11 +83,9 @@ def simulate(
     """Write a simulated log to `out` (.jsonl.gz / .jsonl / .parquet) and its ground truth."""
     started = datetime.now(UTC)
     out = Path(out)
+    fmt = output_format(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fmt = "parquet" if out.suffix == ".parquet" else "json"
     gz = out.suffix == ".gz"
-    if fmt == "json" and not any(s in (".json", ".jsonl") for s in out.suffixes):
-        raise InputError(f"--out has to end in .jsonl.gz, .jsonl or .parquet. Got {out.name!r}.")
     rng = np.random.default_rng(cfg.seed)
     catalog = song_catalog(rng, cfg)
     users = Users()
