@@ -291,7 +291,8 @@ def _commonest_rejection(report: IngestReport) -> str:
             row = json.loads(text)
             if row["reason"] == reason and row["line"] is not None:
                 where = f"{Path(row['source_file']).name} line {row['line']}"
-                return f". {count} are {reason}, the first ({where}): {row['detail']}"
+                rows = "1 row is" if count == 1 else f"{count} rows are"
+                return f". {rows} {reason}, the first ({where}): {row['detail']}"
     return ""
 
 
