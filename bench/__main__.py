@@ -3,8 +3,8 @@
     python -m bench quality [--n-boot 300]   (model quality: see bench/quality.py)
     python -m bench plan [--n-boot 1000]     (retention plan: see bench/plan.py)
     python -m bench survival                 (risk at any horizon: see bench/survival.py)
-    python -m bench [--runs 3] [--only ingest|simulate|snapshots|train|cdnow|serve] [--big]
-                    [--out bench/results]
+    python -m bench [--runs 3] [--only ingest|ingest-files|simulate|snapshots|train|cdnow|serve]
+                    [--big] [--out bench/results]
 
 Figures: wall seconds, events per second, peak RSS of the task's process (from wait4).
 The default data: the eventsim dev log from ../shared (when present) and simulated logs of 1.8M
@@ -163,6 +163,40 @@ def bench_ingest(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def split_log(out: Path, log: Path, parts: int) -> tuple[Path, Path]:
+    """`log` as one plain JSON-lines file and as `parts` files of consecutive lines (a
+    stream's per-minute dumps), written once."""
+    import gzip
+
+    one = out / f"{log.name.split('.')[0]}.jsonl"
+    folder = out / f"{log.name.split('.')[0]}_{parts}_files"
+    if not one.exists():
+        with gzip.open(log, "rb") as fh:
+            one.write_bytes(fh.read())
+    if not folder.is_dir():
+        lines = one.read_bytes().splitlines(keepends=True)
+        step = -(-len(lines) // parts)
+        tmp = folder.with_suffix(".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for k in range(parts):
+            (tmp / f"part-{k:05d}.json").write_bytes(b"".join(lines[k * step : (k + 1) * step]))
+        tmp.rename(folder)
+    return one, folder
+
+
+def bench_ingest_files(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The same log as one file and as 2,000 small files, in the same run."""
+    if not EVENTSIM.is_file():
+        return []
+    one, folder = split_log(args.out, EVENTSIM, 2000)
+    single = measure("ingest_churnwatch", [str(one)], args.runs)
+    many = measure("ingest_churnwatch", [str(folder)], args.runs)
+    many["vs_one_file"] = single["median_s"] / many["median_s"]
+    print(f"  2,000 files at {many['vs_one_file']:.2f}x the speed of one file", flush=True)
+    return [single, many]
+
+
 def bench_snapshots(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     logs = [EVENTSIM] if EVENTSIM.is_file() else []
@@ -208,7 +242,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
         "--only",
-        choices=["ingest", "simulate", "snapshots", "train", "cdnow", "serve"],
+        choices=["ingest", "ingest-files", "simulate", "snapshots", "train", "cdnow", "serve"],
         default=None,
     )
     parser.add_argument("--seconds", type=int, default=10, help="wrk duration per serving run")
@@ -224,6 +258,8 @@ def main() -> None:
         target.unlink(missing_ok=True)
     if args.only in (None, "ingest"):
         rows += bench_ingest(args)
+    if args.only in (None, "ingest-files"):
+        rows += bench_ingest_files(args)
     if args.only in (None, "snapshots"):
         rows += bench_snapshots(args)
     if args.only in (None, "train") and EVENTSIM.is_file():

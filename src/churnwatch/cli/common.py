@@ -164,9 +164,44 @@ def engine(
         eng.close()
 
 
+class BytesProgress:
+    """A progress bar over input bytes: one per file for a few files, else one over all."""
+
+    MAX_BARS = 4
+
+    def __init__(self, bar: Progress, description: str) -> None:
+        self.bar = bar
+        self.description = description
+        self.tasks: dict[str, Any] = {}
+        self.total: Any = None
+        self.count = 0
+
+    def files(self, paths: list[Path]) -> None:
+        if len(paths) > self.MAX_BARS:
+            size = sum(p.stat().st_size for p in paths)
+            self.count = len(paths)
+            self.total = self.bar.add_task(self._all(paths[0]), total=size)
+
+    def _all(self, path: Path) -> str:
+        return f"{self.description} {self.count:,} files: {path.name}"
+
+    def __call__(self, name: str, done: int, total: int) -> None:
+        if self.total is not None:
+            if name not in self.tasks:
+                self.tasks[name] = True
+                self.bar.update(self.total, description=self._all(Path(name)))
+            self.bar.advance(self.total, done)
+            return
+        if name not in self.tasks:
+            self.tasks[name] = self.bar.add_task(
+                f"{self.description} {Path(name).name}", total=total
+            )
+        self.bar.advance(self.tasks[name], done)
+
+
 @contextmanager
-def bytes_progress(description: str) -> Iterator[Callable[[str, int, int], None]]:
-    """A progress bar over input bytes, one task per file."""
+def bytes_progress(description: str) -> Iterator[BytesProgress]:
+    """A progress bar over input bytes (`BytesProgress`)."""
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -174,15 +209,8 @@ def bytes_progress(description: str) -> Iterator[Callable[[str, int, int], None]
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
-    tasks: dict[str, Any] = {}
     with Progress(*columns, console=console, transient=False) as bar:
-
-        def advance(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(f"{description} {Path(name).name}", total=total)
-            bar.advance(tasks[name], done)
-
-        yield advance
+        yield BytesProgress(bar, description)
 
 
 def ci(est: Any) -> str:

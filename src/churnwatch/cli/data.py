@@ -76,7 +76,7 @@ def ingest(
         with c.bytes_progress("reading") as advance:
             return run_ingest(
                 paths, settings=settings, store_dir=store, mapping=mapping, strict=strict,
-                progress=advance,
+                progress=advance, on_files=advance.files,
             )  # fmt: skip
 
     report = c.run(work)

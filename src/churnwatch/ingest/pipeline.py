@@ -11,7 +11,7 @@ import logging
 import os
 import secrets
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from churnwatch.config import Settings
 from churnwatch.db import connect, event_files, literal
@@ -100,12 +101,14 @@ def ingest(
     strict: bool = False,
     progress: Progress | None = None,
     feed: bool = True,
+    on_files: Callable[[list[Path]], None] | None = None,
 ) -> IngestReport:
     """Ingest `paths` (files, directories, globs) into the event store.
 
     With `feed`, the files are the log's own export, and the manifest records `mapping` as
     the way to read later files of the feed (`EventStore.mapping`); the API's posted events
-    are not.
+    are not. `on_files` is told the files found, before any is read; `progress` each file's
+    bytes as they are read.
 
     Raises NoValidRowsError when nothing valid was read, and InputError with `strict` when any
     row was quarantined (after writing the quarantine file, but without touching the events).
@@ -114,6 +117,8 @@ def ingest(
     mapping = mapping or ColumnMapping()
     store = EventStore(store_dir or settings.store_path)
     files = expand_paths(list(paths))
+    if on_files is not None:
+        on_files(files)
     started = datetime.now(UTC)
     run_id = started.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
     report = IngestReport(run_id=run_id, store=str(store.root), files=[str(f) for f in files])
@@ -130,8 +135,7 @@ def ingest(
     with store.writer(run_id) as txn:
         con.execute(f"SET temp_directory = {literal(str(txn.staging / 'spill'))}")
         stage = _Stage(con, txn.staging / "checked", event_id_sql(mapping.dedupe))
-        for path in files:
-            _ingest_file(path, mapping, settings, params, stage, report, progress)
+        _ingest_files(files, mapping, settings, params, stage, report, progress)
         _commit(con, store, txn, stage, report, strict=strict)
     report.seconds = (datetime.now(UTC) - started).total_seconds()
     return report
@@ -166,30 +170,33 @@ class _Stage:
         self.runs = 0
         self.problems: list[dict[str, Any]] = []
 
-    def add(self, sql: str, params: dict[str, Any], source: str, stream: BatchStream) -> None:
-        """Run the check `sql` over relation `batch` (the whole stream) and stage its rows."""
+    def add(self, sql: str, params: dict[str, Any], group: _Group) -> None:
+        """Run the check `sql` over relation `batch` (every file of `group`, one after the
+        other) and stage its rows."""
         out = self.folder / f"{self.runs:05d}"
         self.runs += 1
-        self.con.register("batch", stream.reader())
+        self.con.register("batch", group.reader())
         try:
             self.con.execute(
                 f"""COPY (
                   SELECT {_STAGED_COLUMNS}, kind,
                          CASE WHEN reason IS NULL THEN event_date END AS day
-                  FROM (SELECT *, $src AS source_file, line AS source_line,
+                  FROM (SELECT *,
                           CASE WHEN reason IS NULL THEN {self.event_id} END AS event_id,
                           CAST(ts AS DATE) AS event_date,
                           CASE WHEN reason IS NOT NULL THEN 'quarantine'
                                WHEN user_id = '' THEN 'guests' ELSE 'events' END AS kind
-                        FROM ({sql})))
+                        FROM (SELECT *, $sources[(line >> {_LINE_BITS}) + 1] AS source_file,
+                                line & {(1 << _LINE_BITS) - 1} AS source_line
+                              FROM ({sql}))))
                 TO {literal(str(out))} (FORMAT parquet, PARTITION_BY (kind, day),
                     WRITE_PARTITION_COLUMNS false, FILENAME_PATTERN 'part-{{uuid}}',
                     COMPRESSION zstd)""",
-                {**params, "src": source},
+                {**params, "sources": group.sources},
             )
         except duckdb.Error:
-            if stream.error is not None:
-                raise stream.error from None
+            if group.error is not None:
+                raise group.error from None
             raise
         finally:
             self.con.unregister("batch")
@@ -215,15 +222,64 @@ class _Stage:
         )
 
 
-def _ingest_file(
+_LINE_BITS = 40
+"""The rows of a group's k-th file carry line (k << _LINE_BITS) + line in the check's query."""
+_GROUP_BYTES = 64 << 20  # the decompressed bytes of small files checked by one query
+_GROUP_FILES = 4096
+
+
+@dataclass(eq=False)
+class _Group:
+    """Files checked by one query: a large file alone, streamed, or small files with the same
+    check, read whole, one after the other. A query costs about 25 ms whatever its size, so
+    2,000 files of 165 lines took 50 s one query each, against 2 s for the same lines in one
+    file."""
+
+    sql: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    schema: pa.Schema | None = None
+    files: list[tuple[str, BatchStream]] = field(default_factory=list)
+    nbytes: int = 0
+
+    @property
+    def sources(self) -> list[str]:
+        return [source for source, _ in self.files]
+
+    @property
+    def error(self) -> BaseException | None:
+        return next((s.error for _, s in self.files if s.error is not None), None)
+
+    def takes(self, sql: str, params: dict[str, Any], stream: BatchStream, nbytes: int) -> bool:
+        """Whether a small file with this check can join the group."""
+        return (sql, params, stream.schema) == (self.sql, self.params, self.schema) and (
+            self.nbytes + nbytes <= _GROUP_BYTES
+        )
+
+    def reader(self) -> pa.RecordBatchReader:
+        assert self.schema is not None
+        at = self.schema.get_field_index("line")
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for k, (_, stream) in enumerate(self.files):
+                for batch in stream.reader():
+                    if k:
+                        line = pc.add(batch.column(at), pa.scalar(k << _LINE_BITS, pa.int64()))
+                        batch = batch.set_column(at, "line", line)
+                    yield batch
+
+        return pa.RecordBatchReader.from_batches(self.schema, batches())
+
+
+def _open_file(
     path: Path,
     mapping: ColumnMapping,
     settings: Settings,
     params: dict[str, Any],
-    stage: _Stage,
-    report: IngestReport,
+    con: duckdb.DuckDBPyConnection,
     progress: Progress | None,
-) -> None:
+) -> tuple[BatchStream, str, dict[str, Any], int | None]:
+    """A file's stream and its check (SQL and parameters; empty without a batch), and its
+    decompressed size when it is small enough to be read whole (None: stream it)."""
     size = path.stat().st_size
     fmt = detect_format(path)
     source = str(path)
@@ -233,18 +289,72 @@ def _ingest_file(
             progress(source, nbytes, size)
 
     items = read_file(path, fmt, chunk_bytes=settings.chunk_bytes, progress=tick)
-    stream = BatchStream(prefetch(items, depth=2))
-    if stream.first is not None:
-        if isinstance(stream.first, LineBatch):
-            keys = mapping.json_keys(first_json_keys(path))
-            folders = hive_partitions(path)
-            defaults = {n: v for n, k in keys.items() if (v := folders.get(k)) is not None}
-            fields, paths = json_fields_sql(keys, constants=mapping.constants, defaults=defaults)
-            sql = validate_sql(fields, source_keys=keys, raw_text=JSON_RAW_TEXT, **_rules(mapping))
-            stage.add(sql, {**params, "paths": paths}, source, stream)
-        else:
-            sql = _columns_sql(stage.con, stream.schema, mapping)
-            stage.add(sql, params, source, stream)
+    whole: int | None = None
+    if size <= settings.chunk_bytes:  # read now, closed now: a group holds no open file
+        read = list(items)
+        whole = sum(i.table.nbytes for i in read if not isinstance(i, FileProblem))
+        stream = BatchStream(iter(read))
+    else:
+        stream = BatchStream(prefetch(items, depth=2))
+    if stream.first is None:
+        return stream, "", {}, whole
+    if isinstance(stream.first, LineBatch):
+        keys = mapping.json_keys(first_json_keys(path))
+        folders = hive_partitions(path)
+        defaults = {n: v for n, k in keys.items() if (v := folders.get(k)) is not None}
+        fields, paths = json_fields_sql(keys, constants=mapping.constants, defaults=defaults)
+        sql = validate_sql(fields, source_keys=keys, raw_text=JSON_RAW_TEXT, **_rules(mapping))
+        return stream, sql, {**params, "paths": paths}, whole
+    return stream, _columns_sql(con, stream.schema, mapping), params, whole
+
+
+def _ingest_files(
+    files: list[Path],
+    mapping: ColumnMapping,
+    settings: Settings,
+    params: dict[str, Any],
+    stage: _Stage,
+    report: IngestReport,
+    progress: Progress | None,
+) -> None:
+    """Check and stage every file: small files with the same check by one query."""
+    pending: list[_Group] = []  # groups of small files, one per check
+
+    def run(g: _Group) -> None:
+        try:
+            stage.add(g.sql, g.params, g)
+        finally:
+            for source, stream in g.files:
+                _account(source, stream, stage, report)
+
+    for path in files:
+        stream, sql, file_params, whole = _open_file(
+            path, mapping, settings, params, stage.con, progress
+        )
+        if stream.first is None:  # nothing to check: its problems alone
+            _account(str(path), stream, stage, report)
+            continue
+        if whole is None:  # a large file streams alone
+            run(_Group(sql, file_params, stream.schema, [(str(path), stream)]))
+            continue
+        group = next((g for g in pending if g.takes(sql, file_params, stream, whole)), None)
+        if group is None:
+            group = _Group(sql, file_params, stream.schema)
+            pending.append(group)
+        group.files.append((str(path), stream))
+        group.nbytes += whole
+        if group.nbytes >= _GROUP_BYTES or len(group.files) >= _GROUP_FILES:
+            pending.remove(group)
+            run(group)
+        # what small files hold in memory stays under one group's bytes
+        while sum(g.nbytes for g in pending) > _GROUP_BYTES:
+            run(pending.pop(max(range(len(pending)), key=lambda i: pending[i].nbytes)))
+    for group in pending:
+        run(group)
+
+
+def _account(source: str, stream: BatchStream, stage: _Stage, report: IngestReport) -> None:
+    """A checked file's lines and problems in the report."""
     report.lines_read += stream.rows
     if stream.problems:
         stage.add_problems(source, stream.problems)

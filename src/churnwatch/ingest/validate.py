@@ -350,11 +350,11 @@ def event_id_sql(dedupe: str) -> str:
 
     - `content`: user, time, session, position in the session, page, level, song and value;
     - `line`: the file's name (not its folder) and the line number, in the staging query
-      where `$src` is the file and `line` its line;
+      where `source_file` is the file and `source_line` its line;
     - `key=COLUMN`: the source's own event id.
     """
     if dedupe == "line":
-        parts = "'line', regexp_extract($src, '[^/\\\\]*$'), CAST(line AS VARCHAR)"
+        parts = "'line', regexp_extract(source_file, '[^/\\\\]*$'), CAST(source_line AS VARCHAR)"
     elif dedupe.startswith("key="):
         parts = f"'key', {EVENT_KEY}"
     else:
