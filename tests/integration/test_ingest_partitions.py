@@ -16,6 +16,7 @@ from test_ingest_bad_input import good
 from churnwatch.config import Settings
 from churnwatch.ingest import EventStore, ingest
 from churnwatch.ingest.readers import hive_partitions
+from churnwatch.schema import ColumnMapping
 
 
 def events(n: int) -> list[dict[str, object]]:
@@ -85,6 +86,24 @@ def test_partitioned_json_lines_and_csv_too(settings: Settings, tmp_path: Path) 
             at = (int(str(r["ts"])) + shift_ms) / 1000
             assert level_of[(r["userId"], at)] == r["level"]
     assert level_of[(own["userId"], int(str(own["ts"])) / 1000)] == "paid"
+
+
+def test_line_dedupe_tells_partitions_with_the_same_file_names_apart(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """pyarrow names the file of every partition part-0.parquet: keyed on the file's name and
+    line, `--dedupe line` stored the first partition's rows and dropped every other's as
+    already stored."""
+    # the same customer buys on the same day in two stores: two purchases
+    purchases = pa.table({"customer": ["a", "a"], "day": ["20180101", "20180101"],
+                          "store": ["north", "south"]})  # fmt: skip
+    ds.write_dataset(purchases, tmp_path / "sales", format="parquet", partitioning=["store"],
+                     partitioning_flavor="hive")  # fmt: skip
+    mapping = ColumnMapping.from_options(["user_id=customer", "ts=day"], ts_format="%Y%m%d",
+                                         event_name="purchase", dedupe="line")  # fmt: skip
+    report = ingest([tmp_path / "sales"], settings=settings, mapping=mapping)
+    assert (report.stored, report.duplicates) == (2, 0)
+    assert ingest([tmp_path / "sales"], settings=settings, mapping=mapping).stored == 0
 
 
 def test_only_the_folders_right_above_a_file_are_partitions() -> None:

@@ -349,12 +349,15 @@ def event_id_sql(dedupe: str) -> str:
     on any machine and DuckDB version. Deduplication matches on (user_id, ts, event_id).
 
     - `content`: user, time, session, position in the session, page, level, song and value;
-    - `line`: the file's name (not its folder) and the line number, in the staging query
-      where `source_file` is the file and `source_line` its line;
+    - `line`: the file's name (not its folder, but with the partition folders right above
+      it: `level=paid/part-0.parquet`, as every partition may hold a `part-0.parquet`) and the
+      line number, in the staging query where `source_file` is the file and `source_line` its
+      line;
     - `key=COLUMN`: the source's own event id.
     """
     if dedupe == "line":
-        parts = "'line', regexp_extract(source_file, '[^/\\\\]*$'), CAST(source_line AS VARCHAR)"
+        name = r"regexp_extract(source_file, '(([^/\\=]+=[^/\\]*[/\\])*[^/\\]*)$', 1)"
+        parts = f"'line', {name}, CAST(source_line AS VARCHAR)"
     elif dedupe.startswith("key="):
         parts = f"'key', {EVENT_KEY}"
     else:
