@@ -48,12 +48,19 @@ def write_parts(folder: Path, n: int) -> dict[tuple[str, int], str]:
     return want
 
 
-@pytest.mark.parametrize("group_bytes", [64 << 20, 3000])
+@pytest.mark.parametrize(
+    ("group_bytes", "whole_bytes"), [(64 << 20, 16 << 20), (3000, 16 << 20), (64 << 20, 500)]
+)
 def test_many_small_files_keep_every_rows_file_and_line(
-    group_bytes: int, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    group_bytes: int,
+    whole_bytes: int,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """With the default bound, and with one so small that groups fill and are run while
-    others wait (the bytes held stay under it)."""
+    """With the default bounds; with a group bound so small that groups fill and are run
+    while others wait (the bytes held stay under it); and with files that inflate past the
+    bound of a file read whole (each then streams alone)."""
     want = write_parts(tmp_path / "parts", 60)
     queries: list[int] = []
     add = pipeline._Stage.add
@@ -65,10 +72,13 @@ def test_many_small_files_keep_every_rows_file_and_line(
 
     monkeypatch.setattr(pipeline._Stage, "add", counted)
     monkeypatch.setattr(pipeline, "_GROUP_BYTES", group_bytes)
+    monkeypatch.setattr(pipeline, "_WHOLE_BYTES", whole_bytes)
     report = ingest([tmp_path / "parts"], settings=settings)
 
     assert sum(queries) == 60
-    if group_bytes > 3000:
+    if whole_bytes == 500:  # the 7 files of three short lines still fit, together
+        assert sorted(queries) == [1] * 53 + [7]
+    elif group_bytes > 3000:
         assert len(queries) == 2, queries  # one per check: eventsim's names, canonical names
     else:
         assert 2 < len(queries) < 60, queries

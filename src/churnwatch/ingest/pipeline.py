@@ -6,6 +6,7 @@ of one already stored), a guest event, or a quarantined row with its reason.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from churnwatch.errors import InputError, NoValidRowsError
 from churnwatch.ingest.readers import (
     BatchStream,
     FileProblem,
+    Item,
     LineBatch,
     detect_format,
     expand_paths,
@@ -225,6 +227,7 @@ class _Stage:
 _LINE_BITS = 40
 """The rows of a group's k-th file carry line (k << _LINE_BITS) + line in the check's query."""
 _GROUP_BYTES = 64 << 20  # the decompressed bytes of small files checked by one query
+_WHOLE_BYTES = 16 << 20  # a small file decompressed to more than this is streamed alone
 _GROUP_FILES = 4096
 
 
@@ -291,9 +294,17 @@ def _open_file(
     items = read_file(path, fmt, chunk_bytes=settings.chunk_bytes, progress=tick)
     whole: int | None = None
     if size <= settings.chunk_bytes:  # read now, closed now: a group holds no open file
-        read = list(items)
-        whole = sum(i.table.nbytes for i in read if not isinstance(i, FileProblem))
-        stream = BatchStream(iter(read))
+        read: list[Item] = []
+        nbytes = 0
+        for item in items:
+            read.append(item)
+            nbytes += 0 if isinstance(item, FileProblem) else item.table.nbytes
+            if nbytes > _WHOLE_BYTES:  # a small gzip file that inflates: streamed alone
+                stream = BatchStream(itertools.chain(read, items))
+                break
+        else:
+            whole = nbytes
+            stream = BatchStream(iter(read))
     else:
         stream = BatchStream(prefetch(items, depth=2))
     if stream.first is None:
