@@ -16,6 +16,7 @@ import pytest
 from churnwatch.config import Settings
 from churnwatch.errors import InputError, NoValidRowsError
 from churnwatch.ingest import EventStore, ingest
+from churnwatch.schema import ColumnMapping
 
 GOOD: dict[str, Any] = {
     "ts": 1538352077000, "userId": "7", "sessionId": 11, "page": "NextSong", "auth": "Logged In",
@@ -446,6 +447,31 @@ def test_a_semicolon_or_tab_separated_export_is_read_by_its_delimiter(
         (10, 3, "a,b;c"),
         (11, 4, "-"),  # "song; title" is not a column churnwatch reads
     ]
+
+
+def test_a_semicolon_export_may_write_decimal_commas(settings: Settings, tmp_path: Path) -> None:
+    """Where spreadsheets save CSV with semicolons, the comma is the decimal mark: an amount
+    of 12,50 made every purchase a bad_type. It is 12.5 in a semicolon file, and still a
+    bad_type in a comma file (there the value would be quoted, "12,50")."""
+    semi = tmp_path / "eu.csv"
+    semi.write_bytes(
+        b"userId;ts;page;length;amount\n"
+        b"7;1538352077000;NextSong;273,5;12,50\n"
+        b"7;1538352078000;NextSong;200.25;3\n"
+        b"7;1538352079000;NextSong;1.234,5;3\n"  # a thousands point: not read as a number
+    )
+    comma = tmp_path / "us.csv"
+    comma.write_bytes(b'userId,ts,page,length,amount\n8,1538352080000,NextSong,"273,5",1\n')
+    mapping = ColumnMapping.from_options(["value=amount"])
+    report = ingest([semi, comma], settings=settings, mapping=mapping)
+    assert (report.valid, report.quarantined) == (2, 2)
+    bad = {(Path(r["source_file"]).name, r["line"]): r["detail"]
+           for r in quarantine_rows(report.quarantine_file or "")}  # fmt: skip
+    assert bad == {
+        ("eu.csv", 4): "length: expected a number, got 1.234,5",
+        ("us.csv", 2): "length: expected a number, got 273,5",
+    }
+    assert sorted(stored_rows(settings, "length, value")) == [(200.25, 3.0), (273.5, 12.5)]
 
 
 def test_a_parquet_struct_where_a_string_belongs_is_a_bad_type(

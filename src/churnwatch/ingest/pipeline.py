@@ -26,6 +26,7 @@ from churnwatch.config import Settings
 from churnwatch.db import connect, event_files, literal
 from churnwatch.errors import InputError, NoValidRowsError
 from churnwatch.ingest.readers import (
+    DELIMITER_KEY,
     BatchStream,
     FileProblem,
     Item,
@@ -398,7 +399,8 @@ def _columns_sql(con: duckdb.DuckDBPyConnection, schema: pa.Schema, mapping: Col
     finally:
         con.unregister("batch_columns")
     fields = column_fields_sql(columns, types, mapping.constants)
-    return validate_sql(fields, source_keys=columns, **_rules(mapping))
+    semicolons = (schema.metadata or {}).get(DELIMITER_KEY) == b";"
+    return validate_sql(fields, source_keys=columns, decimal_comma=semicolons, **_rules(mapping))
 
 
 def _commonest_rejection(report: IngestReport) -> str:

@@ -618,6 +618,12 @@ def read_csv(path: Path, *, chunk_bytes: int, progress: Progress) -> Iterator[It
 
 
 _DELIMITERS = (",", ";", "\t", "|")
+DELIMITER_KEY = b"churnwatch.delimiter"
+"""Schema metadata of a CSV file's batches: the delimiter it was read with."""
+
+
+def _with_delimiter(table: pa.Table, sep: str) -> pa.Table:
+    return table.replace_schema_metadata({DELIMITER_KEY: sep.encode()})
 
 
 def csv_delimiter(path: Path, header: bytes) -> str:
@@ -738,7 +744,8 @@ def _csv_chunk(
         lines = lines[~np.isin(lines, np.array(sorted(skipped), dtype=np.int64))]
     yield from bad
     if table.num_rows:
-        yield ColumnBatch(table.append_column("line", pa.array(lines[: table.num_rows])))
+        table = table.append_column("line", pa.array(lines[: table.num_rows]))
+        yield ColumnBatch(_with_delimiter(table, sep))
 
 
 def _csv_chunk_exact(names: list[str], body: bytes, first_line: int, *, sep: str) -> Iterator[Item]:
@@ -767,7 +774,7 @@ def _csv_chunk_exact(names: list[str], body: bytes, first_line: int, *, sep: str
             for i, name in enumerate(names)
         }
         columns["line"] = pa.array(numbers, pa.int64())
-        yield ColumnBatch(pa.table(columns))
+        yield ColumnBatch(_with_delimiter(pa.table(columns), sep))
 
 
 def read_parquet(path: Path, *, progress: Progress) -> Iterator[Item]:

@@ -212,13 +212,24 @@ def validate_sql(
     raw_text: str = "raw_text",
     ts_format: str | None = None,
     required: tuple[str, ...] = REQUIRED,
+    decimal_comma: bool = False,
 ) -> str:
     """The full check: typed canonical columns plus `reason` and `detail` (NULL when valid).
+
+    With `decimal_comma` (a CSV saved with semicolons, as spreadsheets write it where the comma
+    is the decimal mark), `length` and `value` may be written `273,5`.
 
     Binds `$ts_min`, `$ts_max` (and `$paths` for JSON). `source_keys` names each field's
     source column, for messages a user can act on.
     """
     reasons, details = _rules(source_keys, ts_unit, ts_format, required)
+
+    def number(v: str) -> str:  # "273,5": a decimal comma, where no point is written
+        if not decimal_comma:
+            return v
+        comma = f"contains({v}, ',') AND NOT contains({v}, '.')"
+        return f"CASE WHEN {comma} THEN replace({v}, ',', '.') ELSE {v} END"
+
     ints = ",\n".join(f"TRY_CAST(v_{n} AS {t}) AS t_{n}" for n, t in _INTS.items())
     return f"""
     WITH f AS ({fields_sql}),
@@ -227,8 +238,8 @@ def validate_sql(
         {_ts_expr("v_ts", ts_unit, ts_format)} AS t_ts,
         {_ts_expr("v_registration", ts_unit, ts_format)} AS t_registration,
         {ints},
-        TRY_CAST(v_length AS DOUBLE) AS t_length,
-        TRY_CAST(nullif(trim(v_value), '') AS DOUBLE) AS t_value
+        TRY_CAST({number("v_length")} AS DOUBLE) AS t_length,
+        TRY_CAST(nullif(trim({number("v_value")}), '') AS DOUBLE) AS t_value
       FROM f),
     c AS (
       SELECT *, CASE WHEN pre_reason IS NOT NULL THEN pre_reason {reasons} END AS reason
