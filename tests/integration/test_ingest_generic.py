@@ -4,6 +4,7 @@ CDNOW log). Every option works from the command line and from a mapping file."""
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -206,3 +207,34 @@ def test_a_store_from_before_the_value_column_reads_with_new_ingests(tmp_path: P
     table, _ = build_snapshots(EventStore(store), spec=spec,
                                schedule=CutoffSchedule(explicit=(date(2024, 3, 25),)))  # fmt: skip
     assert table.num_rows == 2 and "value_sum_all" in table.column_names
+
+
+def test_a_field_inside_an_object_is_mapped_with_a_dotted_path(tmp_path: Path) -> None:
+    """Mixpanel's export keeps the user and the time in `properties`, Segment's the plan:
+    `--map user_id=properties.distinct_id` found no such top-level key, and every row was a
+    missing_field. A dotted name goes into objects, unless the log has that key itself."""
+    log = tmp_path / "mixpanel.json"
+    rows = [
+        {"event": "Song Played", "properties": {"time": 1538352077, "distinct_id": "u1",
+                                                "plan": "paid"}, "app.version": "2.1"},
+        {"event": "Thumbs Down", "properties": {"time": 1538352078, "distinct_id": "u1"},
+         "app.version": "2.2"},
+        {"event": "Song Played", "properties": {"time": 1538352079}, "app.version": "2.2"},
+    ]  # fmt: skip
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    store = tmp_path / "store"
+    out = _ingest(["--map", "user_id=properties.distinct_id", "--map", "ts=properties.time",
+                   "--ts-unit", "s", "--map", "page=event", "--map", "level=properties.plan",
+                   "--map", "song=app.version", log.as_posix()], store)  # fmt: skip
+    assert "quarantined" in out
+    con = duckdb.connect()
+    EventStore(store).register(con)
+    got = con.execute("SELECT user_id, epoch(ts), page, level, song FROM events ORDER BY ts")
+    assert got.fetchall() == [
+        ("u1", 1538352077.0, "Song Played", "paid", "2.1"),  # "app.version": the log's own key
+        ("u1", 1538352078.0, "Thumbs Down", "unknown", "2.2"),
+    ]
+    quarantined = [json.loads(line) for line in next((store / "quarantine").iterdir()).open()]
+    assert [q["detail"] for q in quarantined] == [
+        "missing required field user_id (source properties.distinct_id)"
+    ]

@@ -311,10 +311,13 @@ def _open_file(
     if stream.first is None:
         return stream, "", {}, whole
     if isinstance(stream.first, LineBatch):
-        keys = mapping.json_keys(first_json_keys(path))
+        first = first_json_keys(path)
+        keys = mapping.json_keys(first)
         folders = hive_partitions(path)
         defaults = {n: v for n, k in keys.items() if (v := folders.get(k)) is not None}
-        fields, paths = json_fields_sql(keys, constants=mapping.constants, defaults=defaults)
+        fields, paths = json_fields_sql(
+            keys, constants=mapping.constants, defaults=defaults, top_level=first
+        )
         sql = validate_sql(fields, source_keys=keys, raw_text=JSON_RAW_TEXT, **_rules(mapping))
         return stream, sql, {**params, "paths": paths}, whole
     return stream, _columns_sql(con, stream.schema, mapping), params, whole

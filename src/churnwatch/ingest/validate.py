@@ -26,13 +26,17 @@ Normalisation of the rows that pass:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from churnwatch.db import literal, quote
 from churnwatch.schema import EVENT_KEY, FIELDS, REQUIRED, TsUnit
 
 
-def json_path(key: str) -> str:
-    """A JSON path selecting the top-level key `key`, whatever characters it holds."""
-    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def json_path(key: str, *, nested: bool = False) -> str:
+    """A JSON path selecting the top-level key `key`, whatever characters it holds; with
+    `nested`, `key`'s dots go down into objects (`properties.plan`)."""
+    parts = key.split(".") if nested else [key]
+    return "$" + "".join('."' + p.replace("\\", "\\\\").replace('"', '\\"') + '"' for p in parts)
 
 
 JSON_RAW_TEXT = "coalesce(rtrim(txt, E'\\r\\n'), CAST(raw AS VARCHAR))"
@@ -44,17 +48,21 @@ def json_fields_sql(
     *,
     constants: dict[str, str] | None = None,
     defaults: dict[str, str] | None = None,
+    top_level: Iterable[str] = (),
 ) -> tuple[str, list[str]]:
     """SELECT over relation `batch(line, raw)` giving `line, pre_reason, txt, raw, v_<field>...`.
 
     `defaults` are the values of fields a line does not give (the file's partition folders).
+    A key with a dot is a path into objects (`properties.distinct_id`, as Mixpanel and Segment
+    export), unless it is one of the `top_level` keys (the first record's).
     Returns the SQL and the JSON paths to bind as `$paths`. Invalid UTF-8 is flagged, not
     raised (`try` costs nothing on a batch where every line decodes). Checks are ordered so
     that the costly ones run only on lines the cheap ones cannot settle; the raw text is built
     (JSON_RAW_TEXT) only for rejected lines.
     """
     names = list(keys)
-    paths = [json_path(keys[n]) for n in names]
+    literal_keys = set(top_level)
+    paths = [json_path(keys[n], nested=keys[n] not in literal_keys) for n in names]
     given = defaults or {}
 
     def extracted(i: int, n: str) -> str:
