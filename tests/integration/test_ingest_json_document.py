@@ -170,7 +170,9 @@ def test_snake_case_keys_in_an_array_are_recognised(settings: Settings, tmp_path
     event = {"user_id": "5", "ts": 1538352077000, "page": "Home", "session_id": 3}
     log = tmp_path / "canonical.json"
     log.write_text(json.dumps([event, {**event, "ts": 1538352078000}], indent=2))
-    assert readers.first_json_keys(log) == list(event)
+    items = readers.read_file(log, "json", chunk_bytes=1 << 16, progress=lambda _: None)
+    first = next(b for b in items if isinstance(b, readers.LineBatch))
+    assert readers.first_json_keys(first) == list(event)
     report = ingest([log], settings=settings)
     assert (report.stored, report.quarantined) == (2, 0)
 

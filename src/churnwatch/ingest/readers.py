@@ -427,7 +427,7 @@ def is_json_document(head: bytes) -> bool:
     """Whether a JSON file starting with `head` is a document rather than JSON lines: an
     array (`[{...}, ...]`, as `DataFrame.to_json(orient="records")` or `mongoexport
     --jsonArray` write it) or objects spread over several lines (as `jq .` writes them)."""
-    text = head.removeprefix(UTF8_BOM).lstrip()
+    text = head.lstrip()  # the byte order mark is gone: see _decompressed_blocks
     return text.startswith(b"[") or text.split(b"\n", 1)[0].strip() == b"{"
 
 
@@ -563,29 +563,16 @@ def _raw_batch(body: bytes, offsets: np.ndarray, first_line: int) -> LineBatch:
 _LINES_SCHEMA = pa.schema([("line", pa.int64()), ("raw", pa.large_binary())])
 
 
-def first_json_keys(path: Path, *, max_lines: int = 50) -> list[str]:
-    """Keys of the first line (or, in a JSON document, of the first of the first `max_lines`
-    records) that parses as a JSON object (for choosing a column mapping)."""
-    try:
-        head, blocks = _peek(_decompressed_blocks(path, lambda _: None))
-        if is_json_document(head):
-            records = _json_document(blocks, chunk_bytes=_PEEK_BYTES)
-            try:
-                first = next((b for b in records if isinstance(b, LineBatch)), None)
-            finally:
-                records.close()
-            lines = first.table.column("raw").to_pylist()[:max_lines] if first else []
-        else:
-            lines = head.split(b"\n")[:max_lines]
-        for line in lines:
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                return list(obj)
-    except OSError:
-        return []
+def first_json_keys(batch: LineBatch, *, max_lines: int = 50) -> list[str]:
+    """Keys of the first of the first `max_lines` lines (or records) of a file's first batch
+    that parses as a JSON object (for choosing a column mapping)."""
+    for line in batch.table.column("raw").slice(0, max_lines).to_pylist():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            return list(obj)
     return []
 
 
