@@ -207,7 +207,8 @@ def test_the_api_takes_events_in_the_feeds_own_columns(
     trained: tuple[Settings, RunSummary],
 ) -> None:
     """A client of a mapped feed could post events only in eventsim's names; with `columns:
-    feed` they are read as the store's own ingest read its log (names, time format)."""
+    feed` they are read as the store's own ingest read its log (names, time format and its
+    `dedupe line` rule, which a retried post must not escape)."""
     settings, _ = trained
     row = {"customer": "api1", "when": "2023-06-30 10:00:00", "what": "support", "amount": ""}
     with TestClient(create_app(settings)) as client:
@@ -216,6 +217,9 @@ def test_the_api_takes_events_in_the_feeds_own_columns(
         assert default["rejected"][0]["message"].startswith("missing required field")
         fed = client.post("/events", json={"events": [row], "columns": "feed"})
         assert fed.status_code == 200 and fed.json()["stored"] == 1
+        # the feed's rule is `dedupe line`: a post sent again is the same lines, not new ones
+        again = client.post("/events", json={"events": [row], "columns": "feed"}).json()
+        assert (again["stored"], again["duplicates"]) == (0, 1)
         bad = client.post("/events", json={"events": [row], "columns": "csv"})
         assert bad.status_code == 422
     con = duckdb.connect()

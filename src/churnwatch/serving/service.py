@@ -9,8 +9,10 @@ so a request always sees a model and scores that belong together and never a hal
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import logging
+import shutil
 import tempfile
 import threading
 import time
@@ -454,13 +456,14 @@ class ChurnService:
                 )
         incoming = self.settings.data_dir / "incoming"
         incoming.mkdir(parents=True, exist_ok=True)
+        lines = [json.dumps(event, ensure_ascii=False) + "\n" for event in events]
+        # named by what it holds, in a folder of its own: under `dedupe line` an event is its
+        # file's name and line, so a post sent again (a client's retry) is a duplicate
+        body = hashlib.sha256("".join(lines).encode()).hexdigest()[:32]
         with self._write:
-            with tempfile.NamedTemporaryFile(
-                "w", suffix=".jsonl", dir=incoming, prefix="api-", delete=False, encoding="utf-8"
-            ) as fh:
-                for event in events:
-                    fh.write(json.dumps(event, ensure_ascii=False) + "\n")
-                path = Path(fh.name)
+            folder = Path(tempfile.mkdtemp(prefix="api-", dir=incoming))
+            path = folder / f"api-{body}.jsonl"
+            path.write_text("".join(lines), encoding="utf-8")
             try:
                 report = ingest(
                     [path],
@@ -478,7 +481,7 @@ class ChurnService:
                         "quarantined": len(events), "quarantined_by_reason": by_reason,
                         "rejected": rejected, "scores_refreshed": False}  # fmt: skip
             finally:
-                path.unlink(missing_ok=True)
+                shutil.rmtree(folder, ignore_errors=True)
             quarantined = _quarantine_rows(report.quarantine_file)
             live = self.live
             refreshed = False
