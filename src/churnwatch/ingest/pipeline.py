@@ -29,6 +29,7 @@ from churnwatch.ingest.readers import (
     DELIMITER_KEY,
     BatchStream,
     FileProblem,
+    Input,
     Item,
     LineBatch,
     detect_format,
@@ -37,6 +38,7 @@ from churnwatch.ingest.readers import (
     hive_partitions,
     prefetch,
     read_file,
+    unpack_archives,
 )
 from churnwatch.ingest.store import EventStore, StoreTransaction
 from churnwatch.ingest.validate import (
@@ -110,8 +112,8 @@ def ingest(
 
     With `feed`, the files are the log's own export, and the manifest records `mapping` as
     the way to read later files of the feed (`EventStore.mapping`); the API's posted events
-    are not. `on_files` is told the files found, before any is read; `progress` each file's
-    bytes as they are read.
+    are not. A zip archive is read as its members (`unpack_archives`). `on_files` is told
+    the files found, before any is read; `progress` each file's bytes as they are read.
 
     Raises NoValidRowsError when nothing valid was read, and InputError with `strict` when any
     row was quarantined (after writing the quarantine file, but without touching the events).
@@ -120,11 +122,9 @@ def ingest(
     mapping = mapping or ColumnMapping()
     store = EventStore(store_dir or settings.store_path)
     files = expand_paths(list(paths))
-    if on_files is not None:
-        on_files(files)
     started = datetime.now(UTC)
     run_id = started.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
-    report = IngestReport(run_id=run_id, store=str(store.root), files=[str(f) for f in files])
+    report = IngestReport(run_id=run_id, store=str(store.root))
     future = mapping.ts_max_future_days
     ts_max = started + timedelta(days=settings.ts_max_future_days if future is None else future)
     params = {"ts_min": mapping.ts_min or settings.ts_min, "ts_max": ts_max}
@@ -138,7 +138,13 @@ def ingest(
     with store.writer(run_id) as txn:
         con.execute(f"SET temp_directory = {literal(str(txn.staging / 'spill'))}")
         stage = _Stage(con, txn.staging / "checked", event_id_sql(mapping.dedupe))
-        _ingest_files(files, mapping, settings, params, stage, report, progress)
+        inputs, broken = unpack_archives(files, txn.staging / "unzipped")
+        report.files = [i.source for i in inputs]
+        for source, problem in broken:
+            _account(source, BatchStream(iter([problem])), stage, report)
+        if on_files is not None:
+            on_files([i.path for i in inputs])
+        _ingest_files(inputs, mapping, settings, params, stage, report, progress)
         _commit(con, store, txn, stage, report, strict=strict)
     report.seconds = (datetime.now(UTC) - started).total_seconds()
     return report
@@ -274,7 +280,7 @@ class _Group:
 
 
 def _open_file(
-    path: Path,
+    source: Input,
     mapping: ColumnMapping,
     settings: Settings,
     params: dict[str, Any],
@@ -283,13 +289,13 @@ def _open_file(
 ) -> tuple[BatchStream, str, dict[str, Any], int | None]:
     """A file's stream and its check (SQL and parameters; empty without a batch), and its
     decompressed size when it is small enough to be read whole (None: stream it)."""
+    path = source.path
     size = path.stat().st_size
     fmt = detect_format(path)
-    source = str(path)
 
     def tick(nbytes: int) -> None:
         if progress is not None:
-            progress(source, nbytes, size)
+            progress(source.source, nbytes, size)
 
     items = read_file(path, fmt, chunk_bytes=settings.chunk_bytes, progress=tick)
     whole: int | None = None
@@ -323,7 +329,7 @@ def _open_file(
 
 
 def _ingest_files(
-    files: list[Path],
+    files: list[Input],
     mapping: ColumnMapping,
     settings: Settings,
     params: dict[str, Any],
@@ -341,21 +347,21 @@ def _ingest_files(
             for source, stream in g.files:
                 _account(source, stream, stage, report)
 
-    for path in files:
+    for file in files:
         stream, sql, file_params, whole = _open_file(
-            path, mapping, settings, params, stage.con, progress
+            file, mapping, settings, params, stage.con, progress
         )
         if stream.first is None:  # nothing to check: its problems alone
-            _account(str(path), stream, stage, report)
+            _account(file.source, stream, stage, report)
             continue
         if whole is None:  # a large file streams alone
-            run(_Group(sql, file_params, stream.schema, [(str(path), stream)]))
+            run(_Group(sql, file_params, stream.schema, [(file.source, stream)]))
             continue
         group = next((g for g in pending if g.takes(sql, file_params, stream, whole)), None)
         if group is None:
             group = _Group(sql, file_params, stream.schema)
             pending.append(group)
-        group.files.append((str(path), stream))
+        group.files.append((file.source, stream))
         group.nbytes += whole
         if group.nbytes >= _GROUP_BYTES or len(group.files) >= _GROUP_FILES:
             pending.remove(group)

@@ -18,6 +18,7 @@ import logging
 import queue
 import re
 import threading
+import zipfile
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,17 +92,19 @@ def expand_paths(specs: Sequence[str | Path]) -> list[Path]:
                 if p.is_file()
                 and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
             )
-            found = [p for p in visible if format_from_suffix(p) is not None]
+            found = [p for p in visible if format_from_suffix(p) is not None or is_zip(p)]
             if not found:
-                raise InputError(f"directory {text} holds no .json/.jsonl/.csv/.parquet file")
-            other = [str(p.relative_to(path)) for p in visible if format_from_suffix(p) is None]
+                raise InputError(
+                    f"directory {text} holds no .json/.jsonl/.csv/.parquet file or .zip archive"
+                )
+            other = [str(p.relative_to(path)) for p in visible if p not in found]
             if other:  # an export named events.log would otherwise be left out unnoticed
                 shown = ", ".join(other[:5]) + (
                     f" and {len(other) - 5} more" if len(other) > 5 else ""
                 )
                 log.warning(
-                    "skipped %d file(s) in %s whose suffix is not a log's (%s, optionally .gz): "
-                    "%s; name a file to read it whatever its suffix",
+                    "skipped %d file(s) in %s whose suffix is not a log's (%s, optionally .gz, "
+                    "or .zip): %s; name a file to read it whatever its suffix",
                     len(other), text, "/".join(_SUFFIXES), shown,
                 )  # fmt: skip
             files.extend(found)
@@ -122,6 +125,85 @@ def expand_paths(specs: Sequence[str | Path]) -> list[Path]:
             seen.add(key)
             unique.append(f)
     return unique
+
+
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def is_zip(path: Path) -> bool:
+    """A zip archive: by its suffix, or by its first bytes when the suffix names no format
+    (an export saved without one)."""
+    if path.suffix.lower() == ".zip":
+        return True
+    if format_from_suffix(path) is not None:
+        return False
+    with path.open("rb") as fh:
+        return fh.read(4) == ZIP_MAGIC
+
+
+@dataclass(frozen=True)
+class Input:
+    """A file to read, and the name its rows and problems carry: the file itself, or
+    `archive.zip/member` for a member unpacked from a zip archive."""
+
+    path: Path
+    source: str
+
+
+def unpack_archives(
+    files: Sequence[Path], folder: Path
+) -> tuple[list[Input], list[tuple[str, FileProblem]]]:
+    """The files to read: each file as it is, and in place of a zip archive its members
+    with a log's suffix, unpacked under `folder` in their own folders (so a member's
+    `column=value` folders are partitions, as in a directory). Amplitude, for one, exports a
+    zip of gzip JSON files. A damaged archive or member is a problem of that source; the
+    rest is read."""
+    inputs: list[Input] = []
+    problems: list[tuple[str, FileProblem]] = []
+    for k, path in enumerate(files):
+        if not is_zip(path):
+            inputs.append(Input(path, str(path)))
+            continue
+        try:
+            with zipfile.ZipFile(path) as archive:
+                members = archive.infolist()
+                visible = [m for m in members if not m.is_dir() and not _hidden(m.filename)]
+                found = [m for m in visible if format_from_suffix(Path(m.filename)) is not None]
+                if not found:
+                    raise InputError(
+                        f"zip archive {path} holds no .json/.jsonl/.csv/.parquet file; "
+                        f"it holds {len(members)} entries"
+                    )
+                skipped = [m.filename for m in visible if m not in found]
+                if skipped:
+                    log.warning(
+                        "skipped %d member(s) of %s that are not logs: %s",
+                        len(skipped), path, ", ".join(skipped[:5]),
+                    )  # fmt: skip
+                for member in found:
+                    source = f"{path}/{member.filename}"
+                    try:
+                        target = Path(archive.extract(member, folder / f"{k:05d}"))
+                    except (zipfile.BadZipFile, RuntimeError, EOFError, OSError) as exc:
+                        problems.append((source, _bad_member(source, exc)))
+                        continue
+                    inputs.append(Input(target, source))
+        except (zipfile.BadZipFile, EOFError) as exc:
+            problems.append((str(path), FileProblem("corrupt_file", f"{path}: {exc}")))
+    return inputs, problems
+
+
+def _hidden(name: str) -> bool:
+    """A member not to read, as in a directory: under a `.x` or `_x` name (`_SUCCESS`,
+    macOS's `__MACOSX/` copies)."""
+    return any(part.startswith((".", "_")) for part in name.split("/"))
+
+
+def _bad_member(source: str, exc: BaseException) -> FileProblem:
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, RuntimeError) and "encrypted" in detail:
+        return FileProblem("unreadable_file", f"{source} is encrypted; unzip it with its password")
+    return FileProblem("corrupt_file", f"{source}: cannot be unzipped ({detail})")
 
 
 def prefetch(items: Iterator[Item], *, depth: int) -> Iterator[Item]:
