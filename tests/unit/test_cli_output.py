@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from pathlib import Path
 
 import pytest
 import typer
@@ -79,3 +80,20 @@ def test_a_seed_out_of_range_is_a_usage_error_not_a_traceback(command: str, seed
     result = CliRunner().invoke(app, [command, "--seed", seed], terminal_width=200)
     assert result.exit_code == 2
     assert "Invalid value for '--seed'" in result.output
+
+
+def test_listing_models_where_there_is_no_registry_says_where_and_creates_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run in the wrong folder, `models list` left a new, empty registry behind."""
+    from typer.testing import CliRunner
+
+    from churnwatch.cli import app
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("CHURNWATCH_DATA_DIR", str(tmp_path / "data"))
+    result = CliRunner().invoke(app, ["models", "list"])
+    assert result.exit_code == 0, result.output
+    text = "".join(result.output.split())  # the console wraps the long path anywhere
+    assert f"noregisteredmodelyetinsqlite:///{tmp_path / 'data' / 'mlflow.db'}" in text
+    assert not (tmp_path / "data").exists()

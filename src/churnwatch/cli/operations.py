@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from churnwatch import tracking
 from churnwatch.cli import common as c
@@ -192,10 +193,19 @@ def models_promote(
 @models.command("list")
 def models_list() -> None:
     """Registered versions of the model, their aliases and key test metrics."""
-    tracking.setup(Settings())
-    versions = tracking.list_versions()
+    settings = Settings()
+    uri = tracking.tracking_uri(settings)
+    db = uri.removeprefix("sqlite:///")
+    if db != uri and not Path(db).exists():  # say where it looked; leave no new registry
+        versions = []
+    else:
+        tracking.setup(settings)
+        versions = tracking.list_versions()
     if not versions:
-        c.console.print("no registered model yet: run `churnwatch train` first")
+        c.console.print(
+            f"no registered model yet in {escape(uri)}: run `churnwatch train` first "
+            "(CHURNWATCH_DATA_DIR or MLFLOW_TRACKING_URI name another registry)"
+        )
         raise typer.Exit(code=0)
     metrics = ("test_roc_auc", "test_pr_auc", "test_brier")
     rows = [(r["version"], ",".join(r["aliases"]), r["model"],
