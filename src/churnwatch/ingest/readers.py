@@ -8,6 +8,7 @@ Problems that concern a whole file (empty, truncated, not readable) come out as 
 
 from __future__ import annotations
 
+import bz2
 import codecs
 import csv
 import glob
@@ -15,6 +16,7 @@ import io
 import itertools
 import json
 import logging
+import lzma
 import queue
 import re
 import threading
@@ -29,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import zstandard
 from isal import isal_zlib
 
 from churnwatch.errors import InputError
@@ -39,8 +42,21 @@ Format = Literal["json", "csv", "parquet"]
 Progress = Callable[[int], None]  # called with the number of input bytes consumed since last call
 
 GZIP_MAGIC = b"\x1f\x8b"
+# streams with gzip's interface (decompress, eof, unused_data): name, decompressor, its error
+_STREAMS: dict[bytes, tuple[str, Callable[[], Any], type[Exception]]] = {
+    GZIP_MAGIC: ("gzip", lambda: isal_zlib.decompressobj(31), isal_zlib.error),
+    b"BZh": ("bzip2", bz2.BZ2Decompressor, OSError),
+    b"\xfd7zXZ\x00": ("xz", lzma.LZMADecompressor, lzma.LZMAError),
+    b"\x28\xb5\x2f\xfd": (
+        "zstd",
+        lambda: zstandard.ZstdDecompressor().decompressobj(),
+        zstandard.ZstdError,
+    ),
+}
+_COMPRESSIONS = (".gz", ".gzip", ".bz2", ".xz", ".zst", ".zstd")
 PARQUET_MAGIC = b"PAR1"
 _READ_BYTES = 1 << 20  # compressed bytes read from disk at a time
+_FEED_BYTES = 1 << 18  # compressed bytes decompressed at a time
 _SUFFIXES: dict[str, Format] = {
     ".json": "json",
     ".jsonl": "json",
@@ -104,7 +120,7 @@ def expand_paths(specs: Sequence[str | Path]) -> list[Path]:
                 )
                 log.warning(
                     "skipped %d file(s) in %s whose suffix is not a log's (%s, optionally .gz, "
-                    "or .zip): %s; name a file to read it whatever its suffix",
+                    ".bz2, .xz or .zst, or .zip): %s; name a file to read it whatever its suffix",
                     len(other), text, "/".join(_SUFFIXES), shown,
                 )  # fmt: skip
             files.extend(found)
@@ -302,9 +318,10 @@ class BatchStream:
 
 
 def format_from_suffix(path: Path) -> Format | None:
-    """The file's format from its suffix (ignoring .gz); None when the suffix does not say."""
+    """The file's format from its suffix (ignoring a compression's: .gz, .bz2, .xz, .zst);
+    None when the suffix does not say."""
     suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in (".gz", ".gzip"):
+    if suffixes and suffixes[-1] in _COMPRESSIONS:
         suffixes = suffixes[:-1]
     return _SUFFIXES.get(suffixes[-1]) if suffixes else None
 
@@ -383,41 +400,45 @@ UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def _raw_blocks(path: Path, progress: Progress) -> Iterator[bytes | FileProblem]:
+    """The file's bytes, decompressed when it starts as a gzip, bzip2, xz or zstd stream
+    does (whatever its suffix)."""
     with path.open("rb") as fh:
         first = fh.read(_READ_BYTES)
         progress(len(first))
-        if not first.startswith(GZIP_MAGIC):
+        stream = next((v for k, v in _STREAMS.items() if first.startswith(k)), None)
+        if stream is None:
             block = first
             while block:
                 yield block
                 block = fh.read(_READ_BYTES * 16)
                 progress(len(block))
             return
-        decomp = isal_zlib.decompressobj(31)
+        name, decompressor, error = stream
+        decomp = decompressor()
         pending = first
-        while True:
-            try:
-                out = decomp.decompress(pending)
-            except isal_zlib.error as exc:  # type: ignore[misc]  # untyped C extension
-                yield FileProblem("corrupt_file", f"{path}: gzip data is corrupt ({exc})")
-                return
-            if out:
-                yield out
-            if decomp.eof:
-                rest = decomp.unused_data
-                if rest.strip(b"\x00"):
-                    decomp = isal_zlib.decompressobj(31)  # next gzip member
-                    pending = rest
-                    continue
-                rest = b""
+        while pending:
+            # fed in small pieces: what a piece before damaged data decodes is kept
+            for at in range(0, len(pending), _FEED_BYTES):
+                piece = pending[at : at + _FEED_BYTES]
+                while piece:
+                    if decomp.eof:  # the next member or stream, as `cat` joins them
+                        if not piece.strip(b"\x00"):
+                            break
+                        decomp = decompressor()
+                    try:
+                        out = decomp.decompress(piece)
+                    except error as exc:
+                        yield FileProblem("corrupt_file", f"{path}: {name} data is corrupt ({exc})")
+                        return
+                    if out:
+                        yield out
+                    piece = decomp.unused_data if decomp.eof else b""
             pending = fh.read(_READ_BYTES)
             progress(len(pending))
-            if not pending:
-                break
         if not decomp.eof:
             yield FileProblem(
                 "truncated_file",
-                f"{path}: the gzip stream ends early (truncated file); "
+                f"{path}: the {name} stream ends early (truncated file); "
                 "every complete line before the cut was read",
             )
 
@@ -475,7 +496,7 @@ def read_json(path: Path, *, chunk_bytes: int, progress: Progress) -> Iterator[I
         elif isinstance(chunk, _Cut):
             yield FileProblem(
                 "truncated_file",
-                "the last line was cut off by the end of a truncated gzip stream",
+                "the last line was cut off by the end of a truncated compressed stream",
                 line=next_line,
                 raw=chunk.data.decode("utf-8", errors="backslashreplace"),
             )
