@@ -44,7 +44,7 @@ Progress = Callable[[int], None]  # called with the number of input bytes consum
 GZIP_MAGIC = b"\x1f\x8b"
 # streams with gzip's interface (decompress, eof, unused_data): name, decompressor, its error
 _STREAMS: dict[bytes, tuple[str, Callable[[], Any], type[Exception]]] = {
-    GZIP_MAGIC: ("gzip", lambda: isal_zlib.decompressobj(31), isal_zlib.error),
+    GZIP_MAGIC: ("gzip", lambda: isal_zlib.decompressobj(31), isal_zlib.error),  # type: ignore[dict-item]  # isal's stub types its error as an instance
     b"BZh": ("bzip2", bz2.BZ2Decompressor, OSError),
     b"\xfd7zXZ\x00": ("xz", lzma.LZMADecompressor, lzma.LZMAError),
     b"\x28\xb5\x2f\xfd": (
