@@ -5,7 +5,9 @@ archive is a problem of that source while the rest is read."""
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -35,6 +37,31 @@ def zip_folder(folder: Path, archive: Path, *, prefix: str = "123/") -> list[str
     return names
 
 
+def tar_folder(folder: Path, archive: Path, *, prefix: str = "123/") -> list[str]:
+    """As `zip_folder`, as a tar (compressed as the archive's suffix says)."""
+    names = []
+    mode = "w:gz" if archive.name.endswith(".gz") else "w"
+    with tarfile.open(archive, mode) as tf:
+        for path in sorted(folder.iterdir()):
+            tf.add(path, prefix + path.name)
+            names.append(prefix + path.name)
+        for name, data in [("README.txt", b"an export\n"), (f"{prefix}._x.json", b"\x00")]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return names
+
+
+def read_member(archive: Path, name: str) -> bytes:
+    if archive.suffix == ".zip":
+        with zipfile.ZipFile(archive) as zf:
+            return zf.read(name)
+    with tarfile.open(archive) as tf:
+        member = tf.extractfile(name)
+        assert member is not None
+        return member.read()
+
+
 def stored(settings: Settings) -> list[tuple[str, int, str, int, str]]:
     return (
         duckdb.connect()
@@ -47,12 +74,14 @@ def stored(settings: Settings) -> list[tuple[str, int, str, int, str]]:
     )
 
 
+@pytest.mark.parametrize("name", ["export.zip", "export.tar.gz"])
 def test_an_archive_is_read_as_its_members_with_their_lines(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     want = write_parts(tmp_path / "parts", 25)
-    archive = tmp_path / "export.zip"
-    members = zip_folder(tmp_path / "parts", archive)
+    archive = tmp_path / name
+    pack = zip_folder if name.endswith(".zip") else tar_folder
+    members = pack(tmp_path / "parts", archive)
     unzipped = Settings(data_dir=tmp_path / "a", chunk_bytes=1 << 16)
     zipped = Settings(data_dir=tmp_path / "b", chunk_bytes=1 << 16)
     plain = ingest([tmp_path / "parts"], settings=unzipped)
@@ -67,13 +96,12 @@ def test_an_archive_is_read_as_its_members_with_their_lines(
     rows = stored(zipped)
     member = {f"{archive}/123/{Path(f).name}": f for f, _ in want}
     assert [(member[f], *rest) for f, *rest in rows] == stored(unzipped)
-    with zipfile.ZipFile(archive) as zf:
-        for source, line, user, ts, _ in rows:  # the row is its member's line
-            name = source.removeprefix(f"{archive}/")
-            data = zf.read(name)
-            text = gzip.decompress(data) if name.endswith(".gz") else data
-            event = json.loads(text.split(b"\n")[line - 1])
-            assert (event.get("userId", event.get("user_id")), event["ts"]) == (user, ts)
+    for source, line, user, ts, _ in rows:  # the row is its member's line
+        member_name = source.removeprefix(f"{archive}/")
+        data = read_member(archive, member_name)
+        text = gzip.decompress(data) if member_name.endswith(".gz") else data
+        event = json.loads(text.split(b"\n")[line - 1])
+        assert (event.get("userId", event.get("user_id")), event["ts"]) == (user, ts)
     rejected = quarantine_rows(report.quarantine_file or "")
     bad = {(r["source_file"], r["line"]): r["reason"] for r in rejected if r["line"]}
     assert bad == {(f"{archive}/123/{Path(f).name}", n): o for (f, n), o in want.items()
@@ -117,7 +145,7 @@ def test_damaged_archives_and_members_are_problems_and_the_rest_is_read(
     assert report.stored == 3
     problems = {p["file"]: p for p in report.file_problems}
     assert problems[f"{archive}/bad.json"]["reason"] == "corrupt_file"
-    assert "cannot be unzipped" in problems[f"{archive}/bad.json"]["detail"]
+    assert "cannot be unpacked" in problems[f"{archive}/bad.json"]["detail"]
     assert problems[str(cut)]["reason"] == "corrupt_file"
     assert problems[str(cut)]["detail"].startswith(f"{cut}: ")
 
@@ -126,7 +154,9 @@ def test_an_archive_without_a_log_says_what_it_holds(tmp_path: Path, settings: S
     archive = tmp_path / "photos.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("a.png", b"\x89PNG")
-    with pytest.raises(InputError, match=r"photos.zip holds no .json/.* file; it holds 1 entr"):
+    with pytest.raises(
+        InputError, match=r"photos.zip holds no .json/.* file; it holds 1 other file"
+    ):
         ingest([archive], settings=settings)
 
 
@@ -137,3 +167,41 @@ def test_an_archive_saved_without_a_suffix_is_known_by_its_bytes(
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("events.jsonl", good(1) + b"\n")
     assert ingest([archive], settings=settings).stored == 1
+
+
+def test_a_truncated_tar_keeps_its_complete_members(tmp_path: Path, settings: Settings) -> None:
+    """A tar is one stream: where it is cut, the members before are read, and the archive is a
+    `corrupt_file`; and a member named `../x` stays inside the unpack folder."""
+    archive = tmp_path / "export.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        for k in range(6):
+            data = b"".join(good(k * 1000 + i, userId=str(k + 1)) + b"\n" for i in range(400))
+            info = tarfile.TarInfo(f"../day{k}.jsonl" if k == 0 else f"day{k}.jsonl")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    whole = archive.read_bytes()
+    full = ingest([archive], settings=settings)
+    assert (full.stored, len(full.files)) == (2400, 6)
+    assert not (settings.store_path / "_staging" / "day0.jsonl").exists()
+    assert not list(tmp_path.glob("**/day0.jsonl"))  # nothing was written outside either
+
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    other = Settings(data_dir=tmp_path / "other")
+    report = ingest([cut], settings=other)
+    assert 0 < len(report.files) < 6 and report.stored >= 400 * (len(report.files) - 1)
+    problem = next(p for p in report.file_problems if p["file"] == str(cut))
+    assert problem["reason"] == "corrupt_file" and "tar archive is damaged" in problem["detail"]
+
+
+def test_a_tar_saved_without_a_suffix_is_known_by_its_bytes(
+    tmp_path: Path, settings: Settings
+) -> None:
+    archive = tmp_path / "download"
+    with tarfile.open(archive, "w") as tf:
+        data = good(1) + b"\n"
+        info = tarfile.TarInfo("events.jsonl")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    report = ingest([archive], settings=settings)
+    assert (report.stored, report.files) == (1, [f"{archive}/events.jsonl"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bz2
 import codecs
 import csv
+import functools
 import glob
 import io
 import itertools
@@ -19,12 +20,15 @@ import logging
 import lzma
 import queue
 import re
+import shutil
+import tarfile
 import threading
 import zipfile
+import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 from urllib.parse import unquote
 
 import numpy as np
@@ -108,10 +112,10 @@ def expand_paths(specs: Sequence[str | Path]) -> list[Path]:
                 if p.is_file()
                 and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
             )
-            found = [p for p in visible if format_from_suffix(p) is not None or is_zip(p)]
+            found = [p for p in visible if format_from_suffix(p) is not None or archive_kind(p)]
             if not found:
                 raise InputError(
-                    f"directory {text} holds no .json/.jsonl/.csv/.parquet file or .zip archive"
+                    f"directory {text} holds no .json/.jsonl/.csv/.parquet file or archive"
                 )
             other = [str(p.relative_to(path)) for p in visible if p not in found]
             if other:  # an export named events.log would otherwise be left out unnoticed
@@ -120,7 +124,8 @@ def expand_paths(specs: Sequence[str | Path]) -> list[Path]:
                 )
                 log.warning(
                     "skipped %d file(s) in %s whose suffix is not a log's (%s, optionally .gz, "
-                    ".bz2, .xz or .zst, or .zip): %s; name a file to read it whatever its suffix",
+                    ".bz2, .xz or .zst, or a .zip or .tar archive): %s; name a file to read it "
+                    "whatever its suffix",
                     len(other), text, "/".join(_SUFFIXES), shown,
                 )  # fmt: skip
             files.extend(found)
@@ -144,23 +149,33 @@ def expand_paths(specs: Sequence[str | Path]) -> list[Path]:
 
 
 ZIP_MAGIC = b"PK\x03\x04"
+_TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+ArchiveKind = Literal["zip", "tar"]
 
 
-def is_zip(path: Path) -> bool:
-    """A zip archive: by its suffix, or by its first bytes when the suffix names no format
-    (an export saved without one)."""
-    if path.suffix.lower() == ".zip":
-        return True
+def archive_kind(path: Path) -> ArchiveKind | None:
+    """A zip or tar archive (tar plain, gzip, bzip2 or xz): by its suffix, or by its bytes
+    when the suffix names no format (an export saved without one); None for a log file."""
+    name = path.name.lower()
+    if name.endswith(".zip"):
+        return "zip"
+    if name.endswith(_TAR_SUFFIXES):
+        return "tar"
     if format_from_suffix(path) is not None:
-        return False
+        return None
     with path.open("rb") as fh:
-        return fh.read(4) == ZIP_MAGIC
+        if fh.read(4) == ZIP_MAGIC:
+            return "zip"
+    try:
+        return "tar" if tarfile.is_tarfile(path) else None
+    except (OSError, EOFError, tarfile.TarError, zlib.error, lzma.LZMAError):
+        return None
 
 
 @dataclass(frozen=True)
 class Input:
     """A file to read, and the name its rows and problems carry: the file itself, or
-    `archive.zip/member` for a member unpacked from a zip archive."""
+    `archive.zip/member` for a member unpacked from an archive."""
 
     path: Path
     source: str
@@ -169,57 +184,96 @@ class Input:
 def unpack_archives(
     files: Sequence[Path], folder: Path
 ) -> tuple[list[Input], list[tuple[str, FileProblem]]]:
-    """The files to read: each file as it is, and in place of a zip archive its members
-    with a log's suffix, unpacked under `folder` in their own folders (so a member's
+    """The files to read: each file as it is, and in place of a zip or tar archive its
+    members with a log's suffix, unpacked under `folder` in their own folders (so a member's
     `column=value` folders are partitions, as in a directory). Amplitude, for one, exports a
-    zip of gzip JSON files. A damaged archive or member is a problem of that source; the
-    rest is read."""
+    zip of gzip JSON files. A damaged archive or member is a problem of that source; every
+    member unpacked before it is read."""
     inputs: list[Input] = []
     problems: list[tuple[str, FileProblem]] = []
     for k, path in enumerate(files):
-        if not is_zip(path):
+        kind = archive_kind(path)
+        if kind is None:
             inputs.append(Input(path, str(path)))
             continue
+        seen: list[str] = []
+        found = 0
         try:
-            with zipfile.ZipFile(path) as archive:
-                members = archive.infolist()
-                visible = [m for m in members if not m.is_dir() and not _hidden(m.filename)]
-                found = [m for m in visible if format_from_suffix(Path(m.filename)) is not None]
-                if not found:
-                    raise InputError(
-                        f"zip archive {path} holds no .json/.jsonl/.csv/.parquet file; "
-                        f"it holds {len(members)} entries"
-                    )
-                skipped = [m.filename for m in visible if m not in found]
-                if skipped:
-                    log.warning(
-                        "skipped %d member(s) of %s that are not logs: %s",
-                        len(skipped), path, ", ".join(skipped[:5]),
-                    )  # fmt: skip
-                for member in found:
-                    source = f"{path}/{member.filename}"
-                    try:
-                        target = Path(archive.extract(member, folder / f"{k:05d}"))
-                    except (zipfile.BadZipFile, RuntimeError, EOFError, OSError) as exc:
-                        problems.append((source, _bad_member(source, exc)))
-                        continue
-                    inputs.append(Input(target, source))
-        except (zipfile.BadZipFile, EOFError) as exc:
-            problems.append((str(path), FileProblem("corrupt_file", f"{path}: {exc}")))
+            for name, open_member in _members(path, kind):
+                parts = _safe_parts(name)
+                if not parts or any(part.startswith((".", "_")) for part in parts):
+                    continue  # as in a directory: `_SUCCESS`, macOS's `__MACOSX/` copies
+                seen.append(name)
+                if format_from_suffix(Path(name)) is None:
+                    continue
+                found += 1
+                source = f"{path}/{'/'.join(parts)}"
+                target = folder.joinpath(f"{k:05d}", *parts)
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with open_member() as src, target.open("wb") as dst:
+                        shutil.copyfileobj(src, dst, 1 << 20)
+                except _ARCHIVE_ERRORS as exc:
+                    target.unlink(missing_ok=True)
+                    problems.append((source, _bad_member(source, exc)))
+                    continue
+                inputs.append(Input(target, source))
+        except _ARCHIVE_ERRORS as exc:
+            detail = f"{path}: {kind} archive is damaged ({exc or type(exc).__name__})"
+            problems.append((str(path), FileProblem("corrupt_file", detail)))
+            continue
+        if not found:
+            raise InputError(
+                f"{kind} archive {path} holds no .json/.jsonl/.csv/.parquet file; "
+                f"it holds {len(seen)} other file(s)"
+            )
+        skipped = [n for n in seen if format_from_suffix(Path(n)) is None]
+        if skipped:
+            log.warning(
+                "skipped %d member(s) of %s that are not logs: %s",
+                len(skipped), path, ", ".join(skipped[:5]),
+            )  # fmt: skip
     return inputs, problems
 
 
-def _hidden(name: str) -> bool:
-    """A member not to read, as in a directory: under a `.x` or `_x` name (`_SUCCESS`,
-    macOS's `__MACOSX/` copies)."""
-    return any(part.startswith((".", "_")) for part in name.split("/"))
+_ARCHIVE_ERRORS = (
+    zipfile.BadZipFile, tarfile.TarError, RuntimeError, EOFError, OSError, zlib.error,
+    lzma.LZMAError,
+)  # fmt: skip
+
+
+def _members(path: Path, kind: ArchiveKind) -> Iterator[tuple[str, Callable[[], IO[bytes]]]]:
+    """An archive's files in order: name, and how to open it. A tar is read as a stream,
+    once: each member has to be opened before the next is asked for."""
+    if kind == "zip":
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.is_dir():
+                    yield info.filename, functools.partial(archive.open, info)
+        return
+    with tarfile.open(path, mode="r|*") as tar:
+        for member in tar:
+            if member.isfile():
+                yield member.name, functools.partial(_tar_member, tar, member)
+
+
+def _tar_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
+    found = tar.extractfile(member)
+    if found is None:  # isfile() members always have data
+        raise tarfile.ExtractError(f"{member.name} holds no data")
+    return found
+
+
+def _safe_parts(name: str) -> list[str]:
+    """A member's path inside the unpack folder: no root, no `..`, whatever the archive says."""
+    return [p for p in name.replace("\\", "/").split("/") if p not in ("", ".", "..")]
 
 
 def _bad_member(source: str, exc: BaseException) -> FileProblem:
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, RuntimeError) and "encrypted" in detail:
         return FileProblem("unreadable_file", f"{source} is encrypted; unzip it with its password")
-    return FileProblem("corrupt_file", f"{source}: cannot be unzipped ({detail})")
+    return FileProblem("corrupt_file", f"{source}: cannot be unpacked ({detail})")
 
 
 def prefetch(items: Iterator[Item], *, depth: int) -> Iterator[Item]:
