@@ -315,6 +315,55 @@ def test_a_byte_order_mark_does_not_spoil_the_first_line(
         assert first == ("8" if name == "table.csv" else "7",), name
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le"])
+def test_a_utf16_or_utf32_file_is_read_as_its_text(
+    encoding: str, settings: Settings, tmp_path: Path
+) -> None:
+    """Excel's "Unicode text" and Windows PowerShell's `Out-File` write UTF-16 with its byte
+    order mark: the CSV ended in a UnicodeDecodeError traceback, the JSON lines were all
+    invalid_utf8. Lines keep their numbers; a value outside ASCII stays itself."""
+    bom = {"utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff", "utf-32-le": b"\xff\xfe\x00\x00"}
+    table = "userId\tts\tpage\tartist\r\n8\t1538352077000\tHome\tBeyoncé\r\n" + "".join(
+        f"8\t{1538352078000 + i}\tNextSong\tSigur Rós\r\n"
+        for i in range(16_000)  # past a 1 MB read
+    )
+    lines = "".join(good(i, artist="Beyoncé").decode() + "\n" for i in range(1, 4))
+    cases = (("t.tsv", table, 16_001), ("t.tsv.gz", table, 16_001), ("e.jsonl", lines, 3))
+    for name, text, rows in cases:  # gzip's blocks end anywhere, even inside a character
+        data = bom[encoding] + text.encode(encoding)
+        path = tmp_path / f"{encoding}-{name}"
+        path.write_bytes(gzip.compress(data, mtime=0) if name.endswith(".gz") else data)
+        store = settings.store_path.parent / path.name
+        report = ingest([path], settings=settings, store_dir=store)
+        assert (report.lines_read, report.valid, report.quarantined) == (rows, rows, 0), name
+        first = (
+            duckdb.connect()
+            .execute(
+                "SELECT source_line, artist FROM read_parquet($f) ORDER BY source_line LIMIT 1",
+                {"f": EventStore(store).files("events")},
+            )
+            .fetchone()
+        )
+        assert first == ((1 if name == "e.jsonl" else 2), "Beyoncé"), name
+
+
+def test_a_header_that_is_not_utf8_says_so_and_the_other_files_are_read(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A Windows-1252 CSV (Excel's plain "CSV" in western locales) ended in a traceback when a
+    column name held an accent."""
+    text = "userId,ts,page,Künde\n1,1538352077000,Home,Müller\n"
+    (tmp_path / "cp1252.csv").write_bytes(text.encode("cp1252"))
+    with pytest.raises(NoValidRowsError, match=r"expected a UTF-8 header line .* Got byte 0xfc"):
+        ingest([tmp_path / "cp1252.csv"], settings=settings)
+    (tmp_path / "good.jsonl").write_bytes(good(1) + b"\n")
+    report = ingest([tmp_path / "cp1252.csv", tmp_path / "good.jsonl"], settings=settings)
+    assert report.stored == 1
+    problem = report.file_problems[0]
+    assert (problem["file"], problem["reason"]) == (str(tmp_path / "cp1252.csv"), "unreadable_file")
+    assert "iconv -f cp1252 -t utf-8" in problem["detail"]
+
+
 def test_an_integral_float_user_id_is_the_integers_id(settings: Settings, tmp_path: Path) -> None:
     """A pandas export writes an id column with gaps (guests) as floats: user 9 came as "9.0",
     another user than the "9" of the API or of another file."""

@@ -438,18 +438,42 @@ def hive_partitions(path: Path) -> dict[str, str | None]:
 
 
 def _decompressed_blocks(path: Path, progress: Progress) -> Iterator[bytes | FileProblem]:
-    """Yield decompressed blocks, without the UTF-8 byte order mark that files saved on
-    Windows start with (it made the first JSON line invalid and the first CSV column name
-    unknown); a damaged gzip stream ends with a FileProblem, keeping all data decoded before
-    the damage. Concatenated gzip members are read as one stream."""
-    started = False
-    for block in _raw_blocks(path, progress):
-        if not started and isinstance(block, bytes) and block:
-            started = True
-            block = block.removeprefix(UTF8_BOM)
-        yield block
+    """Yield decompressed blocks as UTF-8: without the UTF-8 byte order mark that files saved
+    on Windows start with (it made the first JSON line invalid and the first CSV column name
+    unknown), and re-encoded from UTF-16 or UTF-32 when the file starts with their mark (Excel's
+    "Unicode text", Windows PowerShell's `Out-File`); a damaged compressed stream ends with a
+    FileProblem, keeping all data decoded before the damage. Concatenated gzip members are
+    read as one stream."""
+    blocks = _raw_blocks(path, progress)
+    for block in blocks:
+        if isinstance(block, FileProblem) or not block:
+            yield block
+            continue
+        encoding = next((e for bom, e in _WIDE_BOMS if block.startswith(bom)), None)
+        if encoding is None:
+            yield block.removeprefix(UTF8_BOM)
+            yield from blocks
+        else:
+            yield from _to_utf8(encoding, itertools.chain([block], blocks))
+        return
 
 
+def _to_utf8(encoding: str, blocks: Iterable[bytes | FileProblem]) -> Iterator[bytes | FileProblem]:
+    """`blocks` in `encoding` (its byte order mark first) as UTF-8, one block at a time; a
+    code unit that is not text becomes U+FFFD."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    for block in blocks:
+        yield block if isinstance(block, FileProblem) else decoder.decode(block).encode()
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        yield tail.encode()
+
+
+# UTF-32's marks first: UTF-32-LE's starts with UTF-16-LE's
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
+)  # fmt: skip
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
@@ -752,6 +776,18 @@ def read_csv(path: Path, *, chunk_bytes: int, progress: Progress) -> Iterator[It
         if header is None:
             end = body.index(b"\n") + 1
             header, body, next_line = body[:end], body[end:], 2
+            try:
+                header.decode()
+            except UnicodeDecodeError as exc:  # no column could be named
+                shown = header.rstrip(b"\r\n")[:200]
+                yield FileProblem(
+                    "unreadable_file",
+                    f"{path}: expected a UTF-8 header line (or UTF-16 with its byte order "
+                    f"mark). Got byte {shown[exc.start]:#04x} at position {exc.start} of "
+                    f"{shown!r}: save the file as UTF-8 (Excel: CSV UTF-8), or convert it, for "
+                    "Windows-1252 with `iconv -f cp1252 -t utf-8`",
+                )
+                return
             sep = csv_delimiter(path, header)
         body, carry = _split_open_record(body, limit=chunk_bytes, sep=sep)
         if body:
