@@ -364,6 +364,20 @@ def test_a_header_that_is_not_utf8_says_so_and_the_other_files_are_read(
     assert "iconv -f cp1252 -t utf-8" in problem["detail"]
 
 
+def test_a_file_whose_suffix_names_no_format_is_known_by_its_text(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A spreadsheet's `export.txt` was read as JSON lines: every row an invalid_json."""
+    table = "userId;ts;page\n8;1538352077000;Home\n8;1538352078000;NextSong\n"
+    (tmp_path / "export.txt").write_text(table)
+    (tmp_path / "dump.txt.gz").write_bytes(gzip.compress(b"\xff\xfe" + table.encode("utf-16-le")))
+    (tmp_path / "events.log").write_bytes(b"\n" + good(1, artist="a, b") + b"\n" + good(2) + b"\n")
+    for name, rows in (("export.txt", 2), ("dump.txt.gz", 2), ("events.log", 2)):
+        store = settings.store_path.parent / name
+        report = ingest([tmp_path / name], settings=settings, store_dir=store)
+        assert (report.valid, report.quarantined) == (rows, 1 if name == "events.log" else 0)
+
+
 def test_an_integral_float_user_id_is_the_integers_id(settings: Settings, tmp_path: Path) -> None:
     """A pandas export writes an id column with gaps (guests) as floats: user 9 came as "9.0",
     another user than the "9" of the API or of another file."""

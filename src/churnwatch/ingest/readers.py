@@ -381,15 +381,28 @@ def format_from_suffix(path: Path) -> Format | None:
 
 
 def detect_format(path: Path) -> Format:
-    """The file's format from its suffix (ignoring .gz), else from its first bytes."""
+    """The file's format from its suffix (ignoring a compression's), else from its first
+    bytes: Parquet's mark; JSON when the text starts with `{` or `[`; CSV when its first line
+    holds a delimiter (`events.txt` saved by a spreadsheet); else JSON lines, the native
+    format, whose checks then say what each line is."""
     known = format_from_suffix(path)
     if known is not None:
         return known
     with path.open("rb") as fh:
-        head = fh.read(4)
-    if head.startswith(PARQUET_MAGIC):
-        return "parquet"
-    return "json"  # JSON lines is the native format; anything else fails line by line
+        if fh.read(4).startswith(PARQUET_MAGIC):
+            return "parquet"
+    head = b""
+    for block in _decompressed_blocks(path, lambda n: None):
+        if isinstance(block, FileProblem):
+            break
+        head += block
+        if b"\n" in head or len(head) >= 1 << 16:
+            break
+    text = head.lstrip()
+    first = text.split(b"\n", 1)[0]
+    if not text.startswith((b"{", b"[")) and any(d.encode() in first for d in _DELIMITERS):
+        return "csv"
+    return "json"
 
 
 def read_file(path: Path, fmt: Format, *, chunk_bytes: int, progress: Progress) -> Iterator[Item]:
