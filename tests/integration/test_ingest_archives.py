@@ -205,3 +205,20 @@ def test_a_tar_saved_without_a_suffix_is_known_by_its_bytes(
         tf.addfile(info, io.BytesIO(data))
     report = ingest([archive], settings=settings)
     assert (report.stored, report.files) == (1, [f"{archive}/events.jsonl"])
+
+
+def test_a_workbook_is_named_as_such_and_skipped_in_a_folder(
+    tmp_path: Path, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A workbook is a zip: named, it says what to do; in a folder it is skipped with the
+    other files that are not logs, not unpacked as an archive that holds no log."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    with zipfile.ZipFile(folder / "book.xlsx", "w") as zf:
+        zf.writestr("[Content_Types].xml", "<Types/>")
+        zf.writestr("xl/workbook.xml", "<workbook/>")
+    (folder / "events.jsonl").write_bytes(good(1) + b"\n")
+    with pytest.raises(InputError, match=r"an Office document .*save its sheet as CSV UTF-8"):
+        ingest([folder / "book.xlsx"], settings=settings)
+    assert ingest([folder], settings=settings).stored == 1
+    assert "skipped 1 file(s)" in caplog.text and "book.xlsx" in caplog.text

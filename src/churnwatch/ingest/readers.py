@@ -112,7 +112,7 @@ def expand_paths(specs: Sequence[str | Path]) -> list[Path]:
                 if p.is_file()
                 and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
             )
-            found = [p for p in visible if format_from_suffix(p) is not None or archive_kind(p)]
+            found = [p for p in visible if format_from_suffix(p) or archive_kind(p, sniff=False)]
             if not found:
                 raise InputError(
                     f"directory {text} holds no .json/.jsonl/.csv/.parquet file or archive"
@@ -153,15 +153,16 @@ _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".tx
 ArchiveKind = Literal["zip", "tar"]
 
 
-def archive_kind(path: Path) -> ArchiveKind | None:
-    """A zip or tar archive (tar plain, gzip, bzip2 or xz): by its suffix, or by its bytes
-    when the suffix names no format (an export saved without one); None for a log file."""
+def archive_kind(path: Path, *, sniff: bool = True) -> ArchiveKind | None:
+    """A zip or tar archive (tar plain, gzip, bzip2 or xz): by its suffix, or with `sniff` by
+    its bytes when the suffix names no format (an export saved without one); None for a log
+    file. (A folder's files are not sniffed: a workbook or a document is a zip too.)"""
     name = path.name.lower()
     if name.endswith(".zip"):
         return "zip"
     if name.endswith(_TAR_SUFFIXES):
         return "tar"
-    if format_from_suffix(path) is not None:
+    if not sniff or format_from_suffix(path) is not None:
         return None
     with path.open("rb") as fh:
         if fh.read(4) == ZIP_MAGIC:
@@ -222,6 +223,11 @@ def unpack_archives(
             detail = f"{path}: {kind} archive is damaged ({exc or type(exc).__name__})"
             problems.append((str(path), FileProblem("corrupt_file", detail)))
             continue
+        if not found and "[Content_Types].xml" in seen:  # Office Open XML: .xlsx, .docx
+            raise InputError(
+                f"expected a log file or an archive of them. Got {path}, an Office document "
+                "(a workbook?): save its sheet as CSV UTF-8 and ingest that"
+            )
         if not found:
             raise InputError(
                 f"{kind} archive {path} holds no .json/.jsonl/.csv/.parquet file; "
