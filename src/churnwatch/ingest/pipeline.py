@@ -112,7 +112,7 @@ def ingest(
 
     With `feed`, the files are the log's own export, and the manifest records `mapping` as
     the way to read later files of the feed (`EventStore.mapping`); the API's posted events
-    are not. A zip archive is read as its members (`unpack_archives`). `on_files` is told
+    are not. A zip or tar archive is read as its members (`unpack_archives`). `on_files` is told
     the files found, before any is read; `progress` each file's bytes as they are read.
 
     Raises NoValidRowsError when nothing valid was read, and InputError with `strict` when any

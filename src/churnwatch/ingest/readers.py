@@ -216,10 +216,12 @@ def unpack_archives(
                         shutil.copyfileobj(src, dst, 1 << 20)
                 except _ARCHIVE_ERRORS as exc:
                     target.unlink(missing_ok=True)
+                    _raise_system_error(exc)
                     problems.append((source, _bad_member(source, exc)))
                     continue
                 inputs.append(Input(target, source))
         except _ARCHIVE_ERRORS as exc:
+            _raise_system_error(exc)
             detail = f"{path}: {kind} archive is damaged ({exc or type(exc).__name__})"
             problems.append((str(path), FileProblem("corrupt_file", detail)))
             continue
@@ -246,6 +248,12 @@ _ARCHIVE_ERRORS = (
     zipfile.BadZipFile, tarfile.TarError, RuntimeError, EOFError, OSError, zlib.error,
     lzma.LZMAError,
 )  # fmt: skip
+
+
+def _raise_system_error(exc: BaseException) -> None:
+    """A full disk or a permission is the machine's problem, not the archive's: raised."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        raise exc
 
 
 def _members(path: Path, kind: ArchiveKind) -> Iterator[tuple[str, Callable[[], IO[bytes]]]]:
