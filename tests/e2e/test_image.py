@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.server import ROOT, free_port, wait_ready
+from tests.e2e.conftest import IMAGE, finish_build
+from tests.e2e.server import free_port, wait_ready
 
-IMAGE = "localhost/churnwatch:test"
 # Why plain `podman run` fails on these machines (Firecracker VMs), and what gets past it:
 # - the VM has no CAP_SYS_RESOURCE, and podman raises RLIMIT_NOFILE/NPROC for root: lower
 #   them instead;
@@ -49,11 +49,8 @@ def image() -> str:
     if missing:
         need = " and ".join(missing)
         pytest.skip(f"{need} not installed: apt-get install podman mmdebstrap runc")
-    build = subprocess.run(
-        ["make", "image", f"IMAGE={IMAGE}"], cwd=ROOT, capture_output=True, text=True,
-        timeout=1500,
-    )  # fmt: skip
-    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
+    code, output = finish_build(timeout=1500)  # started with the run (see conftest.py)
+    assert code == 0, output
     return IMAGE
 
 
