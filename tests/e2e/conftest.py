@@ -5,7 +5,9 @@ idle on average. The image test then waits for it."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -26,7 +28,11 @@ def start_build() -> None:
         return
     out = tempfile.TemporaryFile()  # noqa: SIM115  # closed by finish_build
     proc = subprocess.Popen(
-        ["make", "image", f"IMAGE={IMAGE}"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+        ["make", "image", f"IMAGE={IMAGE}"],
+        cwd=ROOT,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: stopped with podman, its child
     )
     _build = (proc, out)
 
@@ -48,5 +54,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_sessionfinish() -> None:
     if _build is not None and _build[0].poll() is None:  # the image test did not run
-        _build[0].terminate()
+        os.killpg(_build[0].pid, signal.SIGTERM)
         _build[0].wait(timeout=60)
