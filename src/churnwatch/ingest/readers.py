@@ -107,10 +107,7 @@ def expand_paths(specs: Sequence[str | Path]) -> list[Path]:
         path = Path(text)
         if path.is_dir():
             visible = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file()
-                and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
+                p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path).parts)
             )
             found = [p for p in visible if format_from_suffix(p) or archive_kind(p, sniff=False)]
             if not found:
@@ -202,8 +199,8 @@ def unpack_archives(
         try:
             for name, open_member in _members(path, kind):
                 parts = _safe_parts(name)
-                if not parts or any(part.startswith((".", "_")) for part in parts):
-                    continue  # as in a directory: `_SUCCESS`, macOS's `__MACOSX/` copies
+                if not parts or _hidden(parts):
+                    continue  # as in a directory
                 seen.append(name)
                 if format_from_suffix(Path(name)) is None:
                     continue
@@ -288,6 +285,12 @@ def _bad_member(source: str, exc: BaseException) -> FileProblem:
     if isinstance(exc, RuntimeError) and "encrypted" in detail:
         return FileProblem("unreadable_file", f"{source} is encrypted; unzip it with its password")
     return FileProblem("corrupt_file", f"{source}: cannot be unpacked ({detail})")
+
+
+def _hidden(parts: Iterable[str]) -> bool:
+    """A file not to read, in a directory or an archive: under a `.x` or `_x` name (Spark's
+    `_SUCCESS`, macOS's `__MACOSX/` copies)."""
+    return any(part.startswith((".", "_")) for part in parts)
 
 
 def prefetch(items: Iterator[Item], *, depth: int) -> Iterator[Item]:
