@@ -456,14 +456,14 @@ class ChurnService:
                 )
         incoming = self.settings.data_dir / "incoming"
         incoming.mkdir(parents=True, exist_ok=True)
-        lines = [json.dumps(event, ensure_ascii=False) + "\n" for event in events]
+        text = "".join(json.dumps(event, ensure_ascii=False) + "\n" for event in events)
         # named by what it holds, in a folder of its own: under `dedupe line` an event is its
         # file's name and line, so a post sent again (a client's retry) is a duplicate
-        body = hashlib.sha256("".join(lines).encode()).hexdigest()[:32]
+        body = text.encode()
         with self._write:
             folder = Path(tempfile.mkdtemp(prefix="api-", dir=incoming))
-            path = folder / f"api-{body}.jsonl"
-            path.write_text("".join(lines), encoding="utf-8")
+            path = folder / f"api-{hashlib.sha256(body).hexdigest()[:32]}.jsonl"
+            path.write_bytes(body)
             try:
                 report = ingest(
                     [path],
