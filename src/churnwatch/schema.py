@@ -52,7 +52,9 @@ DOWNGRADE_PAGE = "Submit Downgrade"  # churn too with `include_downgrade`
 
 
 DEDUPE_RULES = ("content", "line", "key=COLUMN")
-_OPTIONS = ("ts_unit", "ts_format", "event_name", "dedupe", "ts_min", "ts_max_future_days")
+_OPTIONS = (
+    "ts_unit", "ts_format", "event_name", "dedupe", "ts_min", "ts_max_future_days", "encoding"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,10 @@ class ColumnMapping:
     and value are one event: eventsim logs), `line` (the same line of a file with the same
     name is one event: re-ingesting a file adds nothing, identical rows on different lines are
     kept) or `key=COLUMN` (rows with the same value in COLUMN are one event). `ts_min` and
-    `ts_max_future_days` override the settings' plausible range of event times.
+    `ts_max_future_days` override the settings' plausible range of event times. `encoding`
+    is the text encoding of files without a byte order mark (a Python codec name: `cp1252`
+    for a CSV that Excel saved as "CSV (Comma delimited)" in a Western locale, `latin-1`,
+    `shift_jis`); None reads them as UTF-8.
     """
 
     columns: Mapping[str, str] = field(default_factory=dict)
@@ -79,6 +84,7 @@ class ColumnMapping:
     dedupe: str = "content"
     ts_min: datetime | None = None
     ts_max_future_days: float | None = None
+    encoding: str | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.columns) - set(FIELDS))
@@ -105,6 +111,14 @@ class ColumnMapping:
             raise MappingError(
                 f"dedupe has to be one of {', '.join(DEDUPE_RULES)}. Got {self.dedupe!r} instead."
             )
+        if self.encoding is not None:
+            try:
+                "".encode(self.encoding)  # LookupError for bytes codecs too (hex, zlib)
+            except LookupError:
+                raise MappingError(
+                    "encoding has to name a text encoding such as cp1252, latin-1, utf-16-le "
+                    f"or shift_jis. Got {self.encoding!r} instead."
+                ) from None
         if self.ts_max_future_days is not None and self.ts_max_future_days < 0:
             raise MappingError(
                 f"ts_max_future_days has to be >= 0. Got {self.ts_max_future_days} instead."

@@ -361,7 +361,12 @@ def test_a_header_that_is_not_utf8_says_so_and_the_other_files_are_read(
     assert report.stored == 1
     problem = report.file_problems[0]
     assert (problem["file"], problem["reason"]) == (str(tmp_path / "cp1252.csv"), "unreadable_file")
-    assert "iconv -f cp1252 -t utf-8" in problem["detail"]
+    assert "--encoding cp1252" in problem["detail"]
+    read = ingest(
+        [tmp_path / "cp1252.csv"], settings=settings, mapping=ColumnMapping(encoding="cp1252")
+    )
+    assert (read.stored, read.file_problems) == (1, [])
+    assert stored_rows(settings, "user_id, page")[-1] == ("1", "Home")
 
 
 def test_a_file_whose_suffix_names_no_format_is_known_by_its_text(

@@ -61,6 +61,13 @@ def ingest(
         float | None,
         typer.Option(min=0, help="Latest plausible event time: now + this many days (1)."),
     ] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            help="Text encoding of files without a byte order mark (default UTF-8), e.g. "
+            "cp1252 for a CSV that Excel saved as 'CSV (Comma delimited)'."
+        ),
+    ] = None,
 ) -> None:
     """Validate logs and append them to the event store; bad rows go to the quarantine.
 
@@ -71,7 +78,7 @@ def ingest(
         mapping = ColumnMapping.from_options(
             map_ or [], file=mapping_file, ts_unit=ts_unit, ts_format=ts_format,
             event_name=event_name, dedupe=dedupe, ts_max_future_days=ts_max_future_days,
-            ts_min=c.parse_time(ts_min, "--ts-min"),
+            ts_min=c.parse_time(ts_min, "--ts-min"), encoding=encoding,
         )  # fmt: skip
         with c.bytes_progress("reading") as advance:
             return run_ingest(
@@ -83,6 +90,14 @@ def ingest(
     c.out.print(c.table(f"ingest {report.run_id}", _ingest_rows(report)))
     for problem in report.file_problems:
         c.console.print(f"[yellow]warning:[/] {escape(problem['detail'])}")
+    bad_text = report.quarantined_by_reason.get("invalid_utf8", 0)
+    if bad_text and not (report.mapping or {}).get("encoding"):
+        rows = "1 row is" if bad_text == 1 else f"{bad_text:,} rows are"
+        c.console.print(
+            f"[yellow]hint:[/] {rows} not valid UTF-8. If the files were saved in another "
+            "encoding, ingest them again with it, e.g. --encoding cp1252 (Excel's 'CSV (Comma "
+            "delimited)' in Western locales): the rows already stored are not stored twice."
+        )
 
 
 def _ingest_rows(r: IngestReport) -> list[tuple[str, str]]:

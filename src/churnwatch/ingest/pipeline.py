@@ -291,13 +291,15 @@ def _open_file(
     decompressed size when it is small enough to be read whole (None: stream it)."""
     path = source.path
     size = path.stat().st_size
-    fmt = detect_format(path)
+    fmt = detect_format(path, encoding=mapping.encoding)
 
     def tick(nbytes: int) -> None:
         if progress is not None:
             progress(source.source, nbytes, size)
 
-    items = read_file(path, fmt, chunk_bytes=settings.chunk_bytes, progress=tick)
+    items = read_file(
+        path, fmt, chunk_bytes=settings.chunk_bytes, progress=tick, encoding=mapping.encoding
+    )
     whole: int | None = None
     if size <= settings.chunk_bytes:  # read now, closed now: a group holds no open file
         read: list[Item] = []

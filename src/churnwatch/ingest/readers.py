@@ -397,7 +397,7 @@ def format_from_suffix(path: Path) -> Format | None:
     return _SUFFIXES.get(suffixes[-1]) if suffixes else None
 
 
-def detect_format(path: Path) -> Format:
+def detect_format(path: Path, *, encoding: str | None = None) -> Format:
     """The file's format from its suffix (ignoring a compression's), else from its first
     bytes: Parquet's mark; JSON when the text starts with `{` or `[`; CSV when its first line
     holds a delimiter (`events.txt` saved by a spreadsheet); else JSON lines, the native
@@ -409,7 +409,7 @@ def detect_format(path: Path) -> Format:
         if fh.read(4).startswith(PARQUET_MAGIC):
             return "parquet"
     head = b""
-    for block in _decompressed_blocks(path, lambda n: None):
+    for block in _decompressed_blocks(path, lambda n: None, encoding):
         if isinstance(block, FileProblem):
             break
         head += block
@@ -422,18 +422,21 @@ def detect_format(path: Path) -> Format:
     return "json"
 
 
-def read_file(path: Path, fmt: Format, *, chunk_bytes: int, progress: Progress) -> Iterator[Item]:
+def read_file(
+    path: Path, fmt: Format, *, chunk_bytes: int, progress: Progress, encoding: str | None = None
+) -> Iterator[Item]:
     """Stream one file as batches and problems, whatever its format. The rows of a CSV or
     Parquet file in a partition folder (`level=paid/`) get the partition's column when the
-    file does not have it."""
+    file does not have it. A text file without a byte order mark is read in `encoding`
+    (default UTF-8)."""
     if path.stat().st_size == 0:
         yield FileProblem("empty_file", f"{path} is empty (0 bytes)")
         return
     if fmt == "json":
-        yield from read_json(path, chunk_bytes=chunk_bytes, progress=progress)
+        yield from read_json(path, chunk_bytes=chunk_bytes, progress=progress, encoding=encoding)
         return
     if fmt == "csv":
-        items = read_csv(path, chunk_bytes=chunk_bytes, progress=progress)
+        items = read_csv(path, chunk_bytes=chunk_bytes, progress=progress, encoding=encoding)
     else:
         items = read_parquet(path, progress=progress)
     partitions = hive_partitions(path)
@@ -467,30 +470,42 @@ def hive_partitions(path: Path) -> dict[str, str | None]:
     return dict(reversed(found.items()))
 
 
-def _decompressed_blocks(path: Path, progress: Progress) -> Iterator[bytes | FileProblem]:
+def _decompressed_blocks(
+    path: Path, progress: Progress, encoding: str | None = None
+) -> Iterator[bytes | FileProblem]:
     """Yield decompressed blocks as UTF-8: without the UTF-8 byte order mark that files saved
     on Windows start with (it made the first JSON line invalid and the first CSV column name
     unknown), and re-encoded from UTF-16 or UTF-32 when the file starts with their mark (Excel's
-    "Unicode text", Windows PowerShell's `Out-File`); a damaged compressed stream ends with a
-    FileProblem, keeping all data decoded before the damage. Concatenated gzip members are
-    read as one stream."""
+    "Unicode text", Windows PowerShell's `Out-File`), else from `encoding` when one other than
+    UTF-8 is given (a mark says more than an option: it is the file's own); a damaged
+    compressed stream ends with a FileProblem, keeping all data decoded before the damage.
+    Concatenated gzip members are read as one stream."""
     blocks = _raw_blocks(path, progress)
     for block in blocks:
         if isinstance(block, FileProblem) or not block:
             yield block
             continue
-        encoding = next((e for bom, e in _WIDE_BOMS if block.startswith(bom)), None)
-        if encoding is None:
+        marked = next((e for bom, e in _WIDE_BOMS if block.startswith(bom)), None)
+        if marked is None and block.startswith(UTF8_BOM):
+            marked = "utf-8"
+        if marked is None and encoding is not None and not _is_utf8(encoding):
+            yield from _to_utf8(encoding, itertools.chain([block], blocks))
+        elif marked in (None, "utf-8"):
             yield block.removeprefix(UTF8_BOM)
             yield from blocks
         else:
-            yield from _to_utf8(encoding, itertools.chain([block], blocks))
+            yield from _to_utf8(marked, itertools.chain([block], blocks))
         return
 
 
+def _is_utf8(encoding: str) -> bool:
+    """UTF-8 is read as it is: its rows that are not UTF-8 are quarantined, not replaced."""
+    return codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
+
+
 def _to_utf8(encoding: str, blocks: Iterable[bytes | FileProblem]) -> Iterator[bytes | FileProblem]:
-    """`blocks` in `encoding` (its byte order mark first) as UTF-8, one block at a time; a
-    code unit that is not text becomes U+FFFD."""
+    """`blocks` in `encoding` as UTF-8, one block at a time (a UTF-16/32 byte order mark is
+    dropped); a byte or code unit that is not text in it becomes U+FFFD."""
     decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
     for block in blocks:
         yield block if isinstance(block, FileProblem) else decoder.decode(block).encode()
@@ -590,10 +605,12 @@ def _line_chunks(
         yield _Cut(last) if truncated else last + b"\n"
 
 
-def read_json(path: Path, *, chunk_bytes: int, progress: Progress) -> Iterator[Item]:
+def read_json(
+    path: Path, *, chunk_bytes: int, progress: Progress, encoding: str | None = None
+) -> Iterator[Item]:
     """JSON, gzip or plain, as LineBatches of about `chunk_bytes` decompressed bytes: JSON
     lines, or a JSON document (an array of objects, or objects written over several lines)."""
-    head, blocks = _peek(_decompressed_blocks(path, progress))
+    head, blocks = _peek(_decompressed_blocks(path, progress, encoding))
     if is_json_document(head):
         yield from _json_document(blocks, chunk_bytes=chunk_bytes)
         return
@@ -787,7 +804,9 @@ def first_json_keys(batch: LineBatch, *, max_lines: int = 50) -> list[str]:
     return []
 
 
-def read_csv(path: Path, *, chunk_bytes: int, progress: Progress) -> Iterator[Item]:
+def read_csv(
+    path: Path, *, chunk_bytes: int, progress: Progress, encoding: str | None = None
+) -> Iterator[Item]:
     """CSV (plain or gzip) with a header row, one record per line, streamed in chunks of lines.
 
     Values come as bytes (UTF-8 is checked later, per row). A row with the wrong number of
@@ -797,7 +816,7 @@ def read_csv(path: Path, *, chunk_bytes: int, progress: Progress) -> Iterator[It
     next_line = 1
     carry = b""  # a record whose quoted value was still open at the end of the last chunk
     sep = ","
-    blocks = _decompressed_blocks(path, progress)
+    blocks = _decompressed_blocks(path, progress, encoding)
     for chunk in _line_chunks(blocks, chunk_bytes=chunk_bytes):
         if isinstance(chunk, FileProblem):
             yield chunk
@@ -814,8 +833,8 @@ def read_csv(path: Path, *, chunk_bytes: int, progress: Progress) -> Iterator[It
                     "unreadable_file",
                     f"{path}: expected a UTF-8 header line (or UTF-16 with its byte order "
                     f"mark). Got byte {shown[exc.start]:#04x} at position {exc.start} of "
-                    f"{shown!r}: save the file as UTF-8 (Excel: CSV UTF-8), or convert it, for "
-                    "Windows-1252 with `iconv -f cp1252 -t utf-8`",
+                    f"{shown!r}: give its encoding (--encoding cp1252 for Windows-1252, Excel's "
+                    "CSV in Western locales), or save the file as UTF-8 (Excel: CSV UTF-8)",
                 )
                 return
             sep = csv_delimiter(path, header)

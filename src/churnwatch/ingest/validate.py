@@ -335,7 +335,8 @@ def _rules(
     )  # fmt: skip
     details = "\n".join(
         [
-            "WHEN pre_reason = 'invalid_utf8' THEN 'not valid UTF-8'",
+            "WHEN pre_reason = 'invalid_utf8' THEN 'not valid UTF-8 (a file in another encoding "
+            "is read with --encoding, e.g. cp1252)'",
             "WHEN pre_reason = 'empty_line' THEN 'blank line'",
             "WHEN pre_reason = 'invalid_json' THEN 'not valid JSON'",
             "WHEN pre_reason = 'not_an_object' THEN 'JSON value is not an object'",

@@ -454,6 +454,7 @@ class ChurnService:
                     "with eventsim's field names (columns 'sparkify'), or ingest the log with "
                     "`churnwatch ingest` first."
                 )
+            mapping = replace(mapping, encoding=None)  # the posted file is written as UTF-8
         incoming = self.settings.data_dir / "incoming"
         incoming.mkdir(parents=True, exist_ok=True)
         text = "".join(json.dumps(event, ensure_ascii=False) + "\n" for event in events)
