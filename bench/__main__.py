@@ -3,7 +3,8 @@
     python -m bench quality [--n-boot 300]   (model quality: see bench/quality.py)
     python -m bench plan [--n-boot 1000]     (retention plan: see bench/plan.py)
     python -m bench survival                 (risk at any horizon: see bench/survival.py)
-    python -m bench [--runs 3] [--only ingest|ingest-files|simulate|snapshots|train|cdnow|serve]
+    python -m bench [--runs 3]
+                    [--only ingest|ingest-files|simulate|snapshots|train|cdnow|drift|serve]
                     [--big] [--out bench/results]
 
 Figures: wall seconds, events per second, peak RSS of the task's process (from wait4).
@@ -73,7 +74,7 @@ def measure(name: str, args: list[str], runs: int) -> dict[str, Any]:
     seconds = [r["seconds"] for r in results]
     med = statistics.median(seconds)
     events = results[0].get("events", 0)
-    summary = {
+    summary: dict[str, Any] = {
         "task": name,
         "args": args,
         "runs": runs,
@@ -84,8 +85,13 @@ def measure(name: str, args: list[str], runs: int) -> dict[str, Any]:
         "events_per_s": events / med if med else 0.0,
         "peak_rss_mb": max(r["peak_rss"] for r in results) / 2**20,
     }
-    if "ingest_seconds" in results[0]:  # raw to snapshots: the ingest part
-        summary["median_ingest_s"] = statistics.median(r["ingest_seconds"] for r in results)
+    for key, value in results[0].items():  # a task's other figures: parts timed, sizes
+        if key.endswith("_seconds"):  # raw to snapshots: the ingest part, ...
+            summary[f"median_{key.removesuffix('_seconds')}_s"] = statistics.median(
+                r[key] for r in results
+            )
+        elif key not in ("seconds", "events", "peak_rss"):
+            summary.setdefault(key, value)
     print(
         f"{name:24s} {Path(args[0]).name if args else '':36s} median {med:8.2f} s  "
         f"{summary['events_per_s']:>12,.0f} ev/s  peak {summary['peak_rss_mb']:7.0f} MB",
@@ -222,6 +228,44 @@ def bench_snapshots(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def drift_frames(out: Path) -> Path:
+    """The eventsim dev log's snapshots as `monitor` compares them: the last three weekly
+    cutoffs before the latest (the reference) and the latest (current), with a score (the
+    risky-page rate, ranked), written once."""
+
+    from churnwatch.features import build_snapshots
+    from churnwatch.ingest import EventStore
+
+    folder = out / "drift_frames"
+    if not (folder / "current.parquet").exists():
+        table, _ = build_snapshots(EventStore(ensure_store(out, EVENTSIM)))
+        frame = table.to_pandas()
+        frame["score"] = frame["thumbs_down_per_day_28d"].rank(pct=True)
+        cutoffs = sorted(frame["cutoff"].unique())
+        folder.mkdir(parents=True, exist_ok=True)
+        frame[frame["cutoff"].isin(cutoffs[-4:-1])].to_parquet(folder / "reference.parquet")
+        frame[frame["cutoff"] == cutoffs[-1]].to_parquet(folder / "current.parquet")
+        print(f"wrote {folder}: {len(frame):,} snapshot rows", flush=True)
+    return folder
+
+
+def bench_drift(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """churnwatch's drift check against Evidently's preset on the same frames."""
+    if not EVENTSIM.is_file():
+        return []
+    frames = str(drift_frames(args.out))
+    ours = measure("drift_churnwatch", [frames], args.runs)
+    preset = measure("drift_evidently_preset", [frames], args.runs)
+    ours["vs_preset"] = preset["median_s"] / ours["median_s"]
+    ours["check_vs_preset"] = preset["median_check_s"] / ours["median_check_s"]
+    print(
+        f"  drift check and report {ours['vs_preset']:.1f}x the preset's speed "
+        f"(check alone {ours['check_vs_preset']:.1f}x)",
+        flush=True,
+    )
+    return [ours, preset]
+
+
 def main() -> None:
     if sys.argv[1:2] == ["survival"]:
         from bench import survival
@@ -242,7 +286,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
         "--only",
-        choices=["ingest", "ingest-files", "simulate", "snapshots", "train", "cdnow", "serve"],
+        choices=[
+            "ingest",
+            "ingest-files",
+            "simulate",
+            "snapshots",
+            "train",
+            "cdnow",
+            "serve",
+            "drift",
+        ],  # fmt: skip
         default=None,
     )
     parser.add_argument("--seconds", type=int, default=10, help="wrk duration per serving run")
@@ -266,6 +319,8 @@ def main() -> None:
         rows.append(measure("train_models", [str(EVENTSIM)], args.runs))
     if args.only in (None, "cdnow"):
         rows.append(measure("train_cdnow", [str(cdnow_csv(args.out))], args.runs))
+    if args.only in (None, "drift"):
+        rows += bench_drift(args)
     if args.only in (None, "serve"):
         from bench.serve import bench_serve
 

@@ -65,3 +65,52 @@ def test_prediction_drift_is_measured_against_the_served_models_own_scores() -> 
     assert naive.score_psi > 0.5 and fair.score_psi < 0.05
     assert naive.share == fair.share == 0.0  # the features are compared the same way
     assert set(fair.columns["column"]) == {*feats, "score"}
+
+
+@pytest.mark.parametrize("rows", [300, 3000])  # Evidently's tests change past 1,000 rows
+def test_each_columns_verdict_is_evidently_data_drift_presets(rows: int) -> None:
+    """churnwatch runs the two metrics the preset's report shows, not the preset: every
+    column's method, statistic, threshold and verdict must stay the preset's."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    rng = np.random.default_rng(rows)
+
+    def frame(shift: float, paid: float) -> pd.DataFrame:
+        return pd.DataFrame({
+            "calm": rng.normal(0, 1, rows), "moved": rng.normal(shift, 1, rows),
+            "count": rng.poisson(2 + shift, rows).astype(float),
+            "level": rng.choice(["free", "paid"], rows, p=[1 - paid, paid]).astype(object),
+            "score": rng.beta(1, 12, rows),
+        })  # fmt: skip
+
+    ref, cur = frame(0.0, 0.3), frame(0.4, 0.5)
+    feats = ["calm", "moved", "count", "level"]
+    ours = detect_drift(ref, cur, feats).columns.set_index("column")
+    definition = DataDefinition(
+        numerical_columns=["calm", "moved", "count", "score"], categorical_columns=["level"]
+    )
+    preset = Report([DataDriftPreset(columns=[*feats, "score"])], include_tests=True).run(
+        Dataset.from_pandas(cur, data_definition=definition),
+        Dataset.from_pandas(ref, data_definition=definition),
+    )
+    found = preset.dict()
+    scores = {m["id"]: m["value"] for m in found["metrics"]}
+    theirs = {}
+    for test in found["tests"]:
+        params = test["metric_config"]["params"]
+        if str(params.get("type", "")).endswith("ValueDrift"):
+            score = scores[test["metric_config"]["metric_id"]]
+            failed = test["status"] == "FAIL"
+            theirs[params["column"]] = (params["method"], score, params["threshold"], failed)
+    assert set(theirs) == set(ours.index) == {*feats, "score"}
+    for column, (method, score, threshold, failed) in theirs.items():
+        row = ours.loc[column]
+        assert (row["method"], row["threshold"], row["test_failed"]) == (method, threshold, failed)
+        assert row["score"] == pytest.approx(score, rel=1e-12, abs=1e-15), column
+    assert ours.loc["moved", "test_failed"] and not ours.loc["calm", "test_failed"]
+    small = rows <= 1000
+    assert ours.loc["moved", "method"] == (
+        "K-S p_value" if small else "Wasserstein distance (normed)"
+    )
+    assert ours.loc["level", "method"] == ("Z-test p_value" if small else "Jensen-Shannon distance")

@@ -1,7 +1,7 @@
 """Data and prediction drift between a reference and a current snapshot window.
 
-Evidently's DataDriftPreset runs with its default per-column tests (K-S or chi-square up to
-1,000 rows, Wasserstein or Jensen-Shannon beyond); PSI is computed here per column beside it.
+Evidently's data drift metrics run with their default per-column tests (K-S or chi-square up
+to 1,000 rows, Wasserstein or Jensen-Shannon beyond); PSI is computed here per column beside it.
 A feature counts as drifted when Evidently's test flags it *and* its PSI is at least
 `min_psi` (0.1): the tests alone flag the slow, real evolution of a churning population (on
 unshifted simulated logs they flagged 5-26 % of features), the pair flags material shifts only
@@ -72,7 +72,7 @@ class DriftResult:
     score_psi: float
     reference_rows: int
     current_rows: int
-    report: Any = field(default=None, repr=False)  # Evidently's evaluation (save_html)
+    report: Any = field(default=None, repr=False)  # Evidently's report (rendered by save_html)
 
     def summary(self) -> dict[str, Any]:
         drifted = self.columns[self.columns["drifted"] & (self.columns["column"] != SCORE)]
@@ -124,44 +124,45 @@ def detect_drift(
 def _column_drift(
     reference: pd.DataFrame, current: pd.DataFrame, cols: list[str], min_psi: float
 ) -> tuple[pd.DataFrame, Any]:
-    """One Evidently run over `cols`: per column, its test, statistic and PSI."""
+    """One Evidently run over `cols`: per column, its test, statistic and PSI.
+
+    The metrics are the two that DataDriftPreset's report shows (the dataset's drift and the
+    per-column table, with the same default tests), run as Evidently's report of them: the
+    preset also builds a chart per column that its report never shows, at 80 ms a column, and
+    renders at run time what this report renders only when saved (150 columns: 12 s to run
+    before, 1.4 s now, plus 5.6 s when saved)."""
     os.environ.setdefault("EVIDENTLY_DISABLE_TELEMETRY", "1")  # no calls home
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
+    from evidently.legacy.metrics import DataDriftTable, DatasetDriftMetric
+    from evidently.legacy.pipeline.column_mapping import ColumnMapping
+    from evidently.legacy.report import Report
 
     cats = [c for c in cols if not pd.api.types.is_numeric_dtype(reference[c])]
-    definition = DataDefinition(
-        numerical_columns=[c for c in cols if c not in cats], categorical_columns=cats
-    )
+    mapping = ColumnMapping(
+        target=None, prediction=None, datetime=None, id=None,
+        numerical_features=[c for c in cols if c not in cats], categorical_features=cats,
+    )  # fmt: skip
     ref = reference[cols].reset_index(drop=True)
     cur = current[cols].reset_index(drop=True)
-    report = Report([DataDriftPreset(columns=cols)], include_tests=True)
-    evaluation = report.run(
-        Dataset.from_pandas(cur, data_definition=definition),
-        Dataset.from_pandas(ref, data_definition=definition),
-    )
-    result = evaluation.dict()
-    values = {m["id"]: m["value"] for m in result["metrics"]}
+    report = Report(metrics=[DatasetDriftMetric(columns=cols), DataDriftTable(columns=cols)])
+    report.run(reference_data=ref, current_data=cur, column_mapping=mapping)
+    table = report.as_dict()["metrics"][1]["result"]["drift_by_columns"]
     rows = []
-    for test in result.get("tests", []):
-        params = test.get("metric_config", {}).get("params", {})
-        if not str(params.get("type", "")).endswith("ValueDrift"):
-            continue
-        column = params["column"]
-        failed = test["status"] == "FAIL"
+    for column in cols:
+        found = table[column]
+        failed = bool(found["drift_detected"])
         value = psi(ref[column], cur[column])
         rows.append(
             {
                 "column": column,
                 "drifted": failed and value >= min_psi,
                 "test_failed": failed,
-                "method": params.get("method"),
-                "score": float(values.get(test["metric_config"]["metric_id"], np.nan)),
-                "threshold": params.get("threshold"),
+                "method": found["stattest_name"],
+                "score": float(found["drift_score"]),
+                "threshold": found["stattest_threshold"],
                 "psi": value,
             }
         )
-    return pd.DataFrame(rows), evaluation
+    return pd.DataFrame(rows), report
 
 
 def save_report(result: DriftResult, path: Path) -> Path:

@@ -3,8 +3,8 @@
 One run, as of now or of a given time:
 1. scores the current population (the midnight after the last event) with the champion and
    logs those scores, so their cohort can be judged once its labels mature;
-2. compares the current window with the champion's reference (Evidently's drift preset with
-   its default tests, plus PSI), scores included;
+2. compares the current window with the champion's reference (Evidently's drift metrics with
+   their default tests, plus PSI), scores included;
 3. judges every logged cohort whose horizon has passed with the scores it was given, and
    estimates the rest from the calibrated scores;
 4. raises alerts, writes Evidently's HTML report, a JSON summary and a trend plot, and logs
