@@ -53,8 +53,10 @@ DOWNGRADE_PAGE = "Submit Downgrade"  # churn too with `include_downgrade`
 
 DEDUPE_RULES = ("content", "line", "key=COLUMN")
 _OPTIONS = (
-    "ts_unit", "ts_format", "event_name", "dedupe", "ts_min", "ts_max_future_days", "encoding"
+    "ts_unit", "ts_format", "event_name", "dedupe", "ts_min", "ts_max_future_days", "encoding",
+    "anonymous",
 )  # fmt: skip
+ANONYMOUS = ("quarantine", "guest")
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,10 @@ class ColumnMapping:
     `ts_max_future_days` override the settings' plausible range of event times. `encoding`
     is the text encoding of files without a byte order mark (a Python codec name: `cp1252`
     for a CSV that Excel saved as "CSV (Comma delimited)" in a Western locale, `latin-1`,
-    `shift_jis`); None reads them as UTF-8.
+    `shift_jis`); None reads them as UTF-8. `anonymous` is what a row without a user id (null
+    or absent) is: `quarantine` (a `missing_field`: eventsim writes a guest's id as "") or
+    `guest` (the anonymous events of Segment, Amplitude or Mixpanel exports, whose user id is
+    null until the visitor signs in): kept apart as eventsim's guests are.
     """
 
     columns: Mapping[str, str] = field(default_factory=dict)
@@ -85,6 +90,7 @@ class ColumnMapping:
     ts_min: datetime | None = None
     ts_max_future_days: float | None = None
     encoding: str | None = None
+    anonymous: str = "quarantine"
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.columns) - set(FIELDS))
@@ -119,6 +125,11 @@ class ColumnMapping:
                     "encoding has to name a text encoding such as cp1252, latin-1, utf-16-le "
                     f"or shift_jis. Got {self.encoding!r} instead."
                 ) from None
+        if self.anonymous not in ANONYMOUS:
+            raise MappingError(
+                f"anonymous has to be one of {', '.join(ANONYMOUS)}. Got {self.anonymous!r} "
+                "instead."
+            )
         if self.ts_max_future_days is not None and self.ts_max_future_days < 0:
             raise MappingError(
                 f"ts_max_future_days has to be >= 0. Got {self.ts_max_future_days} instead."

@@ -68,6 +68,13 @@ def ingest(
             "cp1252 for a CSV that Excel saved as 'CSV (Comma delimited)'."
         ),
     ] = None,
+    anonymous: Annotated[
+        str | None,
+        typer.Option(
+            help="A row without a user id: quarantine (default) or guest (the anonymous events "
+            "of Segment, Amplitude or Mixpanel exports), kept apart as eventsim's guests are."
+        ),
+    ] = None,
 ) -> None:
     """Validate logs and append them to the event store; bad rows go to the quarantine.
 
@@ -78,7 +85,7 @@ def ingest(
         mapping = ColumnMapping.from_options(
             map_ or [], file=mapping_file, ts_unit=ts_unit, ts_format=ts_format,
             event_name=event_name, dedupe=dedupe, ts_max_future_days=ts_max_future_days,
-            ts_min=c.parse_time(ts_min, "--ts-min"), encoding=encoding,
+            ts_min=c.parse_time(ts_min, "--ts-min"), encoding=encoding, anonymous=anonymous,
         )  # fmt: skip
         with c.bytes_progress("reading") as advance:
             return run_ingest(

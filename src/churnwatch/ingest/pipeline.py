@@ -430,9 +430,14 @@ def _commonest_rejection(report: IngestReport) -> str:
 
 
 def _rules(mapping: ColumnMapping) -> dict[str, Any]:
-    """The validation options a mapping sets: time unit and format, required fields."""
+    """The validation options a mapping sets: time unit and format, required fields, and
+    whether a row without a user id is a guest's."""
     required = (*REQUIRED, EVENT_KEY) if mapping.key_column else REQUIRED
-    return {"ts_unit": mapping.ts_unit, "ts_format": mapping.ts_format, "required": required}
+    guests = mapping.anonymous == "guest"
+    if guests:
+        required = tuple(n for n in required if n != "user_id")
+    return {"ts_unit": mapping.ts_unit, "ts_format": mapping.ts_format, "required": required,
+            "anonymous_guests": guests}  # fmt: skip
 
 
 def _commit(

@@ -19,7 +19,8 @@ Normalisation of the rows that pass:
   epoch numbers in the mapping's unit (ms for Sparkify), or from ISO-8601 strings;
 - strings are trimmed; `level` is lower case and `gender` upper case, and both become
   `unknown` when missing or empty;
-- an empty `user_id` marks a guest or logged-out event: valid, but kept out of user tables;
+- an empty `user_id` marks a guest or logged-out event: valid, but kept out of user tables
+  (a null or absent one too with `anonymous_guests`, else it is a missing_field);
 - a missing `registration` stays null here; the store's `events` view fills it with the user's
   first event and flags it (`registration_imputed`).
 """
@@ -221,11 +222,14 @@ def validate_sql(
     ts_format: str | None = None,
     required: tuple[str, ...] = REQUIRED,
     decimal_comma: bool = False,
+    anonymous_guests: bool = False,
 ) -> str:
     """The full check: typed canonical columns plus `reason` and `detail` (NULL when valid).
 
     With `decimal_comma` (a CSV saved with semicolons, as spreadsheets write it where the comma
-    is the decimal mark), `length` and `value` may be written `273,5`.
+    is the decimal mark), `length` and `value` may be written `273,5`. With
+    `anonymous_guests`, a row without a user id is a guest's (its `user_id` is ''), and
+    `required` should not name `user_id`.
 
     Binds `$ts_min`, `$ts_max` (and `$paths` for JSON). `source_keys` names each field's
     source column, for messages a user can act on.
@@ -257,7 +261,7 @@ def validate_sql(
       CASE WHEN reason IS NULL THEN NULL {details} END AS detail,
       CASE WHEN reason IS NOT NULL THEN {raw_text} END AS raw_text,
       t_ts AS ts,
-      {_USER_ID} AS user_id,
+      {f"coalesce({_USER_ID}, '')" if anonymous_guests else _USER_ID} AS user_id,
       t_session_id AS session_id,
       trim(v_page) AS page,
       nullif(trim(v_auth), '') AS auth,
@@ -341,8 +345,9 @@ def _rules(
             "WHEN pre_reason = 'invalid_json' THEN 'not valid JSON'",
             "WHEN pre_reason = 'not_an_object' THEN 'JSON value is not an object'",
         ]
-        + [f"WHEN {absent(n)} THEN 'missing required field {n} (source {src(n)})'"
-           for n in required]
+        + [f"WHEN {absent(n)} THEN 'missing required field {n} (source {src(n)})" + (
+            "; a log whose events before sign-in have no user id is read with --anonymous "
+            "guest" if n == "user_id" else "") + "'" for n in required]
         + [f"WHEN nested = '{n}' THEN '{src(n)}: expected a string, got ' || {shown('v_' + n)}"
            for n in TEXT_FIELDS]
         + [f"WHEN {given(n)} AND {t} IS NULL THEN "
