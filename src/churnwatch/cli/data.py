@@ -27,7 +27,9 @@ app = typer.Typer()
 
 @app.command()
 def ingest(
-    paths: Annotated[list[str], typer.Argument(help="Files, directories or globs to read.")],
+    paths: Annotated[
+        list[str], typer.Argument(help="Files, directories or globs to read; - reads a piped log.")
+    ],
     store: c.Store = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Fail (exit 1) if any row is quarantined.")

@@ -6,17 +6,19 @@ of one already stored), a guest event, or a quarantined row with its reason.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
 import os
 import secrets
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import duckdb
 import pyarrow as pa
@@ -107,13 +109,17 @@ def ingest(
     progress: Progress | None = None,
     feed: bool = True,
     on_files: Callable[[list[Path]], None] | None = None,
+    stdin: BinaryIO | None = None,
 ) -> IngestReport:
     """Ingest `paths` (files, directories, globs) into the event store.
 
     With `feed`, the files are the log's own export, and the manifest records `mapping` as
     the way to read later files of the feed (`EventStore.mapping`); the API's posted events
     are not. A zip or tar archive is read as its members (`unpack_archives`). `on_files` is told
-    the files found, before any is read; `progress` each file's bytes as they are read.
+    the files found, before any is read; `progress` each file's bytes as they are read. A path
+    `-` is the log piped in on `stdin` (default: the process's), in any format or compression
+    `ingest` reads from a file; its rows are named `stdin-<hash of its bytes>`, so the same log
+    piped in again is known under `--dedupe line`.
 
     Raises NoValidRowsError when nothing valid was read, and InputError with `strict` when any
     row was quarantined (after writing the quarantine file, but without touching the events).
@@ -121,7 +127,8 @@ def ingest(
     settings = settings or Settings()
     mapping = mapping or ColumnMapping()
     store = EventStore(store_dir or settings.store_path)
-    files = expand_paths(list(paths))
+    files = [Input(f, str(f)) for f in expand_paths([p for p in paths if str(p) != STDIN])]
+    piped = (stdin or _stdin()) if any(str(p) == STDIN for p in paths) else None
     started = datetime.now(UTC)
     run_id = started.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
     report = IngestReport(run_id=run_id, store=str(store.root))
@@ -138,6 +145,8 @@ def ingest(
     with store.writer(run_id) as txn:
         con.execute(f"SET temp_directory = {literal(str(txn.staging / 'spill'))}")
         stage = _Stage(con, txn.staging / "checked", event_id_sql(mapping.dedupe))
+        if piped is not None:
+            files.append(_spool(piped, txn.staging / "stdin"))
         inputs, broken = unpack_archives(files, txn.staging / "unzipped")
         report.files = [i.source for i in inputs]
         for source, problem in broken:
@@ -148,6 +157,36 @@ def ingest(
         _commit(con, store, txn, stage, report, strict=strict)
     report.seconds = (datetime.now(UTC) - started).total_seconds()
     return report
+
+
+STDIN = "-"
+
+
+def _stdin() -> BinaryIO:
+    """The process's standard input, when something is piped or redirected into it."""
+    if sys.stdin is None or sys.stdin.isatty():
+        raise InputError(
+            "expected a log piped or redirected into standard input for path '-' "
+            "(`zcat events.jsonl.gz | churnwatch ingest -`). Got a terminal."
+        )
+    return sys.stdin.buffer
+
+
+def _spool(stream: BinaryIO, folder: Path) -> Input:
+    """The piped log copied to a file (the readers read files), named by its bytes' hash."""
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    part = folder / "piped"
+    size = 0
+    with part.open("wb") as out:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+            out.write(block)
+            size += len(block)
+    if not size:
+        raise InputError("expected a log on standard input for path '-'. Got 0 bytes.")
+    name = f"stdin-{digest.hexdigest()[:32]}"
+    return Input(part.rename(folder / name), name)
 
 
 STORE_COLUMNS = f"{CANONICAL_COLUMNS}, event_id, event_date, source_file, source_line"
@@ -300,6 +339,8 @@ def _open_file(
     items = read_file(
         path, fmt, chunk_bytes=settings.chunk_bytes, progress=tick, encoding=mapping.encoding
     )
+    if source.source != str(path):  # an archive's member, a piped log: say the name it has
+        items = _renamed(items, str(path), source.source)
     whole: int | None = None
     if size <= settings.chunk_bytes:  # read now, closed now: a group holds no open file
         read: list[Item] = []
@@ -328,6 +369,14 @@ def _open_file(
         sql = validate_sql(fields, source_keys=keys, raw_text=JSON_RAW_TEXT, **_rules(mapping))
         return stream, sql, {**params, "paths": paths}, whole
     return stream, _columns_sql(con, stream.schema, mapping), params, whole
+
+
+def _renamed(items: Iterator[Item], path: str, source: str) -> Iterator[Item]:
+    """`items` with `path` written as `source` in the problems' details."""
+    for item in items:
+        if isinstance(item, FileProblem):
+            item = replace(item, detail=item.detail.replace(path, source))
+        yield item
 
 
 def _ingest_files(

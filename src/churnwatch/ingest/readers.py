@@ -180,7 +180,7 @@ class Input:
 
 
 def unpack_archives(
-    files: Sequence[Path], folder: Path
+    files: Sequence[Input], folder: Path
 ) -> tuple[list[Input], list[tuple[str, FileProblem]]]:
     """The files to read: each file as it is, and in place of a zip or tar archive its
     members with a log's suffix, unpacked under `folder` in their own folders (so a member's
@@ -189,10 +189,11 @@ def unpack_archives(
     member unpacked before it is read."""
     inputs: list[Input] = []
     problems: list[tuple[str, FileProblem]] = []
-    for k, path in enumerate(files):
+    for k, given in enumerate(files):
+        path, origin = given.path, given.source
         kind = archive_kind(path)
         if kind is None:
-            inputs.append(Input(path, str(path)))
+            inputs.append(given)
             continue
         seen: list[str] = []
         found = 0
@@ -205,7 +206,7 @@ def unpack_archives(
                 if format_from_suffix(Path(name)) is None:
                     continue
                 found += 1
-                source = f"{path}/{'/'.join(parts)}"
+                source = f"{origin}/{'/'.join(parts)}"
                 target = folder.joinpath(f"{k:05d}", *parts)
                 try:
                     target.parent.mkdir(parents=True, exist_ok=True)
@@ -219,24 +220,24 @@ def unpack_archives(
                 inputs.append(Input(target, source))
         except _ARCHIVE_ERRORS as exc:
             _raise_system_error(exc)
-            detail = f"{path}: {kind} archive is damaged ({exc or type(exc).__name__})"
-            problems.append((str(path), FileProblem("corrupt_file", detail)))
+            detail = f"{origin}: {kind} archive is damaged ({exc or type(exc).__name__})"
+            problems.append((origin, FileProblem("corrupt_file", detail)))
             continue
         if not found and "[Content_Types].xml" in seen:  # Office Open XML: .xlsx, .docx
             raise InputError(
-                f"expected a log file or an archive of them. Got {path}, an Office document "
+                f"expected a log file or an archive of them. Got {origin}, an Office document "
                 "(a workbook?): save its sheet as CSV UTF-8 and ingest that"
             )
         if not found:
             raise InputError(
-                f"{kind} archive {path} holds no .json/.jsonl/.csv/.parquet file; "
+                f"{kind} archive {origin} holds no .json/.jsonl/.csv/.parquet file; "
                 f"it holds {len(seen)} other file(s)"
             )
         skipped = [n for n in seen if format_from_suffix(Path(n)) is None]
         if skipped:
             log.warning(
                 "skipped %d member(s) of %s that are not logs: %s",
-                len(skipped), path, ", ".join(skipped[:5]),
+                len(skipped), origin, ", ".join(skipped[:5]),
             )  # fmt: skip
     return inputs, problems
 
