@@ -159,6 +159,13 @@ def test_evaluating_on_the_training_log_says_the_figures_are_in_sample(
     assert said in text
     assert "their figures are in-sample" in text and str(settings.data_dir / "store") in text
     assert "their figures are in-sample" in (out / "report.html").read_text()
+    # the same log piped in (`zcat log | churnwatch evaluate --data -`): the same figures
+    piped = CliRunner().invoke(
+        app, ["evaluate", "--data", "-", "--out", str(tmp_path / "piped")], input=log.read_bytes()
+    )
+    assert piped.exit_code == 0, piped.output
+    again = json.loads((tmp_path / "piped" / "metrics.json").read_text())
+    assert again["pooled"] == metrics["pooled"] and again["in_sample_rows"] == rows
 
 
 def test_evaluate_names_a_model_the_registry_lacks_without_a_traceback(

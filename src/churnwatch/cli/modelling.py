@@ -50,7 +50,8 @@ TrainEvery = Annotated[
 @app.command()
 def train(
     data: Annotated[
-        list[str] | None, typer.Option(help="Raw logs to ingest first (files, dirs, globs).")
+        list[str] | None,
+        typer.Option(help="Raw logs to ingest first (files, dirs, globs; - is piped in)."),
     ] = None,
     store: c.Store = None,
     horizon: c.Horizon = 14,
@@ -186,7 +187,9 @@ def _print_training(summary: RunSummary) -> None:
 
 @app.command()
 def evaluate(
-    data: Annotated[list[str], typer.Option(help="Logs to evaluate on (files, dirs, globs).")],
+    data: Annotated[
+        list[str], typer.Option(help="Logs to evaluate on (files, dirs, globs; - is piped in).")
+    ],
     model: Annotated[
         str,
         typer.Option(help="models:/churnwatch@champion, models:/churnwatch/3 or runs:/ID/model"),

@@ -31,8 +31,8 @@ def retrain(
     data: Annotated[
         list[str] | None,
         typer.Option(
-            help="New logs to ingest first (files, dirs, globs), read with the column mapping "
-            "of the store's last ingest."
+            help="New logs to ingest first (files, dirs, globs; - is piped in), read with the "
+            "column mapping of the store's last ingest."
         ),
     ] = None,
     metric: Annotated[
