@@ -232,7 +232,6 @@ def drift_frames(out: Path) -> Path:
     """The eventsim dev log's snapshots as `monitor` compares them: the last three weekly
     cutoffs before the latest (the reference) and the latest (current), with a score (the
     risky-page rate, ranked), written once."""
-
     from churnwatch.features import build_snapshots
     from churnwatch.ingest import EventStore
 
@@ -286,16 +285,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
         "--only",
-        choices=[
-            "ingest",
-            "ingest-files",
-            "simulate",
-            "snapshots",
-            "train",
-            "cdnow",
-            "serve",
-            "drift",
-        ],  # fmt: skip
+        choices=("ingest ingest-files simulate snapshots train cdnow drift serve").split(),
         default=None,
     )
     parser.add_argument("--seconds", type=int, default=10, help="wrk duration per serving run")
