@@ -97,3 +97,15 @@ def test_problems_name_the_source_not_the_copy_read(settings: Settings, tmp_path
     for problem in report.file_problems:
         assert problem["detail"].startswith(f"{problem['file']}: "), problem["detail"]
         assert "staging" not in problem["detail"]
+
+
+def test_a_piped_archive_is_read_as_its_members(settings: Settings, tmp_path: Path) -> None:
+    """`curl .../export.zip | churnwatch ingest -`: known by its bytes, as a named file is."""
+    with zipfile.ZipFile(tmp_path / "export.zip", "w") as zf:
+        zf.writestr("123/day1.jsonl.gz", gzip.compress(lines(1, 2), mtime=0))
+        zf.writestr("123/day2.jsonl", lines(3))
+    data = (tmp_path / "export.zip").read_bytes()
+    report = ingest(["-"], settings=settings, stdin=io.BytesIO(data))
+    name = f"stdin-{hashlib.sha256(data).hexdigest()[:32]}"
+    assert report.files == [f"{name}/123/day1.jsonl.gz", f"{name}/123/day2.jsonl"]
+    assert (report.valid, report.quarantined) == (3, 0)
