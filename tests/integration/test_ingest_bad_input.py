@@ -369,6 +369,39 @@ def test_a_header_that_is_not_utf8_says_so_and_the_other_files_are_read(
     assert stored_rows(settings, "user_id, page")[-1] == ("1", "Home")
 
 
+def test_lines_ended_by_a_carriage_return_alone_are_lines(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Excel for Mac's "CSV (Macintosh)" ends lines with CR alone: the whole file was read as
+    one header line, and its rows vanished (0 lines read, 0 quarantined). A value with an
+    accent and a quoted comma stay themselves; line numbers are exact past the first block."""
+    rows = [f'8,{1538352077000 + i},NextSong,"Beyoncé, live"' for i in range(30_000)]  # > 1 MB
+    table = "userId,ts,page,artist\r" + "\r".join(rows) + "\r"
+    json_lines = "".join(good(i).decode() + "\r" for i in range(1, 4))
+    cases = (
+        ("mac.csv", table, 30_000),
+        ("mac.csv.gz", table, 30_000),
+        ("mac.jsonl", json_lines, 3),
+    )
+    for name, text, count in cases:
+        path = tmp_path / name
+        data = text.encode()
+        path.write_bytes(gzip.compress(data, mtime=0) if name.endswith(".gz") else data)
+        store = settings.store_path.parent / name
+        report = ingest([path], settings=settings, store_dir=store)
+        assert (report.lines_read, report.valid, report.quarantined) == (count, count, 0), name
+        last = (
+            duckdb.connect()
+            .execute(
+                "SELECT max(source_line), arg_max(artist, source_line) FROM read_parquet($f)",
+                {"f": EventStore(store).files("events")},
+            )
+            .fetchone()
+        )
+        expected = (count, "Coldplay") if name == "mac.jsonl" else (count + 1, "Beyoncé, live")
+        assert last == expected, name
+
+
 def test_a_file_whose_suffix_names_no_format_is_known_by_its_text(
     settings: Settings, tmp_path: Path
 ) -> None:

@@ -480,7 +480,38 @@ def _decompressed_blocks(
     "Unicode text", Windows PowerShell's `Out-File`), else from `encoding` when one other than
     UTF-8 is given (a mark says more than an option: it is the file's own); a damaged
     compressed stream ends with a FileProblem, keeping all data decoded before the damage.
-    Concatenated gzip members are read as one stream."""
+    Concatenated gzip members are read as one stream. Lines that end with a carriage return
+    alone (Excel for Mac's "CSV (Macintosh)") end with a newline."""
+    return _newlines(_text_blocks(path, progress, encoding))
+
+
+def _newlines(blocks: Iterator[bytes | FileProblem]) -> Iterator[bytes | FileProblem]:
+    """`blocks` as they are, unless the first line ends with a carriage return that no newline
+    follows: then every carriage return is a newline (the file was read as one header line,
+    and its rows were lost without a word)."""
+    for block in blocks:
+        if isinstance(block, FileProblem):
+            yield block
+            continue
+        r, n = block.find(b"\r"), block.find(b"\n")
+        if r < 0 and n < 0:  # no line has ended yet
+            yield block
+            continue
+        # (a first line that ends on a block's last byte is left as it is: rare, and unsure)
+        if not (0 <= r < len(block) - 1 and (n < 0 or r < n) and block[r + 1] != ord("\n")):
+            yield block
+            yield from blocks
+            return
+        yield block.replace(b"\r", b"\n")
+        for rest in blocks:
+            yield rest if isinstance(rest, FileProblem) else rest.replace(b"\r", b"\n")
+        return
+
+
+def _text_blocks(
+    path: Path, progress: Progress, encoding: str | None
+) -> Iterator[bytes | FileProblem]:
+    """The file's blocks as UTF-8 (see `_decompressed_blocks`)."""
     blocks = _raw_blocks(path, progress)
     for block in blocks:
         if isinstance(block, FileProblem) or not block:
