@@ -128,3 +128,26 @@ def test_events_posted_for_a_cp1252_feed_are_read_as_the_utf8_they_are(
     assert sorted(stored_rows(settings, "artist")) == [("Beyoncé",), ("Zoë Keating",)]
     recorded = EventStore(settings.store_path).mapping()
     assert recorded is not None and recorded.encoding == "cp1252"  # the post kept the feed's
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+def test_utf16_or_utf32_without_a_mark_is_known_by_its_zero_bytes(
+    encoding: str, settings: Settings, tmp_path: Path
+) -> None:
+    """Written without a byte order mark (.NET's `Encoding.Unicode` streams, `iconv -t
+    UTF-16LE`), every line was `invalid_json` and every CSV row a `bad_csv_row`, with no word
+    of the encoding. A log starts with ASCII, so the zero bytes say which it is."""
+    table = "userId,ts,page,artist\n" + "".join(
+        f"8,{1538352078000 + i},NextSong,Sigur Rós\n"
+        for i in range(30_000)  # past 1 MB
+    )
+    lines = "".join(good(i, artist="Beyoncé").decode() + "\n" for i in range(1, 4))
+    for name, text, rows in (("t.csv.gz", table, 30_000), ("e.jsonl", lines, 3)):
+        data = text.encode(encoding)
+        path = tmp_path / f"{encoding}-{name}"
+        path.write_bytes(gzip.compress(data, mtime=0) if name.endswith(".gz") else data)
+        store = settings.store_path.parent / path.name
+        report = ingest([path], settings=settings, store_dir=store)
+        assert (report.lines_read, report.valid, report.quarantined) == (rows, rows, 0), name
+        artists = {a for (a,) in stored_rows(Settings(store_dir=store), "artist")}
+        assert artists == ({"Sigur Rós"} if name == "t.csv.gz" else {"Beyoncé"}), name

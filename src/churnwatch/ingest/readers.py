@@ -478,7 +478,8 @@ def _decompressed_blocks(
     on Windows start with (it made the first JSON line invalid and the first CSV column name
     unknown), and re-encoded from UTF-16 or UTF-32 when the file starts with their mark (Excel's
     "Unicode text", Windows PowerShell's `Out-File`), else from `encoding` when one other than
-    UTF-8 is given (a mark says more than an option: it is the file's own); a damaged
+    UTF-8 is given (a mark says more than an option: it is the file's own), else from UTF-16
+    or UTF-32 when the zero bytes of its first characters say so; a damaged
     compressed stream ends with a FileProblem, keeping all data decoded before the damage.
     Concatenated gzip members are read as one stream. Lines that end with a carriage return
     alone (Excel for Mac's "CSV (Macintosh)") end with a newline."""
@@ -520,6 +521,11 @@ def _text_blocks(
         marked = next((e for bom, e in _WIDE_BOMS if block.startswith(bom)), None)
         if marked is None and block.startswith(UTF8_BOM):
             marked = "utf-8"
+        if marked is None and encoding is None:
+            # UTF-16 or UTF-32 without a mark, known by where its first characters' zero bytes
+            # fall (a log starts with ASCII: `{`, a column name), as Python's json.loads does
+            guessed = json.detect_encoding(block[:4])
+            marked = None if guessed == "utf-8" else guessed
         if marked is None and encoding is not None and not _is_utf8(encoding):
             yield from _to_utf8(encoding, itertools.chain([block], blocks))
         elif marked in (None, "utf-8"):
