@@ -5,6 +5,7 @@ record, with the same checks and quarantine as JSON lines: before, the whole fil
 from __future__ import annotations
 
 import gzip
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -189,3 +190,27 @@ def test_json_lines_are_not_mistaken_for_a_document() -> None:
     assert readers.is_json_document(b"  \n[\n")
     assert readers.is_json_document(b'{\n  "ts": 1,\n')
     assert not readers.is_json_document(b"{broken\n")
+
+
+def test_events_wrapped_in_an_object_say_how_to_read_them(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """An API's export, `{"events": [...], "next": null}`, was one record with none of the
+    events' fields, and the error pointed at `--anonymous guest`: it now names the list and a
+    command that reads its elements as events."""
+    events = [json.loads(good(i)) for i in range(1, 4)]
+    path = tmp_path / "page1.json"
+    path.write_text(json.dumps({"cursor": "abc", "events": events, "next": None}, indent=2))
+    with pytest.raises(NoValidRowsError) as error:
+        ingest([path], settings=settings)
+    said = str(error.value)
+    assert "1 row is missing_field, the first (page1.json line 1)" in said
+    assert "--anonymous" not in said
+    assert (
+        "The record is an object whose 'events' holds 3 objects: to read them as events, "
+        "`jq -c '.[\"events\"][]' page1.json | churnwatch ingest -`"
+    ) in said
+    # what that command pipes in: one event a line
+    piped = "".join(json.dumps(e) + "\n" for e in events).encode()
+    report = ingest(["-"], settings=settings, stdin=io.BytesIO(piped))
+    assert (report.valid, report.quarantined) == (3, 0)

@@ -474,7 +474,27 @@ def _commonest_rejection(report: IngestReport) -> str:
             if row["reason"] == reason and row["line"] is not None:
                 where = f"{Path(row['source_file']).name} line {row['line']}"
                 rows = "1 row is" if count == 1 else f"{count} rows are"
-                return f". {rows} {reason}, the first ({where}): {row['detail']}"
+                said = f". {rows} {reason}, the first ({where}): {row['detail']}"
+                return said + _wrapped(row)
+    return ""
+
+
+def _wrapped(row: dict[str, Any]) -> str:
+    """What to do when a rejected record is an object that holds the events in a list (an
+    API's `{"events": [...], "next": ...}`): read as one record, it has none of their fields."""
+    try:
+        record = json.loads(row.get("raw") or "")
+    except ValueError:
+        return ""
+    if not isinstance(record, dict):
+        return ""
+    for key, value in record.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            name = Path(row["source_file"]).name
+            return (
+                f". The record is an object whose {key!r} holds {len(value):,} objects: to read "
+                f"them as events, `jq -c '.[\"{key}\"][]' {name} | churnwatch ingest -`"
+            )
     return ""
 
 

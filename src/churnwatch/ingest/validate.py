@@ -345,9 +345,12 @@ def _rules(
             "WHEN pre_reason = 'invalid_json' THEN 'not valid JSON'",
             "WHEN pre_reason = 'not_an_object' THEN 'JSON value is not an object'",
         ]
-        + [f"WHEN {absent(n)} THEN 'missing required field {n} (source {src(n)})" + (
-            "; a log whose events before sign-in have no user id is read with --anonymous "
-            "guest" if n == "user_id" else "") + "'" for n in required]
+        + ([f"WHEN {absent('user_id')} AND v_ts IS NOT NULL AND v_page IS NOT NULL THEN "
+            f"'missing required field user_id (source {src('user_id')}); a log whose events "
+            "before sign-in have no user id is read with --anonymous guest'"]
+           if "user_id" in required else [])
+        + [f"WHEN {absent(n)} THEN 'missing required field {n} (source {src(n)})'"
+           for n in required]
         + [f"WHEN nested = '{n}' THEN '{src(n)}: expected a string, got ' || {shown('v_' + n)}"
            for n in TEXT_FIELDS]
         + [f"WHEN {given(n)} AND {t} IS NULL THEN "
