@@ -190,6 +190,26 @@ def test_json_lines_are_not_mistaken_for_a_document() -> None:
     assert readers.is_json_document(b"  \n[\n")
     assert readers.is_json_document(b'{\n  "ts": 1,\n')
     assert not readers.is_json_document(b"{broken\n")
+    assert not readers.is_json_document(good(1) + b" trailing words\n" + good(2))
+    assert readers.is_json_document(good(1) + good(2))  # no newline at all: Firehose
+    assert readers.is_json_document(good(1) + b",\n" + good(2))
+
+
+@pytest.mark.parametrize("between", [b"", b",", b",\n"])
+def test_objects_one_after_the_other_are_records(
+    between: bytes, settings: Settings, tmp_path: Path
+) -> None:
+    """Kinesis Firehose delivers records to S3 one after the other, with nothing between them:
+    the whole file was one `invalid_json` line. So was every line of an array written
+    without its brackets (`{...},`) but the last."""
+    records = [good(i) for i in range(1, 30_001)]  # more than a 1 MB block, gzip-cut anywhere
+    path = tmp_path / "firehose-1-2024-01-01.gz"
+    path.write_bytes(gzip.compress(between.join(records), mtime=0))
+    report = ingest([path], settings=settings)
+    assert (report.lines_read, report.valid, report.quarantined) == (30_000, 30_000, 0)
+    sql = "SELECT source_line, item_in_session FROM read_parquet($f) ORDER BY source_line"
+    rows = duckdb.connect().execute(sql, {"f": EventStore(settings.store_path).files("events")})
+    assert rows.fetchall() == [(i, i) for i in range(1, 30_001)]  # each record its number
 
 
 def test_events_wrapped_in_an_object_say_how_to_read_them(

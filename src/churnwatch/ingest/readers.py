@@ -692,9 +692,19 @@ def _peek(
 def is_json_document(head: bytes) -> bool:
     """Whether a JSON file starting with `head` is a document rather than JSON lines: an
     array (`[{...}, ...]`, as `DataFrame.to_json(orient="records")` or `mongoexport
-    --jsonArray` write it) or objects spread over several lines (as `jq .` writes them)."""
+    --jsonArray` write it), objects spread over several lines (as `jq .` writes them), or
+    objects one after the other on a line (`{...}{...}`, as Kinesis Firehose delivers
+    records to S3; or `{...},{...}`, an array without its brackets)."""
     text = head.lstrip()  # the byte order mark is gone: see _decompressed_blocks
-    return text.startswith(b"[") or text.split(b"\n", 1)[0].strip() == b"{"
+    first = text.split(b"\n", 1)[0].strip()
+    if text.startswith(b"[") or first == b"{":
+        return True
+    try:
+        _, end = json.JSONDecoder().raw_decode(first.decode("utf-8", errors="replace"))
+    except json.JSONDecodeError:
+        return False
+    rest = first.decode("utf-8", errors="replace")[end:].lstrip()
+    return rest.startswith(("{", "[", ","))
 
 
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
@@ -705,7 +715,7 @@ def _json_document(
 ) -> Generator[Item, None, None]:
     """The records of a JSON document, one row each, numbered from 1 in the `line` column:
     the elements of a top-level array (of every one, if there are several), and top-level
-    values otherwise. Each record's text is kept as written, for the checks and the
+    values otherwise (a comma between them is passed over). Each record's text is kept as written, for the checks and the
     quarantine. Where the text stops being valid JSON, the rest of the file is one
     quarantined `invalid_json` row that says where, after every record before it was read."""
     decoder = json.JSONDecoder()
@@ -737,6 +747,9 @@ def _json_document(
                 continue
             if ch == "[" and not in_array:
                 in_array = True
+                pos += 1
+                continue
+            if ch == "," and not in_array:  # `{...},{...}`: an array without its brackets
                 pos += 1
                 continue
             try:
