@@ -715,9 +715,10 @@ def _json_document(
 ) -> Generator[Item, None, None]:
     """The records of a JSON document, one row each, numbered from 1 in the `line` column:
     the elements of a top-level array (of every one, if there are several), and top-level
-    values otherwise (a comma between them is passed over). Each record's text is kept as written, for the checks and the
-    quarantine. Where the text stops being valid JSON, the rest of the file is one
-    quarantined `invalid_json` row that says where, after every record before it was read."""
+    values otherwise (a comma between them is passed over). Each record's text is kept as
+    written, for the checks and the quarantine. Where the text stops being valid JSON, the
+    rest of the file is one quarantined `invalid_json` row that says where, after every
+    record before it was read."""
     decoder = json.JSONDecoder()
     text_of = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
     buf = ""  # decoded text not yet consumed
