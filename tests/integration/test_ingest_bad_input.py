@@ -575,6 +575,48 @@ def test_a_semicolon_export_may_write_decimal_commas(settings: Settings, tmp_pat
     assert sorted(stored_rows(settings, "length, value")) == [(200.25, 3.0), (273.5, 12.5)]
 
 
+def test_a_pandas_csv_of_an_eventsim_log_keeps_rows_with_empty_fields(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """`DataFrame.to_csv` writes a missing value as an empty field: every row but the songs
+    (no length) and every guest's (no registration, no session) was a bad_type, most of an
+    eventsim log. An empty field is no value; an empty time is a missing_field."""
+    import pandas as pd
+
+    rows = [json.loads(good(1)), json.loads(good(2, page="Home", artist=None, song=None,
+            length=None)), json.loads(good(3, userId="", registration=None, sessionId=None,
+            gender=None, length=None)), json.loads(good(4, ts=None))]  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "sparkify.csv", index=False)
+    assert ",,," in (tmp_path / "sparkify.csv").read_text()  # the empty fields this is about
+    report = ingest([tmp_path / "sparkify.csv"], settings=settings)
+    assert (report.valid, report.guests, report.quarantined_by_reason) == (
+        2, 1, {"missing_field": 1}
+    )  # fmt: skip
+    assert stored_rows(settings, "page, length, song, session_id") == [
+        ("NextSong", 273.47546, "Trouble", 11), ("Home", None, None, 11)
+    ]  # fmt: skip
+    kept = quarantine_rows(str(report.quarantine_file))
+    assert [(r["line"], r["detail"]) for r in kept] == [
+        (5, "missing required field ts (source ts)")
+    ]
+
+
+def test_excels_sep_line_names_the_delimiter(settings: Settings, tmp_path: Path) -> None:
+    """Exports meant for Excel start with `sep=;`: it was read as the header, and every row
+    was a bad_csv_row. It names the delimiter (decimal commas with it), the next line is the
+    header, and line numbers stay the file's."""
+    (tmp_path / "excel.csv").write_bytes(
+        b"sep=;\r\nuserId;ts;page;length\r\n7;1538352077000;NextSong;273,5\r\n"
+        b"7;1538352078000;Home;\r\n"
+    )
+    (tmp_path / "tabs.csv").write_bytes(b"sep=\t\nuserId\tts\tpage\n8\t1538352079000\tHome\n")
+    report = ingest([tmp_path], settings=settings)
+    assert (report.valid, report.quarantined) == (3, 0)
+    assert sorted(stored_rows(settings, "user_id, source_line, page, length")) == [
+        ("7", 3, "NextSong", 273.5), ("7", 4, "Home", None), ("8", 3, "Home", None)
+    ]  # fmt: skip
+
+
 def test_a_parquet_struct_where_a_string_belongs_is_a_bad_type(
     settings: Settings, tmp_path: Path
 ) -> None:

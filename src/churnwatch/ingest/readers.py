@@ -877,6 +877,10 @@ def read_csv(
         if header is None:
             end = body.index(b"\n") + 1
             header, body, next_line = body[:end], body[end:], 2
+            declared = _SEP_LINE.fullmatch(header.rstrip(b"\r\n"))
+            if declared and b"\n" in body:  # Excel's `sep=;` line: the header is the next
+                end = body.index(b"\n") + 1
+                header, body, next_line = body[:end], body[end:], 3
             try:
                 header.decode()
             except UnicodeDecodeError as exc:  # no column could be named
@@ -889,7 +893,7 @@ def read_csv(
                     "CSV in Western locales), or save the file as UTF-8 (Excel: CSV UTF-8)",
                 )
                 return
-            sep = csv_delimiter(path, header)
+            sep = declared[1].decode() if declared else csv_delimiter(path, header)
         body, carry = _split_open_record(body, limit=chunk_bytes, sep=sep)
         if body:
             yield from _csv_chunk(path, header, body, next_line, sep=sep)
@@ -899,6 +903,8 @@ def read_csv(
 
 
 _DELIMITERS = (",", ";", "\t", "|")
+_SEP_LINE = re.compile(rb"sep=([,;\t|])")
+"""The line some exports start a CSV with to tell Excel its delimiter."""
 DELIMITER_KEY = b"churnwatch.delimiter"
 """Schema metadata of a CSV file's batches: the delimiter it was read with."""
 

@@ -8,7 +8,7 @@ Rules (each row gets the first that applies; a row with a reason goes to the qua
 | empty_line      | the line is blank                                                     |
 | invalid_json    | the line is not JSON                                                  |
 | not_an_object   | the line is JSON but not an object                                    |
-| missing_field   | `user_id`, `ts` or `page` is absent or null (an empty page too)       |
+| missing_field   | `user_id`, `ts` or `page` is absent or null (an empty ts or page too) |
 | bad_type        | a value cannot be read as its field's type (e.g. `ts` = "yesterday"), |
 |                 | or a JSON object or array stands where a string belongs               |
 | bad_value       | a value has the right type but is impossible (negative song length)   |
@@ -306,11 +306,12 @@ def _rules(
     def shown(v: str) -> str:
         return f"left({v}, 60)"
 
-    def given(n: str) -> str:  # an empty value is no value (a CSV's empty amount)
-        return f"nullif(trim(v_{n}), '') IS NOT NULL" if n == "value" else f"v_{n} IS NOT NULL"
+    def given(n: str) -> str:  # an empty value is no value: a CSV's empty field (pandas
+        # writes NaN so: eventsim's length and registration, on a row that has none)
+        return f"nullif(trim(v_{n}), '') IS NOT NULL"
 
     def absent(n: str) -> str:
-        blank = n in ("page", EVENT_KEY)  # an empty user_id is a guest, not a missing field
+        blank = n in ("page", "ts", EVENT_KEY)  # an empty user_id is a guest's
         return f"v_{n} IS NULL" + (f" OR trim(v_{n}) = ''" if blank else "")
 
     when = (
