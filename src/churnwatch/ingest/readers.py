@@ -699,12 +699,12 @@ def is_json_document(head: bytes) -> bool:
     first = text.split(b"\n", 1)[0].strip()
     if text.startswith(b"[") or first == b"{":
         return True
+    line = first.decode("utf-8", errors="replace")
     try:
-        _, end = json.JSONDecoder().raw_decode(first.decode("utf-8", errors="replace"))
+        _, end = json.JSONDecoder().raw_decode(line)
     except json.JSONDecodeError:
         return False
-    rest = first.decode("utf-8", errors="replace")[end:].lstrip()
-    return rest.startswith(("{", "[", ","))
+    return line[end:].lstrip().startswith(("{", "[", ","))
 
 
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")

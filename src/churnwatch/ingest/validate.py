@@ -346,7 +346,7 @@ def _rules(
             "WHEN pre_reason = 'invalid_json' THEN 'not valid JSON'",
             "WHEN pre_reason = 'not_an_object' THEN 'JSON value is not an object'",
         ]
-        + ([f"WHEN {absent('user_id')} AND v_ts IS NOT NULL AND v_page IS NOT NULL THEN "
+        + ([f"WHEN {absent('user_id')} AND NOT ({absent('ts')}) AND NOT ({absent('page')}) THEN "
             f"'missing required field user_id (source {src('user_id')}); a log whose events "
             "before sign-in have no user id is read with --anonymous guest'"]
            if "user_id" in required else [])
