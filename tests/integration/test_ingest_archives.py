@@ -222,3 +222,8 @@ def test_a_workbook_is_named_as_such_and_skipped_in_a_folder(
         ingest([folder / "book.xlsx"], settings=settings)
     assert ingest([folder], settings=settings).stored == 1
     assert "skipped 1 file(s)" in caplog.text and "book.xlsx" in caplog.text
+    # an Excel 97-2003 workbook is no zip: its bytes were read as lines, and the error
+    # suggested --encoding
+    (tmp_path / "old.xls").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504))
+    with pytest.raises(InputError, match=r"Got .*old.xls, an Office 97-2003 document .*CSV UTF-8"):
+        ingest([tmp_path / "old.xls"], settings=settings)

@@ -146,6 +146,14 @@ def expand_paths(specs: Sequence[str | Path]) -> list[Path]:
 
 
 ZIP_MAGIC = b"PK\x03\x04"
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Office 97-2003 files: .xls, .doc
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(len(magic)) == magic
+
+
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 ArchiveKind = Literal["zip", "tar"]
 
@@ -193,6 +201,12 @@ def unpack_archives(
         path, origin = given.path, given.source
         kind = archive_kind(path)
         if kind is None:
+            if format_from_suffix(path) is None and _starts_with(path, OLE2_MAGIC):
+                raise InputError(
+                    f"expected a log file or an archive of them. Got {origin}, an Office "
+                    "97-2003 document (an .xls workbook?): save its sheet as CSV UTF-8 and "
+                    "ingest that"
+                )
             inputs.append(given)
             continue
         seen: list[str] = []
