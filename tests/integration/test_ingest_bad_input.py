@@ -336,14 +336,7 @@ def test_a_utf16_or_utf32_file_is_read_as_its_text(
         store = settings.store_path.parent / path.name
         report = ingest([path], settings=settings, store_dir=store)
         assert (report.lines_read, report.valid, report.quarantined) == (rows, rows, 0), name
-        first = (
-            duckdb.connect()
-            .execute(
-                "SELECT source_line, artist FROM read_parquet($f) ORDER BY source_line LIMIT 1",
-                {"f": EventStore(store).files("events")},
-            )
-            .fetchone()
-        )
+        first = stored_rows(Settings(store_dir=store), "source_line, artist")[0]
         assert first == ((1 if name == "e.jsonl" else 2), "Beyoncé"), name
 
 
@@ -390,14 +383,7 @@ def test_lines_ended_by_a_carriage_return_alone_are_lines(
         store = settings.store_path.parent / name
         report = ingest([path], settings=settings, store_dir=store)
         assert (report.lines_read, report.valid, report.quarantined) == (count, count, 0), name
-        last = (
-            duckdb.connect()
-            .execute(
-                "SELECT max(source_line), arg_max(artist, source_line) FROM read_parquet($f)",
-                {"f": EventStore(store).files("events")},
-            )
-            .fetchone()
-        )
+        last = stored_rows(Settings(store_dir=store), "source_line, artist")[-1]
         expected = (count, "Coldplay") if name == "mac.jsonl" else (count + 1, "Beyoncé, live")
         assert last == expected, name
 
