@@ -150,6 +150,7 @@ OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Office 97-2003 files: .xls, 
 
 
 def _starts_with(path: Path, magic: bytes) -> bool:
+    """Whether the file's first bytes are `magic` (a format's mark)."""
     with path.open("rb") as fh:
         return fh.read(len(magic)) == magic
 
@@ -169,9 +170,8 @@ def archive_kind(path: Path, *, sniff: bool = True) -> ArchiveKind | None:
         return "tar"
     if not sniff or format_from_suffix(path) is not None:
         return None
-    with path.open("rb") as fh:
-        if fh.read(4) == ZIP_MAGIC:
-            return "zip"
+    if _starts_with(path, ZIP_MAGIC):
+        return "zip"
     try:
         return "tar" if tarfile.is_tarfile(path) else None
     except (OSError, EOFError, tarfile.TarError, zlib.error, lzma.LZMAError):
@@ -420,9 +420,8 @@ def detect_format(path: Path, *, encoding: str | None = None) -> Format:
     known = format_from_suffix(path)
     if known is not None:
         return known
-    with path.open("rb") as fh:
-        if fh.read(4).startswith(PARQUET_MAGIC):
-            return "parquet"
+    if _starts_with(path, PARQUET_MAGIC):
+        return "parquet"
     head = b""
     for block in _decompressed_blocks(path, lambda n: None, encoding):
         if isinstance(block, FileProblem):
