@@ -13,13 +13,16 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from rich.progress import Progress
 from test_ingest_bad_input import good, stored_rows
 from typer.testing import CliRunner
 
 from churnwatch.cli import app
+from churnwatch.cli.common import BytesProgress
 from churnwatch.config import Settings
 from churnwatch.errors import InputError
 from churnwatch.ingest import EventStore, ingest
+from churnwatch.ingest.pipeline import PIPED
 
 CLI = Path(sys.executable).parent / "churnwatch"
 
@@ -109,3 +112,26 @@ def test_a_piped_archive_is_read_as_its_members(settings: Settings, tmp_path: Pa
     name = f"stdin-{hashlib.sha256(data).hexdigest()[:32]}"
     assert report.files == [f"{name}/123/day1.jsonl.gz", f"{name}/123/day2.jsonl"]
     assert (report.valid, report.quarantined) == (3, 0)
+
+
+def test_the_copy_of_a_piped_log_is_shown_as_it_goes(settings: Settings) -> None:
+    """A large pipe is copied to disk before it is read: that copy told nobody, so
+    `zcat big.gz | churnwatch ingest -` showed nothing until it was done. Its bytes are told as
+    they are copied, of a size not known until the end; the bar then finishes, with its speed."""
+    data = lines(*range(1, 30_000))  # about 3 MB: several blocks of the copy
+    told: list[tuple[str, int, int]] = []
+    ingest(["-"], settings=settings, stdin=io.BytesIO(data),
+           progress=lambda *call: told.append(call))  # fmt: skip
+    piped = [(done, size) for name, done, size in told if name == PIPED]
+    assert len(piped) > 2 and sum(done for done, _ in piped) == len(data)
+    assert [size for _, size in piped] == [0] * (len(piped) - 1) + [len(data)]
+    read = f"stdin-{hashlib.sha256(data).hexdigest()[:32]}"
+    assert sum(done for name, done, _ in told if name == read) == len(data)
+
+    with Progress() as bar:
+        shown = BytesProgress(bar, "reading")
+        for done, size in piped:
+            shown(PIPED, done, size)
+        (task,) = bar.tasks
+    assert (task.total, task.completed, task.finished) == (len(data), len(data), True)
+    assert task.finished_speed is not None

@@ -192,10 +192,12 @@ class BytesProgress:
                 self.bar.update(self.total, description=self._all(Path(name)))
             self.bar.advance(self.total, done)
             return
-        if name not in self.tasks:
+        if name not in self.tasks:  # a size not known (0, a pipe): a bar that pulses
             self.tasks[name] = self.bar.add_task(
-                f"{self.description} {Path(name).name}", total=total
+                f"{self.description} {Path(name).name}", total=total or None
             )
+        elif total:  # the size, once known (set on the task: update() drops the speed)
+            next(t for t in self.bar.tasks if t.id == self.tasks[name]).total = total
         self.bar.advance(self.tasks[name], done)
 
 

@@ -96,7 +96,7 @@ class IngestReport:
         return asdict(self)
 
 
-Progress = Callable[[str, int, int], None]  # (file, bytes done now, file size)
+Progress = Callable[[str, int, int], None]  # (file, bytes done now, file size; 0: not known)
 
 
 def ingest(
@@ -146,7 +146,7 @@ def ingest(
         con.execute(f"SET temp_directory = {literal(str(txn.staging / 'spill'))}")
         stage = _Stage(con, txn.staging / "checked", event_id_sql(mapping.dedupe))
         if piped is not None:
-            files.append(_spool(piped, txn.staging / "stdin"))
+            files.append(_spool(piped, txn.staging / "stdin", progress))
         inputs, broken = unpack_archives(files, txn.staging / "unzipped")
         report.files = [i.source for i in inputs]
         for source, problem in broken:
@@ -160,6 +160,8 @@ def ingest(
 
 
 STDIN = "-"
+PIPED = "standard input"
+"""The name `progress` is told the bytes of a piped log under, while they are copied."""
 
 
 def _stdin() -> BinaryIO:
@@ -172,19 +174,25 @@ def _stdin() -> BinaryIO:
     return sys.stdin.buffer
 
 
-def _spool(stream: BinaryIO, folder: Path) -> Input:
-    """The piped log copied to a file (the readers read files), named by its bytes' hash."""
+def _spool(stream: BinaryIO, folder: Path, progress: Progress | None = None) -> Input:
+    """The piped log copied to a file (the readers read files), named by its bytes' hash;
+    `progress` is told the bytes copied, as PIPED, of a size not known (0) until the end."""
     folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     part = folder / "piped"
-    size = 0
+    size = told = 0
     with part.open("wb") as out:
         while block := stream.read(1 << 20):
             digest.update(block)
             out.write(block)
+            if progress is not None and size:  # the last block is told with the size
+                progress(PIPED, size - told, 0)
+                told = size
             size += len(block)
     if not size:
         raise InputError("expected a log on standard input for path '-'. Got 0 bytes.")
+    if progress is not None:
+        progress(PIPED, size - told, size)
     name = f"stdin-{digest.hexdigest()[:32]}"
     return Input(part.rename(folder / name), name)
 
