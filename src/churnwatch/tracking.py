@@ -265,10 +265,11 @@ def _check_ref(ref: str) -> None:
 
 
 def _unknown(ref: str, exc: BaseException) -> RegistryError:
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
     return RegistryError(
         f"expected the registry to know {ref} (tracking URI {mlflow.get_tracking_uri()}). "
-        f"Got: {first}"
+        f"Got: {first}. `churnwatch models list` shows what it holds; `churnwatch train` "
+        "registers a model (CHURNWATCH_DATA_DIR or MLFLOW_TRACKING_URI name another registry)."
     )
 
 

@@ -204,6 +204,7 @@ def test_evaluate_names_a_model_the_registry_lacks_without_a_traceback(
     text = " ".join(result.output.split())
     assert "expected the registry to know models:/churnwatch@champion" in text
     assert "Registered Model with name=churnwatch not found" in text
+    assert "`churnwatch train` registers a model" in text
     assert not out.exists()
 
 

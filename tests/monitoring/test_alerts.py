@@ -119,6 +119,23 @@ def test_alerts_list_cli(store: EventStore, monkeypatch: pytest.MonkeyPatch) -> 
     assert bad.exit_code == 1 and "ISO 8601" in bad.output
 
 
+def test_alerts_list_takes_the_store_as_ingest_does(
+    store: EventStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The alerts of a store made with `ingest --store X` could be listed only through
+    CHURNWATCH_STORE_DIR: `--store` was no option (nor of monitor and retrain: test_retrain)."""
+    from typer.testing import CliRunner
+
+    from churnwatch.cli import app
+
+    monkeypatch.delenv("CHURNWATCH_STORE_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ./data/store to fall back on
+    s = Settings(store_dir=store.root)
+    raise_alerts(evaluate_rules(s, drift_share=0.5), s, store)
+    listed = CliRunner().invoke(app, ["alerts", "list", "--store", str(store.root)])
+    assert listed.exit_code == 0 and "drift" in listed.output, listed.output
+
+
 def test_the_cli_says_each_alert_once_with_its_severity(
     store: EventStore, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:

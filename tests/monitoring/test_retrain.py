@@ -4,6 +4,7 @@ and a crash at any step leaves the champion where it was."""
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -193,3 +194,23 @@ def test_the_cli_says_the_decision_once(
     assert text.count("Not retrained: champion v") == 1
     assert text.count("retrain once they reach") == 1
     assert "training a challenger" not in text and "operations.py:" not in text
+
+
+def test_monitor_and_retrain_take_the_store_as_ingest_and_train_do(
+    data_copy: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`churnwatch train --store X` made a champion that `monitor` and `retrain` could follow
+    only through CHURNWATCH_STORE_DIR: `--store` was no option. They now read the store named,
+    not the default one (which exists here)."""
+    from typer.testing import CliRunner
+
+    from churnwatch.cli import app
+
+    monkeypatch.setenv("CHURNWATCH_DATA_DIR", str(data_copy.data_dir))
+    monkeypatch.delenv("CHURNWATCH_STORE_DIR", raising=False)
+    assert data_copy.store_path.exists()
+    typo = tmp_path / "typo"
+    for command in ("monitor", "retrain"):
+        result = CliRunner().invoke(app, [command, "--store", str(typo)])
+        text = " ".join(result.output.split())
+        assert result.exit_code == 1 and f"expected an event store with events at {typo}" in text

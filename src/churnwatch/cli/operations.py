@@ -26,6 +26,12 @@ alerts = typer.Typer(help="Alerts raised by monitoring.", no_args_is_help=True)
 models = typer.Typer(help="The model registry.", no_args_is_help=True)
 
 
+def _settings(store: Path | None) -> Settings:
+    """The settings, with the store the command line names (as ingest, train and score
+    take it)."""
+    return Settings(store_dir=store) if store is not None else Settings()
+
+
 @app.command()
 def retrain(
     data: Annotated[
@@ -47,12 +53,13 @@ def retrain(
     reload_url: Annotated[
         str | None, typer.Option(help="A running API to reload after a promotion.")
     ] = None,
+    store: c.Store = None,
 ) -> None:
     """Ingest new data and train a challenger; promote it only if it beats the champion.
 
     The challenger uses the champion's recipe. Both are scored on the latest labelled cutoffs
     that neither learnt from: those after the champion's last learnt label."""
-    settings = Settings()
+    settings = _settings(store)
     decision = c.run(
         lambda: run_retrain(
             settings,
@@ -84,11 +91,12 @@ def monitor(
     every: Annotated[
         float, typer.Option(min=0, help="Run again every this many seconds (0: once).")
     ] = 0.0,
+    store: c.Store = None,
 ) -> None:
     """Drift, realised performance of matured cohorts and alerts, against the champion.
 
     Writes an Evidently HTML report and a JSON summary, and logs them to MLflow."""
-    settings = Settings()
+    settings = _settings(store)
     when = c.run(lambda: c.parse_time(as_of))
     while True:
         with c.console.status("monitoring"):
@@ -157,9 +165,10 @@ def demo(
 def alerts_list(
     limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
     kind: Annotated[str | None, typer.Option(help="Only this kind.")] = None,
+    store: c.Store = None,
 ) -> None:
     """Recent alerts from the store's alerts table."""
-    settings = Settings()
+    settings = _settings(store)
     df = read_alerts(EventStore(settings.store_path))
     if kind:
         df = df[df["kind"] == kind]

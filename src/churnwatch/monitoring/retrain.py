@@ -89,6 +89,8 @@ def retrain(
     if metric not in METRICS:
         raise ConfigError(f"metric has to be one of {', '.join(METRICS)}. Got {metric!r}.")
     store = EventStore(settings.store_path)
+    if not data:  # nothing to ingest into a new store: say so before opening the registry
+        store.require()
     tracking.setup(settings)
     champion_ref = f"models:/{tracking.MODEL_NAME}@champion"
     champion = tracking.describe(champion_ref)
