@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from churnwatch.features.base import FeatureSpec
+from churnwatch.features.catalog import by_name
 from churnwatch.models.effects import fold_effects
 from churnwatch.models.scorer import Scorer
 from churnwatch.models.train import fit_calibrated
@@ -217,3 +220,25 @@ def test_the_typical_user_is_the_median_the_model_learnt_from_whatever_it_impute
     assert Scorer(ChurnModel(rule, result.features, result.threshold)).typical == {}
     old, _ = _scorer(trained, "logistic")
     assert old.typical and all(np.isfinite(v) for v in old.typical.values())
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [FeatureSpec(), FeatureSpec("events", events=("support", "purchase"), value=True)],
+    ids=["sparkify", "events"],
+)
+def test_every_reason_says_one_of_a_thing_in_the_singular(spec: FeatureSpec) -> None:
+    """'1 visits to settings a day', 'last active 1 days ago': the rates per exposure day and
+    the day counts set a number before a plural whatever the number. Every feature of both
+    catalogs at 1 (with and without the user's usual rates beside it) says one thing."""
+    one = re.compile(r"(?<![\d.,])1 (?:'[^']*' )?(?:new )?([a-z-]+)")
+    typical = dict.fromkeys(by_name(spec), 0.5)
+    plural = []
+    for name, feature in by_name(spec).items():
+        if feature.kind == "category":
+            continue
+        for row in ({}, typical):
+            text = describe(name, 1.0, row, spec)
+            words = one.findall(text)
+            plural += [text for w in words if w.endswith("s") and w not in ("thumbs",)]
+    assert not plural, plural

@@ -90,7 +90,7 @@ def _window(spec: FeatureSpec, w: int | None) -> list[Feature]:
         ph.in_window(lambda v, when: f"active on {v:.0%} of days {when}", w), (0, 1))  # fmt: skip
     out.append(Feature(f"observed_days_{wn}", f"days the user could be observed {span}", wn,
                        "count", "activity", obs,
-                       ph.in_window(lambda v, when: f"observed for {ph.fmt(v)} days {when}", w),
+                       ph.in_window(lambda v, when: f"observed for {ph.count(v, 'days')} {when}", w),
                        drift=False))  # fmt: skip
     return out
 
@@ -107,15 +107,15 @@ def _history(spec: FeatureSpec) -> list[Feature]:
     recency = f"{double(f'{CUTOFF_US} - last_us')} / {US_PER_DAY}"
     out = [
         Feature("recency_days", "days from the last event to the cutoff", "at cutoff", "numeric",
-                "history", recency, ph.numeric(lambda v, n: f"last active {n} days ago"),
+                "history", recency, ph.numeric(lambda v, n: f"last active {ph.count(v, 'days')} ago"),
                 bounds=(0, None)),
         Feature("tenure_days", "days from registration (or the first event) to the cutoff",
                 "at cutoff", "numeric", "history",
                 f"{double(f'{CUTOFF_US} - COALESCE(reg_us, first_us)')} / {US_PER_DAY}",
-                ph.numeric(lambda v, n: f"a customer for {n} days"), drift=False),
+                ph.numeric(lambda v, n: f"a customer for {ph.count(v, 'days')}"), drift=False),
         Feature("mean_gap_days", "mean days between active days (null: one active day)",
                 "all", "numeric", "history", gap,
-                ph.numeric(lambda v, n: f"usually {n} days between visits"), drift=False,
+                ph.numeric(lambda v, n: f"usually {ph.count(v, 'days')} between visits"), drift=False,
                 bounds=(0, None)),
         Feature("gap_ratio", "days since the last event over the usual gap (null: one active day)",
                 "at cutoff", "rate", "history", f"{recency} / NULLIF({gap}, 0)",
@@ -126,10 +126,10 @@ def _history(spec: FeatureSpec) -> list[Feature]:
                 f"CASE WHEN {OBS_ALL} > {w0} THEN LN(({last} + 1) / (COALESCE({before}, 0) + 1)) ELSE 0 END",
                 ph.log_trend("events", recent=w0, before=w1 - w0)),
         Feature("exposure_days", "days since registration or the start of the log, whichever is later, to the cutoff",
-                "all", "count", "exposure", EXPOSURE_DAYS, ph.numeric(lambda v, n: f"seen for {n} days"), drift=False),
+                "all", "count", "exposure", EXPOSURE_DAYS, ph.numeric(lambda v, n: f"seen for {ph.count(v, 'days')}"), drift=False),
         Feature("events_per_exposure_day", "events per exposure day (all history)", "all", "rate", "exposure",
                 f"{double('events_all')} / {EXPOSURE_DAYS}",
-                ph.numeric(lambda v, n: f"{n} events a day since they could first be seen"), drift=False),
+                ph.numeric(lambda v, n: f"{ph.count(v, 'events')} a day since they could first be seen"), drift=False),
     ]  # fmt: skip
     if spec.value:
         out.append(Feature(

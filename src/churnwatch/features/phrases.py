@@ -13,7 +13,7 @@ from typing import Any
 
 Phrase = Callable[[Any, Mapping[str, Any]], str]
 
-_KEEP_PLURAL = ("thumbs", "settings")
+_KEEP_PLURAL = ("thumbs",)
 
 
 def fmt(v: float) -> str:
@@ -38,6 +38,11 @@ def count(v: float, noun: str) -> str:
     if first.endswith("s") and first not in _KEEP_PLURAL:
         noun = " ".join(x for x in (first[:-1], rest) if x)
     return f"{fmt(v)} {name}{noun}"
+
+
+def plural(v: float, singular: str, many: str | None = None) -> str:
+    """The word for `v` of a thing: 'artist' at 1, else 'artists' (or `many`)."""
+    return singular if v == 1 else (many or singular + "s")
 
 
 def window_text(window: int | None) -> str:
@@ -66,7 +71,7 @@ def windowed(slug: str, noun: str, window: int | None, wn: str, *, per_day: bool
         when = window_text(window)
         usual = _finite(row.get(f"{slug}_per_day_all")) if window else None
         if per_day:
-            return _against_usual(f"{fmt(float(value))} {noun} a day {when}", float(value), usual)
+            return _against_usual(f"{count(float(value), noun)} a day {when}", float(value), usual)
         rate = row.get(f"{slug}_per_day_{wn}")
         rate = None if rate is None else float(rate)
         rate = rate if rate is not None and math.isfinite(rate) else None

@@ -31,7 +31,7 @@ PAGE_NOUNS: dict[str, tuple[str, str]] = {
     "adverts": ("Roll Advert", "adverts heard"),
     "home": ("Home", "visits to the home page"),
     "settings": ("Settings", "visits to settings"),
-    "save_settings": ("Save Settings", "settings saved"),
+    "save_settings": ("Save Settings", "saves of settings"),
     "help": ("Help", "visits to help"),
     "about": ("About", "visits to about"),
     "errors": ("Error", "errors"),
@@ -81,12 +81,12 @@ def _window(w: int | None) -> list[Feature]:
     pair("sessions", "sessions (split at midnight)", "sessions per observed day", "sessions")
     add(f"mean_session_minutes_{wn}", f"mean session length, minutes, {span}", "numeric", "sessions",
         f"{double(f'session_us_{wn}')} / 60000000 / NULLIF(sessions_{wn}, 0)",
-        ph.in_window(lambda v, when: f"sessions of {ph.fmt(v)} minutes on average {when}", w), (0, None))  # fmt: skip
+        ph.in_window(lambda v, when: f"sessions of {ph.count(v, 'minutes')} on average {when}", w), (0, None))  # fmt: skip
     add(f"songs_per_session_{wn}", f"songs per session {span}", "rate", "sessions",
         f"{double(f'songs_{wn}')} / NULLIF(sessions_{wn}, 0)",
-        ph.in_window(lambda v, when: f"{ph.fmt(v)} songs per session {when}", w))  # fmt: skip
+        ph.in_window(lambda v, when: f"{ph.count(v, 'songs per session')} {when}", w))  # fmt: skip
     add(f"active_days_{wn}", f"days with at least one event {span}", "count", "activity",
-        f"active_days_{wn}", ph.in_window(lambda v, when: f"active on {ph.fmt(v)} days {when}", w))  # fmt: skip
+        f"active_days_{wn}", ph.in_window(lambda v, when: f"active on {ph.count(v, 'days')} {when}", w))  # fmt: skip
     add(f"active_share_{wn}", f"share of observed days with an event {span}", "rate", "activity",
         f"{double(f'active_days_{wn}')} / {obs}",
         ph.in_window(lambda v, when: f"active on {v:.0%} of days {when}", w), (0, 1))  # fmt: skip
@@ -95,10 +95,10 @@ def _window(w: int | None) -> list[Feature]:
         ph.in_window(lambda v, when: f"{v:.0%} of thumbs were down {when}", w), (0, 1))  # fmt: skip
     add(f"adverts_per_song_{wn}", f"adverts per song (+1 smoothed) {span}", "rate", "experience",
         f"{double(f'adverts_{wn}')} / {double(f'songs_{wn} + 1')}",
-        ph.in_window(lambda v, when: f"{ph.fmt(v)} adverts per song {when}", w))  # fmt: skip
+        ph.in_window(lambda v, when: f"{ph.count(v, 'adverts per song')} {when}", w))  # fmt: skip
     out.append(Feature(f"observed_days_{wn}", f"days the user could be observed {span}", wn,
                        "count", "activity", obs,
-                       ph.in_window(lambda v, when: f"observed for {ph.fmt(v)} days {when}", w),
+                       ph.in_window(lambda v, when: f"observed for {ph.count(v, 'days')} {when}", w),
                        drift=False))  # fmt: skip
     return out
 
@@ -129,14 +129,14 @@ _OTHER: list[Feature] = [
     Feature("distinct_artists", "distinct artists played before the cutoff", "all", "count", "seed",
             "distinct_artists", ph.numeric(lambda v, n: ph.count(v, "distinct artists played")), drift=False, seed=True),
     Feature("artists_per_day_all", "distinct artists played per observed day before the cutoff", "all", "rate", "seed",
-            f"{double('distinct_artists')} / {OBS_ALL}", ph.numeric(lambda v, n: f"{n} new artists a day"), drift=False),
+            f"{double('distinct_artists')} / {OBS_ALL}", ph.numeric(lambda v, n: f"{n} new {ph.plural(v, 'artist')} a day"), drift=False),
     Feature("mean_song_length", "mean length of songs played, seconds", "all", "numeric", "seed",
-            f"{double('listen_s_all')} / NULLIF(songs_all, 0)", ph.numeric(lambda v, n: f"songs average {n} seconds"), drift=False, seed=True, bounds=(0, None)),
+            f"{double('listen_s_all')} / NULLIF(songs_all, 0)", ph.numeric(lambda v, n: f"songs average {ph.count(v, 'seconds')}"), drift=False, seed=True, bounds=(0, None)),
     Feature("tenure_days", "days from registration to the cutoff", "at cutoff", "numeric", "seed",
             f"{double(f'{CUTOFF_US} - COALESCE(reg_us, first_us)')} / {US_PER_DAY}",
-            ph.numeric(lambda v, n: f"a subscriber for {n} days"), drift=False, seed=True),
+            ph.numeric(lambda v, n: f"a subscriber for {ph.count(v, 'days')}"), drift=False, seed=True),
     Feature("recency_days", "days from the last event to the cutoff", "at cutoff", "numeric", "seed",
-            f"{double(f'{CUTOFF_US} - last_us')} / {US_PER_DAY}", ph.numeric(lambda v, n: f"last active {n} days ago"), seed=True, bounds=(0, None)),
+            f"{double(f'{CUTOFF_US} - last_us')} / {US_PER_DAY}", ph.numeric(lambda v, n: f"last active {ph.count(v, 'days')} ago"), seed=True, bounds=(0, None)),
     Feature("is_male", "gender is M (1), else 0", "at cutoff", "numeric", "seed",
             "CASE WHEN gender_known = 'M' THEN 1 ELSE 0 END",
             ph.numeric(lambda v, n: "gender M" if v == 1 else "gender not M"), drift=False, seed=True, bounds=(0, 1)),
@@ -144,9 +144,9 @@ _OTHER: list[Feature] = [
             "CASE WHEN level = 'paid' THEN 1 ELSE 0 END",
             ph.numeric(lambda v, n: "on the paid level" if v == 1 else "on the free level"), seed=True, bounds=(0, 1)),
     Feature("level_changes_all", "upgrades plus downgrades submitted before the cutoff", "all", "count", "level",
-            "upgrades_all + downgrades_all", ph.numeric(lambda v, n: f"{n} level change" + ("" if v == 1 else "s")), drift=False),
+            "upgrades_all + downgrades_all", ph.numeric(lambda v, n: ph.count(v, "level changes")), drift=False),
     Feature("days_since_level_change", "days since the last submitted upgrade or downgrade (null: none)", "at cutoff", "numeric", "level",
-            "cutoff_day - last_change_day", ph.numeric(lambda v, n: f"last level change {n} days ago"), drift=False, bounds=(0, None)),
+            "cutoff_day - last_change_day", ph.numeric(lambda v, n: f"last level change {ph.count(v, 'days')} ago"), drift=False, bounds=(0, None)),
     Feature("trend_events", "log of (events/day in the last 7 days + 1) / (events/day in the 21 before + 1)", "28d", "numeric", "trend",
             _trend("events"), ph.log_trend("events")),
     Feature("trend_songs", "log of (songs/day in the last 7 days + 1) / (songs/day in the 21 before + 1)", "28d", "numeric", "trend",
@@ -172,13 +172,13 @@ def _exposure_rate(slug: str) -> Feature:
     return Feature(
         f"{slug}_per_exposure_day", f"{slug.replace('_', ' ')} per exposure day (all history)",
         "all", "rate", "exposure", f"{double(f'{slug}_all')} / {EXPOSURE_DAYS}",
-        ph.numeric(lambda v, n: f"{n} {noun} a day since they could first be seen"), drift=False,
+        ph.numeric(lambda v, n: f"{ph.count(v, noun)} a day since they could first be seen"), drift=False,
     )  # fmt: skip
 
 
 _EXPOSURE: list[Feature] = [
     Feature("exposure_days", "days since registration or the start of the log, whichever is later, to the cutoff", "all", "count", "exposure",
-            EXPOSURE_DAYS, ph.numeric(lambda v, n: f"seen for {n} days"), drift=False),
+            EXPOSURE_DAYS, ph.numeric(lambda v, n: f"seen for {ph.count(v, 'days')}"), drift=False),
     *(_exposure_rate(slug) for slug in EXPOSURE_COUNTS),
 ]  # fmt: skip
 
