@@ -141,6 +141,25 @@ def test_dashboard_in_chromium(dashboard_server: tuple[str, Path], tmp_path: Pat
         regions = page.locator("#at-risk-table tbody tr td:nth-child(6)").all_inner_texts()
         assert regions and all("CA" in r for r in regions)
         page.fill("#filter-region", "")
+        active = page.inner_text("#kpi-active")
+        expect(page.locator("#row-count")).to_have_text(f"{total:,} of {total:,} users")
+
+        # more active users than the table holds: it says it shows the most at risk of them
+        # (a 13M-event log's 6,831 active users read "1000 of 1000 users")
+        def first_five(route: Any) -> None:
+            response = route.fetch()
+            body = response.json()
+            body["users"] = body["users"][:5]
+            route.fulfill(response=response, json=body)
+
+        page.route("**/users/at-risk?*", first_five)
+        page.click("#refresh")
+        expect(page.locator("#row-count")).to_have_text(
+            f"5 of the 5 most at risk of {active} active users", timeout=30_000
+        )
+        page.unroute("**/users/at-risk?*")
+        page.click("#refresh")
+        expect(rows).to_have_count(total, timeout=30_000)
         page.click("th button[data-sort='tenure_days']")
         tenures = [int(t.split()[0]) for t in
                    page.locator("#at-risk-table tbody tr td:nth-child(5)").all_inner_texts()[:20]
