@@ -253,6 +253,22 @@ def test_a_time_in_the_wrong_unit_says_which_unit_fits(settings: Settings, tmp_p
     assert "99 read as epoch milliseconds" in by_line[4]
 
 
+def test_a_log_all_out_of_range_says_how_to_widen_the_range(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """An eventsim log simulated into next year is every row ts_out_of_range: the error showed
+    the first row but not the options that read it."""
+    log = tmp_path / "next_year.jsonl"
+    log.write_bytes(b"".join(good(i, ts=4_102_444_800_000 + i) + b"\n" for i in (1, 2)))  # 2100
+    with pytest.raises(NoValidRowsError) as caught:
+        ingest([log], settings=settings)
+    message = str(caught.value)
+    assert "2 rows are ts_out_of_range" in message
+    assert "widen the range with --ts-min DATE or --ts-max-future-days N" in message
+    wide = ColumnMapping(ts_max_future_days=40_000)
+    assert ingest([log], settings=settings, mapping=wide).stored == 2
+
+
 def test_missing_path_is_a_clear_error(settings: Settings, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="expected an existing file, directory or glob"):
         ingest([tmp_path / "nope.jsonl"], settings=settings)

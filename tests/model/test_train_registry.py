@@ -133,6 +133,46 @@ def test_evaluate_on_a_log_the_model_never_saw(
     assert sum(b["churners"] for b in ev.by_history) == ev.positives
     assert "by days observed at the cutoff" in ev.report_path.read_text()
     assert json.loads(ev.metrics_path.read_text())["by_history"] == ev.by_history
+    assert ev.read["quarantined"] == 0 and not (tmp_path / "eval" / "quarantine.jsonl").exists()
+
+
+def test_evaluate_keeps_the_rows_it_rejects_and_says_so(
+    trained: tuple[RunSummary, Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """evaluate reads its logs into a temporary store: the rows it rejected went with it, the
+    command did not say any were, and a log of nothing valid named a quarantine file that was
+    gone by the time the error was read. They are kept in --out, and counted."""
+    from typer.testing import CliRunner
+
+    from churnwatch.cli import app
+
+    _, settings = trained
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("CHURNWATCH_DATA_DIR", str(settings.data_dir))
+    log = settings.data_dir.parent / "sim.jsonl.gz"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{broken\n{"ts": 1538352077000, "userId": "9"}\n')
+    out = tmp_path / "eval"
+    nothing = CliRunner().invoke(app, ["evaluate", "--data", str(bad), "--out", str(out)])
+    assert nothing.exit_code == 1 and isinstance(nothing.exception, SystemExit)
+    assert f"(see{out / 'quarantine.jsonl'})" in "".join(nothing.output.split())
+    rejected = (out / "quarantine.jsonl").read_text().splitlines()
+    assert [json.loads(r)["reason"] for r in rejected] == ["invalid_json", "missing_field"]
+
+    result = CliRunner().invoke(
+        app, ["evaluate", "--data", str(log), "--data", str(bad), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    read = json.loads((out / "metrics.json").read_text())["read"]
+    assert (read["quarantined"], read["quarantined_by_reason"]) == (
+        2, {"invalid_json": 1, "missing_field": 1})  # fmt: skip
+    assert read["lines_read"] == read["valid"] + read["guests"] + 2
+    kept = [json.loads(r) for r in (out / "quarantine.jsonl").read_text().splitlines()]
+    assert [(r["source_file"], r["line"]) for r in kept] == [(str(bad), 1), (str(bad), 2)]
+    text = " ".join(result.output.split())
+    assert "warning: read " in text and "2 quarantined (invalid_json 1, missing_field 1)" in text
+    assert f"keptin{out / 'quarantine.jsonl'}" in "".join(text.split())  # a path wraps anywhere
+    assert "2 quarantined" in (out / "report.html").read_text()
 
 
 def test_evaluating_on_the_training_log_says_the_figures_are_in_sample(

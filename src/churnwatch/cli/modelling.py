@@ -14,7 +14,7 @@ from churnwatch.cli import common as c
 from churnwatch.config import Settings
 from churnwatch.labels import CutoffSchedule
 from churnwatch.models import estimators
-from churnwatch.models.evaluate import Evaluation, in_sample_warning, oracle_line
+from churnwatch.models.evaluate import Evaluation, in_sample_warning, oracle_line, read_text
 from churnwatch.models.metrics import Estimate
 from churnwatch.models.train import TrainConfig
 from churnwatch.runs import RunSummary, evaluate_registered, run_training
@@ -223,6 +223,10 @@ def evaluate(
             )  # fmt: skip
 
     ev = c.run(work)
+    if ev.read.get("quarantined") or ev.read.get("file_problems"):  # a log is never cut silently
+        c.console.print(f"[yellow]warning:[/] read {escape(read_text(ev.read))}")
+        for detail in ev.read["file_problem_details"][:3]:
+            c.console.print(f"[yellow]warning:[/] {escape(detail)}")
     c.out.print(f"labels: {ev.recipe.describe()} ({ev.recipe_source})")
     rows = [(name, f"{v['value']:.3f}", f"[{v['low']:.3f}, {v['high']:.3f}]")
             for name, v in ev.pooled.items()]  # fmt: skip

@@ -483,8 +483,16 @@ def _commonest_rejection(report: IngestReport) -> str:
                 where = f"{Path(row['source_file']).name} line {row['line']}"
                 rows = "1 row is" if count == 1 else f"{count} rows are"
                 said = f". {rows} {reason}, the first ({where}): {row['detail']}"
-                return said + _wrapped(row)
+                return said + _wrapped(row) + _RANGE_HINT.get(reason, "")
     return ""
+
+
+_RANGE_HINT = {
+    "ts_out_of_range": ". If those times are right (a log of the past, a simulated future), widen "
+    "the range with --ts-min DATE or --ts-max-future-days N (ts_min, ts_max_future_days in a "
+    "--mapping-file); if they are not, say their unit with --ts-unit or their format with "
+    "--ts-format"
+}
 
 
 def _wrapped(row: dict[str, Any]) -> str:

@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,9 +21,9 @@ from sklearn.metrics import classification_report
 from churnwatch import optional
 from churnwatch.config import Settings
 from churnwatch.db import connect, event_files
-from churnwatch.errors import InputError
+from churnwatch.errors import InputError, NoValidRowsError
 from churnwatch.features import build_snapshots
-from churnwatch.ingest import EventStore, ingest
+from churnwatch.ingest import EventStore, IngestReport, ingest
 from churnwatch.labels import unlearnable
 from churnwatch.models import report
 from churnwatch.models.metrics import (
@@ -57,6 +58,8 @@ class Evaluation:
     # store before its last label ends): their figures are in-sample
     in_sample: int = 0
     learnt: Learnt | None = None
+    # how the logs read: lines, events, guests, rows quarantined (by reason) and where they are
+    read: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ def evaluate_model(
     model learnt from), rows of users and cutoffs it learnt are counted and reported. The
     logs are read with `mapping` (default: eventsim's names)."""
     recipe, source = _overridden(recipe, horizon_days, every_days)
-    lab, seen_users = _labelled(data, recipe, settings, learnt, mapping)
+    lab, seen_users, read = _labelled(data, recipe, settings, out_dir, learnt, mapping)
     in_sample = 0
     if learnt is not None and seen_users:
         overlap = label_overlaps(lab["cutoff"], learnt.labels_until)
@@ -154,7 +157,7 @@ def evaluate_model(
     metrics_path.write_text(json.dumps({
         "model": name, "recipe": recipe.to_dict(), "labels": labels, "threshold": thr,
         "pooled": pooled, "per_cutoff": per_cutoff, "by_history": by_history,
-        "in_sample_rows": in_sample,
+        "in_sample_rows": in_sample, "read": read,
         "top_features": {} if importance is None else importance.head(20).to_dict(),
     }, indent=1, default=float))  # fmt: skip
     truths = [truth_path(Path(d)) for d in data if truth_path(Path(d)).is_file()]
@@ -163,6 +166,7 @@ def evaluate_model(
     facts = {
         "data": ", ".join(map(str, data)),
         **({"read with": _mapping_text(mapping)} if mapping and mapping.to_record() else {}),
+        "read": read_text(read),
         "labels": labels,
         "labelled snapshots": f"{len(lab):,} ({int(y.sum()):,} churned within the horizon)",
         "threshold": f"{thr:.3f}",
@@ -187,7 +191,7 @@ def evaluate_model(
     )
     return Evaluation(pooled, oracle, per_cutoff, text, thr, len(lab), int(y.sum()), metrics_path,
                       report_path, images, recipe, source, by_history, in_sample,
-                      learnt)  # fmt: skip
+                      learnt, read)  # fmt: skip
 
 
 def _mapping_text(mapping: ColumnMapping) -> str:
@@ -223,18 +227,68 @@ def _overridden(
     return dataclasses.replace(recipe, definition=definition, every_days=every), source
 
 
+def read_text(read: dict[str, Any]) -> str:
+    """How the logs read, in a line: '263,012 lines: 262,000 events, 1,010 guest events, 2
+    quarantined (invalid_json 1, ts_out_of_range 1), kept in out/quarantine.jsonl'."""
+    text = (
+        f"{read['lines_read']:,} lines: {read['valid']:,} events, {read['guests']:,} guest "
+        f"events, {read['quarantined']:,} quarantined"
+    )
+    if read["quarantined_by_reason"]:
+        text += " (" + ", ".join(f"{k} {v:,}" for k, v in read["quarantined_by_reason"].items())
+        text += ")"
+    if read["file_problems"]:
+        text += f", {read['file_problems']:,} file problem(s)"
+    return text + (f", kept in {read['quarantine_file']}" if read["quarantine_file"] else "")
+
+
+def _kept(quarantine_file: str | None, out_dir: Path) -> Path | None:
+    """The rows an ingest into a temporary store rejected, copied to `out_dir` (the store goes
+    when the evaluation ends); an older run's copy is removed when none were rejected."""
+    kept = out_dir / "quarantine.jsonl"
+    if not quarantine_file:
+        kept.unlink(missing_ok=True)
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(quarantine_file, kept)
+    return kept
+
+
+def _read(report: IngestReport, kept: Path | None) -> dict[str, Any]:
+    return {
+        "lines_read": report.lines_read, "valid": report.valid, "guests": report.guests,
+        "quarantined": report.quarantined,
+        "quarantined_by_reason": dict(report.quarantined_by_reason),
+        "file_problems": len(report.file_problems),
+        "file_problem_details": [p["detail"] for p in report.file_problems],
+        "quarantine_file": None if kept is None else str(kept),
+    }  # fmt: skip
+
+
 def _labelled(
     data: Sequence[str],
     recipe: Recipe,
     settings: Settings,
+    out_dir: Path,
     learnt: Learnt | None = None,
     mapping: ColumnMapping | None = None,
-) -> tuple[pd.DataFrame, set[str]]:
-    """The labelled snapshots of logs `data`, ingested into a temporary store, and the users
-    with events the model's training store holds from before its last label ended."""
+) -> tuple[pd.DataFrame, set[str], dict[str, Any]]:
+    """The labelled snapshots of logs `data`, ingested into a temporary store; the users with
+    events the model's training store holds from before its last label ended; how the logs
+    read (the rows they had rejected are kept in `out_dir`)."""
     with tempfile.TemporaryDirectory() as tmp:
         store = EventStore(Path(tmp) / "store")
-        ingest(list(data), settings=settings, store_dir=store.root, mapping=mapping)
+        try:
+            ingested = ingest(list(data), settings=settings, store_dir=store.root,
+                              mapping=mapping)  # fmt: skip
+        except NoValidRowsError as exc:  # say where its rejected rows are kept, not the temp
+            kept = _kept(exc.quarantine_file, out_dir)
+            if kept is None or exc.quarantine_file is None:
+                raise
+            error = NoValidRowsError(str(exc).replace(exc.quarantine_file, str(kept)))
+            error.quarantine_file = str(kept)
+            raise error from None
+        read = _read(ingested, _kept(ingested.quarantine_file, out_dir))
         table, _ = build_snapshots(
             store, definition=recipe.definition,
             schedule=recipe.schedule, settings=settings, spec=recipe.spec,
@@ -246,7 +300,7 @@ def _labelled(
     if why:
         raise InputError(why)
     lab: pd.DataFrame = df[df["label"].notna()].reset_index(drop=True)
-    return lab, users
+    return lab, users, read
 
 
 def learnt_users(store: EventStore, learnt: Learnt, settings: Settings) -> set[str]:
