@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ from churnwatch.models.metrics import (
     top_decile_lift,
     top_decile_recall,
 )
-from churnwatch.models.train import choose_threshold
+from churnwatch.models.train import TrainConfig, choose_threshold, threshold_rule
 
 
 def test_lift_and_recall_of_a_perfect_and_a_useless_ranking() -> None:
@@ -77,9 +79,28 @@ def test_threshold_rules(rule: str, check: object) -> None:
     assert check(p, t)  # type: ignore[operator]
 
 
-def test_unknown_threshold_rule() -> None:
-    with pytest.raises(InputError, match="threshold rule has to be one of"):
-        choose_threshold(np.array([0, 1]), np.array([0.1, 0.9]), "best")
+@pytest.mark.parametrize(
+    "rule", ["best", "capacity:2", "capacity:0", "capacity:-0.1", "cost:x", "cost:0", "cost:inf",
+             "cost:nan", "f1:3"],
+)  # fmt: skip
+def test_a_threshold_rule_out_of_its_range_is_refused_before_training(rule: str) -> None:
+    """'capacity:2' trained for minutes, then ended in NumPy's traceback ('Quantiles must be in
+    the range [0, 1]'); 'cost:x' in float()'s. Both are refused when the run is configured."""
+    said = re.escape("threshold rule has to be 'f1', 'capacity:SHARE' (0 < SHARE <= 1) or "
+                     f"'cost:RATIO' (RATIO > 0). Got {rule!r}.")  # fmt: skip
+    with pytest.raises(InputError, match=said):
+        choose_threshold(np.array([0, 1]), np.array([0.1, 0.9]), rule)
+    with pytest.raises(InputError, match=said):
+        TrainConfig(threshold_rule=rule)
+
+
+@pytest.mark.parametrize(
+    ("rule", "read"),
+    [("f1", ("f1", 0.0)), ("capacity:1", ("capacity", 1.0)), ("capacity", ("capacity", 0.05)),
+     ("cost:0.5", ("cost", 0.5)), ("cost:", ("cost", 5.0))],
+)  # fmt: skip
+def test_threshold_rules_read_their_number(rule: str, read: tuple[str, float]) -> None:
+    assert threshold_rule(rule) == read
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -297,6 +297,8 @@ def test_no_model_answers_503(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) ->
     with TestClient(create_app(Settings(data_dir=tmp_path)), raise_server_exceptions=False) as c:
         r = c.post("/predict", json={"features": {"level": "free"}})
         assert r.status_code == 503 and "churnwatch train" in r.json()["message"]
+        message = r.json()["message"]  # said once, in one sentence each
+        assert message.count("churnwatch train") == 1 and ".." not in message, message
         assert c.get("/ready").status_code == 503
         assert c.get("/health").status_code == 200
 

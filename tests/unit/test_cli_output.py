@@ -97,3 +97,35 @@ def test_listing_models_where_there_is_no_registry_says_where_and_creates_none(
     text = "".join(result.output.split())  # the console wraps the long path anywhere
     assert f"noregisteredmodelyetinsqlite:///{tmp_path / 'data' / 'mlflow.db'}" in text
     assert not (tmp_path / "data").exists()
+
+
+def test_a_path_the_system_refuses_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    """`simulate --out /proc/x.jsonl` (a folder that cannot hold it) ended in a
+    FileNotFoundError's traceback: the system's reason and the path, exit code 1."""
+    from typer.testing import CliRunner
+
+    from churnwatch.cli import app
+
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "x.jsonl"  # under a file: no folder can be made there
+    result = CliRunner().invoke(
+        app, ["simulate", "--users", "5", "--days", "2", "--out", str(out)], terminal_width=300
+    )
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    said = "".join(result.output.split())  # the console wraps the path anywhere
+    assert said.startswith("error:File") and f":{tmp_path / 'file'}" in said  # exists (mkdir)
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["features", "train", "snapshots"])
+def test_an_unknown_catalog_is_a_usage_error(command: str) -> None:
+    """`features --features nope` printed eventsim's catalog as if nothing were wrong."""
+    from typer.testing import CliRunner
+
+    from churnwatch.cli import app
+
+    result = CliRunner().invoke(app, [command, "--features", "nope"], terminal_width=200)
+    assert result.exit_code == 2
+    assert "Invalid value for '--features': expected one of auto, sparkify, events." in (
+        result.output
+    )

@@ -3,6 +3,7 @@ one time parser, one engine factory and the options that spell a churn definitio
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -28,6 +29,7 @@ from churnwatch.errors import ChurnwatchError, ConfigError
 from churnwatch.features.engines import Engine, make_engine
 from churnwatch.labels import ChurnDefinition
 
+log = logging.getLogger(__name__)
 console = Console(stderr=True, log_path=False)  # progress, warnings and errors (no source line)
 out = Console(markup=False)  # results: data, printed as it is (a "[x]" is no style)
 T = TypeVar("T")
@@ -61,11 +63,21 @@ SparkConf = Annotated[
     typer.Option(help="Spark setting key=value (repeatable), e.g. spark.executor.memory=8g."),
 ]
 AsOf = Annotated[str | None, typer.Option(help="As of this time (ISO 8601); default: now.")]
+CATALOGS = ("auto", "sparkify", "events")
+
+
+def _catalog(value: str) -> str:
+    if value not in CATALOGS:  # checked at once: `features` reads it only with --store
+        raise typer.BadParameter(f"expected one of {', '.join(CATALOGS)}. Got {value!r}.")
+    return value
+
+
 Features = Annotated[
     str,
     typer.Option(
         help="Feature catalog: auto (eventsim's for a log with song plays, else one built from "
-        "the log's event types), sparkify or events."
+        "the log's event types), sparkify or events.",
+        callback=_catalog,
     ),
 ]
 EventTypes = Annotated[
@@ -91,6 +103,11 @@ def run(fn: Callable[[], T]) -> T:
         return fn()
     except ChurnwatchError as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(code=1) from None
+    except OSError as exc:  # a path that cannot be written or read: --out /proc/x, a full disk
+        log.debug("the operating system refused", exc_info=True)  # the traceback, with -v
+        where = f": {exc.filename}" if exc.filename else ""
+        console.print(f"[bold red]error:[/] {escape(exc.strerror or str(exc))}{escape(where)}")
         raise typer.Exit(code=1) from None
 
 

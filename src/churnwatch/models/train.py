@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -90,6 +91,7 @@ class TrainConfig:
         )
 
     def __post_init__(self) -> None:
+        threshold_rule(self.threshold_rule)  # before hours of training, not after
         unknown = [m for m in self.models if m not in ALL_MODELS]
         if unknown or not self.models:
             raise InputError(
@@ -183,12 +185,32 @@ def fit_calibrated(
     return calibrate(est, oof, y), "sigmoid"
 
 
+THRESHOLD_RULES = "'f1', 'capacity:SHARE' (0 < SHARE <= 1) or 'cost:RATIO' (RATIO > 0)"
+
+
+def threshold_rule(rule: str) -> tuple[str, float]:
+    """A threshold rule's kind and number: ('f1', 0), ('capacity', 0.05), ('cost', 5)."""
+    kind, colon, value = rule.partition(":")
+    defaults = {"f1": None, "capacity": 0.05, "cost": 5.0}
+    if kind not in defaults or (kind == "f1" and colon):
+        raise InputError(f"threshold rule has to be {THRESHOLD_RULES}. Got {rule!r}.")
+    if kind == "f1":
+        return kind, 0.0
+    try:
+        number = float(value) if value else defaults[kind]
+    except ValueError:
+        number = None
+    top = 1.0 if kind == "capacity" else math.inf
+    if number is None or not 0 < number <= top or not math.isfinite(number):
+        raise InputError(f"threshold rule has to be {THRESHOLD_RULES}. Got {rule!r}.")
+    return kind, number
+
+
 def choose_threshold(y: np.ndarray, p: np.ndarray, rule: str) -> float:
     """A decision threshold by a stated rule, on validation scores."""
-    kind, _, value = rule.partition(":")
+    kind, number = threshold_rule(rule)
     if kind == "capacity":
-        share = float(value or 0.05)
-        return float(np.quantile(p, 1 - share))
+        return float(np.quantile(p, 1 - number))
     # every distinct score as a threshold, counted in one sorted pass
     order = np.argsort(-p, kind="stable")
     ps, ys = p[order], y[order]
@@ -198,14 +220,9 @@ def choose_threshold(y: np.ndarray, p: np.ndarray, rule: str) -> float:
     thresholds = ps[last]
     fn = ys.sum() - tp
     if kind == "cost":
-        ratio = float(value or 5)
-        return float(thresholds[int(np.argmin(ratio * fn + fp))])
-    if kind == "f1":
-        f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
-        return float(thresholds[int(np.argmax(f1))])
-    raise InputError(
-        f"threshold rule has to be one of 'f1', 'capacity:SHARE', 'cost:RATIO'. Got {rule!r}."
-    )
+        return float(thresholds[int(np.argmin(number * fn + fp))])
+    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    return float(thresholds[int(np.argmax(f1))])
 
 
 def _labelled(df: pd.DataFrame) -> pd.DataFrame:

@@ -183,7 +183,7 @@ class ChurnService:
             meta = tracking.describe(ref)
             pyfunc = tracking.load(ref)
         except RegistryError as exc:  # it names the reference, the tracking URI and the cause
-            raise UnknownModelError(f"{exc}. Train one with `churnwatch train`.") from exc
+            raise UnknownModelError(str(exc)) from exc  # it also says how to register one
         except Exception as exc:  # a registered model that cannot be read: a file, a pickle
             raise UnknownModelError(
                 f"expected a registered model at {ref} (tracking URI "
