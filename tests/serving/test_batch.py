@@ -3,8 +3,10 @@ and on Spark (where the model runs through mlflow's spark_udf)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,23 @@ def test_as_of_moves_the_cutoff_back(
     assert (df["cutoff"] == pd.Timestamp("2018-11-01", tz="UTC")).all()
     bad = CliRunner().invoke(app, [*args[:5], "--as-of", "last tuesday"])
     assert bad.exit_code == 1 and "ISO 8601" in bad.output
+
+
+@pytest.mark.eventsim
+def test_scores_asked_for_long_after_the_data_say_so(
+    eventsim_store: EventStore, served_settings: Settings, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """`score --as-of 2030-01-01` on a log that ends in 2018 scored everyone as silent for 11
+    years, 0 in the high band, and said nothing of it."""
+    with caplog.at_level(logging.WARNING, logger="churnwatch"):
+        score_store(settings=served_settings, out=tmp_path / "now.csv", store=eventsim_store)
+        assert "after the store's last event" not in caplog.text  # the default: its last day
+        score_store(settings=served_settings, out=tmp_path / "later.csv", store=eventsim_store,
+                    as_of=datetime(2030, 1, 1, tzinfo=UTC))  # fmt: skip
+    assert "scoring as of 2030-01-01, 4,047 days after the store's last event (2018-12-03)" in (
+        caplog.text
+    )
 
 
 @pytest.mark.eventsim

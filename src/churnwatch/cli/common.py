@@ -62,7 +62,10 @@ SparkConf = Annotated[
     list[str] | None,
     typer.Option(help="Spark setting key=value (repeatable), e.g. spark.executor.memory=8g."),
 ]
-AsOf = Annotated[str | None, typer.Option(help="As of this time (ISO 8601); default: now.")]
+AsOf = Annotated[
+    str | None,
+    typer.Option(help="As of this time (ISO 8601); default: the day of the store's last event."),
+]
 CATALOGS = ("auto", "sparkify", "events")
 
 

@@ -197,10 +197,24 @@ def _job(
     model = f"{meta['name']} v{meta['version']}" if meta["version"] else ref
     recipe = tracking.read_recipe(meta)
     require_population(cutoff, store.last_event(), recipe.definition)
-    warning = feature_mismatch(recipe, model)
-    if warning:
-        log.warning(warning)
+    for warning in (feature_mismatch(recipe, model), _past_the_data(cutoff, store.last_event())):
+        if warning:
+            log.warning(warning)
     return _Job(store, ref, recipe, model, cutoff, until)
+
+
+def _past_the_data(cutoff: datetime, last_event: datetime) -> str | None:
+    """A warning when the scores are asked for more than a week after the store's last event:
+    every user then looks as if they had gone quiet (a log not ingested yet, a typo)."""
+    days = (cutoff - pd.Timestamp(last_event).floor("D").to_pydatetime()).days
+    if days <= 7:
+        return None
+    return (
+        f"scoring as of {cutoff:%Y-%m-%d}, {days:,} days after the store's last event "
+        f"({last_event:%Y-%m-%d}): every user's activity stops that long before the cutoff, "
+        "so all read as gone quiet. Ingest the newer events first, or score as of an earlier "
+        "time."
+    )
 
 
 def _scored(
