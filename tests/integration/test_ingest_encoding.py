@@ -151,3 +151,17 @@ def test_utf16_or_utf32_without_a_mark_is_known_by_its_zero_bytes(
         assert (report.lines_read, report.valid, report.quarantined) == (rows, rows, 0), name
         artists = {a for (a,) in stored_rows(Settings(store_dir=store), "artist")}
         assert artists == ({"Sigur Rós"} if name == "t.csv.gz" else {"Beyoncé"}), name
+
+
+def test_a_byte_order_mark_inside_a_log_is_no_part_of_its_line(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """`cat monday.jsonl tuesday.jsonl` of files a Windows tool saved with a byte order mark:
+    the second file's first line starts with one, did not parse, and was an invalid_json row
+    that looked, in the quarantine, like a valid line (the mark is invisible)."""
+    bom = b"\xef\xbb\xbf"
+    log = tmp_path / "week.jsonl"
+    log.write_bytes(bom + good(1) + b"\n" + good(2) + b"\n" + bom + good(3) + b"\n" + good(4))
+    report = ingest([log], settings=settings)
+    assert (report.valid, report.quarantined) == (4, 0)
+    assert sorted(stored_rows(settings, "source_line")) == [(1,), (2,), (3,), (4,)]

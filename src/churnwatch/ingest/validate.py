@@ -40,6 +40,9 @@ def json_path(key: str, *, nested: bool = False) -> str:
     return "$" + "".join('."' + p.replace("\\", "\\\\").replace('"', '\\"') + '"' for p in parts)
 
 
+_BOM = "chr(65279)"
+"""A byte order mark at the start of a line (`cat` of files saved with one) is no text: JSON
+would not parse after it, and it cannot be seen in the quarantine."""
 JSON_RAW_TEXT = "coalesce(rtrim(txt, E'\\r\\n'), CAST(raw AS VARCHAR))"
 """The raw text of a JSON line as the quarantine shows it (invalid UTF-8 escaped as \\xNN)."""
 
@@ -92,7 +95,7 @@ def json_fields_sql(
         else "NULL::VARCHAR AS nested"
     )
     sql = f"""
-    WITH d AS (SELECT line, raw, try(decode(raw)) AS txt FROM batch),
+    WITH d AS (SELECT line, raw, ltrim(try(decode(raw)), {_BOM}) AS txt FROM batch),
     x AS (SELECT line, raw, txt, try(json_extract_string(txt, $paths)) AS v FROM d)
     SELECT line, raw, txt,
       CASE WHEN txt IS NULL THEN 'invalid_utf8'
