@@ -619,6 +619,28 @@ def test_excels_sep_line_names_the_delimiter(settings: Settings, tmp_path: Path)
     ]  # fmt: skip
 
 
+def test_the_header_of_csv_files_joined_with_cat_is_said_to_be_one(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """`cat monday.csv tuesday.csv > week.csv`: the second header was a bad_type row, 'ts:
+    expected a timestamp, got ts'. It is still quarantined (nothing is dropped unsaid), as what
+    it is, with what to do."""
+    day = "userId,ts,page\n7,{},Home\n"
+    (tmp_path / "week.csv").write_text(day.format(1538352077000) + day.format(1538352078000))
+    report = ingest([tmp_path / "week.csv"], settings=settings)
+    assert (report.valid, report.quarantined) == (2, 1)
+    (header,) = quarantine_rows(report.quarantine_file or "")
+    assert (header["line"], header["reason"]) == (3, "bad_csv_row")
+    assert header["detail"].startswith("the header line again, not an event (CSV files joined")
+    mapped = tmp_path / "mapped"  # the user id and time under other names: the same
+    mapped.mkdir()
+    other = "account;occurred_at;action\n7;{};Home\n"
+    (mapped / "w.csv").write_text(other.format("2018-10-01T00:00:00Z") + other.format("x"))
+    cols = ColumnMapping.from_options(["user_id=account", "ts=occurred_at", "page=action"])
+    report = ingest([mapped], settings=settings, mapping=cols)
+    assert report.quarantined_by_reason == {"bad_csv_row": 1, "bad_type": 1}
+
+
 def test_a_parquet_struct_where_a_string_belongs_is_a_bad_type(
     settings: Settings, tmp_path: Path
 ) -> None:

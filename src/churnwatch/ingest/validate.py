@@ -129,7 +129,17 @@ def column_fields_sql(
     utf8_bad = " OR ".join(
         f"({quote(c)} IS NOT NULL AND try(decode({quote(c)})) IS NULL)" for c in blobs
     )
-    pre = f"CASE WHEN {utf8_bad} THEN 'invalid_utf8' END" if blobs else "NULL::VARCHAR"
+    # the header line again, where CSV files were joined with `cat`: its user id and time are
+    # the names of their columns (the first line of each file but the first)
+    header = " AND ".join(
+        f"{as_text(columns[n])} = {literal(columns[n])}"
+        for n in ("user_id", "ts")
+        if n in columns and n not in (constants or {}) and types[columns[n]] in ("VARCHAR", "BLOB")
+    )
+    cases = ([f"WHEN {utf8_bad} THEN 'invalid_utf8'"] if blobs else []) + (
+        [f"WHEN {header} THEN 'bad_csv_row'"] if header else []
+    )
+    pre = f"CASE {' '.join(cases)} END" if cases else "NULL::VARCHAR"
     source_cols = [c for c in types if c != "line"]
     raw = (
         "to_json(struct_pack("
@@ -348,6 +358,8 @@ def _rules(
             "WHEN pre_reason = 'empty_line' THEN 'blank line'",
             "WHEN pre_reason = 'invalid_json' THEN 'not valid JSON'",
             "WHEN pre_reason = 'not_an_object' THEN 'JSON value is not an object'",
+            "WHEN pre_reason = 'bad_csv_row' THEN 'the header line again, not an event (CSV "
+            "files joined with cat? ingest the files themselves, or their folder)'",
         ]
         + ([f"WHEN {absent('user_id')} AND NOT ({absent('ts')}) AND NOT ({absent('page')}) THEN "
             f"'missing required field user_id (source {src('user_id')}); a log whose events "
