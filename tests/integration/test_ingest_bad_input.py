@@ -625,7 +625,7 @@ def test_the_header_of_csv_files_joined_with_cat_is_said_to_be_one(
     """`cat monday.csv tuesday.csv > week.csv`: the second header was a bad_type row, 'ts:
     expected a timestamp, got ts'. It is still quarantined (nothing is dropped unsaid), as what
     it is, with what to do."""
-    day = "userId,ts,page\n7,{},Home\n"
+    day = "\ufeffuserId,ts,page\r\n7,{},Home\r\n"  # as Excel saves "CSV UTF-8"
     (tmp_path / "week.csv").write_text(day.format(1538352077000) + day.format(1538352078000))
     report = ingest([tmp_path / "week.csv"], settings=settings)
     assert (report.valid, report.quarantined) == (2, 1)

@@ -130,9 +130,10 @@ def column_fields_sql(
         f"({quote(c)} IS NOT NULL AND try(decode({quote(c)})) IS NULL)" for c in blobs
     )
     # the header line again, where CSV files were joined with `cat`: its user id and time are
-    # the names of their columns (the first line of each file but the first)
+    # the names of their columns (the first line of each file but the first; after a byte
+    # order mark where Excel saved the files as "CSV UTF-8")
     header = " AND ".join(
-        f"{as_text(columns[n])} = {literal(columns[n])}"
+        f"ltrim({as_text(columns[n])}, {_BOM}) = {literal(columns[n])}"
         for n in ("user_id", "ts")
         if n in columns and n not in (constants or {}) and types[columns[n]] in ("VARCHAR", "BLOB")
     )
