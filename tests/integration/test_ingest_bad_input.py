@@ -641,6 +641,17 @@ def test_the_header_of_csv_files_joined_with_cat_is_said_to_be_one(
     assert report.quarantined_by_reason == {"bad_csv_row": 1, "bad_type": 1}
 
 
+def test_two_logs_glued_on_one_line_say_so(settings: Settings, tmp_path: Path) -> None:
+    """`cat a.jsonl b.jsonl` where a.jsonl has no final newline: a's last event and b's first
+    share a line, quarantined as 'not valid JSON' with nothing to say why."""
+    (tmp_path / "joined.jsonl").write_bytes(good(1) + b"\n" + good(2) + good(3) + b"\n{oops\n")
+    report = ingest([tmp_path / "joined.jsonl"], settings=settings)
+    assert (report.valid, report.quarantined) == (1, 2)
+    details = {r["line"]: r["detail"] for r in quarantine_rows(report.quarantine_file or "")}
+    assert details[2].startswith("not valid JSON: objects one after the other on one line?")
+    assert details[3] == "not valid JSON"
+
+
 def test_a_parquet_struct_where_a_string_belongs_is_a_bad_type(
     settings: Settings, tmp_path: Path
 ) -> None:

@@ -227,6 +227,16 @@ TEXT_FIELDS = ("user_id", "page", "auth", "method", "level", "location", "user_a
                "first_name", "last_name", "gender", "artist", "song", EVENT_KEY)  # fmt: skip
 
 
+def _glued(raw_text: str) -> str:
+    """The detail of a line that holds two objects, where files were joined with `cat` and one
+    did not end with a newline (looked for on lines that are not JSON only)."""
+    return (
+        f"WHEN pre_reason = 'invalid_json' AND regexp_matches({raw_text}, '}}\\s*\\{{') THEN "
+        "'not valid JSON: objects one after the other on one line? (files joined with cat, "
+        "one not ending with a newline)'"
+    )
+
+
 def validate_sql(
     fields_sql: str,
     *,
@@ -272,7 +282,7 @@ def validate_sql(
       FROM t)
     SELECT
       line, reason,
-      CASE WHEN reason IS NULL THEN NULL {details} END AS detail,
+      CASE WHEN reason IS NULL THEN NULL {_glued(raw_text)} {details} END AS detail,
       CASE WHEN reason IS NOT NULL THEN {raw_text} END AS raw_text,
       t_ts AS ts,
       {f"coalesce({_USER_ID}, '')" if anonymous_guests else _USER_ID} AS user_id,
