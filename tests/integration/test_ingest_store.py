@@ -244,6 +244,30 @@ def test_cli_ingest_summary_and_exit_codes(
     assert "Traceback" not in result.output
 
 
+def test_a_simulated_logs_ground_truth_is_no_log_to_ingest(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`churnwatch simulate --out sims/sim.jsonl.gz` writes sim.truth.parquet beside the log;
+    `churnwatch ingest sims/` read it as a log too, and quarantined its 1,062 rows (5 % of a
+    50-user log) as missing_field. A folder or glob leaves it out and says so; named, it is
+    refused with what to ingest instead."""
+    from churnwatch.simulate import SimConfig, simulate
+
+    sims = tmp_path / "sims"
+    sims.mkdir()
+    simulate(SimConfig(users=20, days=8, seed=3), sims / "sim.jsonl.gz")
+    assert (sims / "sim.truth.parquet").exists()
+    for spec in (sims, str(sims / "*")):
+        report = ingest([spec], settings=settings)
+        assert report.files == [str(sims / "sim.jsonl.gz")] and report.quarantined == 0
+    skipped = [r.getMessage() for r in caplog.records if "ground truth" in r.getMessage()]
+    assert len(skipped) == 2 and all("sim.truth.parquet" in m for m in skipped)
+    with pytest.raises(InputError, match="the ground truth `churnwatch simulate` wrote beside"):
+        ingest([sims / "sim.truth.parquet"], settings=settings)
+    with pytest.raises(InputError, match="matched only the ground truth of simulated logs"):
+        ingest([str(sims / "*.parquet")], settings=settings)
+
+
 def test_paths_directories_and_globs_expand_to_files(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

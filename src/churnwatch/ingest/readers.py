@@ -39,6 +39,7 @@ import zstandard
 from isal import isal_zlib
 
 from churnwatch.errors import InputError
+from churnwatch.schema import TRUTH_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -99,16 +100,34 @@ class FileProblem:
 Item = LineBatch | ColumnBatch | FileProblem
 
 
+def _truth(path: Path) -> bool:
+    """Whether the file is the ground truth `churnwatch simulate` wrote beside a log."""
+    return path.name.endswith(TRUTH_SUFFIX)
+
+
+def _without_truth(files: list[Path], where: str) -> list[Path]:
+    """`files` without simulated ground truths, said in a warning: a folder or glob that holds
+    a simulated log holds its truth too, and its rows are no events (each was quarantined)."""
+    truths = [f.name for f in files if _truth(f)]
+    if truths:
+        log.warning(
+            "skipped %d file(s) in %s that are the ground truth of a simulated log (*%s), not "
+            "events: %s", len(truths), where, TRUTH_SUFFIX, ", ".join(truths[:5]),
+        )  # fmt: skip
+    return [f for f in files if not _truth(f)]
+
+
 def expand_paths(specs: Sequence[str | Path]) -> list[Path]:
-    """Files named by paths, directories (searched recursively) and glob patterns, sorted."""
+    """Files named by paths, directories (searched recursively) and glob patterns, sorted. A
+    simulated log's ground truth is left out of a directory or glob, and refused by name."""
     files: list[Path] = []
     for spec in specs:
         text = str(spec)
         path = Path(text)
         if path.is_dir():
-            visible = sorted(
+            visible = _without_truth(sorted(
                 p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path).parts)
-            )
+            ), text)  # fmt: skip
             found = [p for p in visible if format_from_suffix(p) or archive_kind(p, sniff=False)]
             if not found:
                 raise InputError(
@@ -127,12 +146,25 @@ def expand_paths(specs: Sequence[str | Path]) -> list[Path]:
                 )  # fmt: skip
             files.extend(found)
         elif path.is_file():
+            if _truth(path):
+                log_name = path.name.removesuffix(TRUTH_SUFFIX)
+                raise InputError(
+                    f"expected a log file. Got {text}, the ground truth `churnwatch simulate` "
+                    f"wrote beside the log {log_name}.jsonl.gz (or .parquet): ingest the log; "
+                    "train and evaluate read the truth beside it"
+                )
             files.append(path)
         elif any(ch in text for ch in "*?["):
             matched = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
             if not matched:
                 raise InputError(f"glob {text!r} matched no file")
-            files.extend(matched)
+            logs = _without_truth(matched, repr(text))
+            if not logs:
+                raise InputError(
+                    f"glob {text!r} matched only the ground truth of simulated logs "
+                    f"(*{TRUTH_SUFFIX}), no log"
+                )
+            files.extend(logs)
         else:
             raise InputError(f"expected an existing file, directory or glob. Got {text!r}.")
     seen: set[Path] = set()

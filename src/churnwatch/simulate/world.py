@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from churnwatch.errors import InputError
+from churnwatch.schema import TRUTH_SUFFIX
 
 PAGES = [
     "NextSong", "Thumbs Up", "Thumbs Down", "Add to Playlist", "Add Friend", "Roll Advert",
@@ -146,7 +147,7 @@ def truth_path(out: Path) -> Path:
     name = out.name
     for suffix in (".gz", ".jsonl", ".json", ".parquet"):
         name = name.removesuffix(suffix)
-    return out.with_name(name + ".truth.parquet")
+    return out.with_name(name + TRUTH_SUFFIX)
 
 
 class Users:
