@@ -45,11 +45,11 @@ REQUIRED: tuple[str, ...] = ("user_id", "ts", "page")
 SPARKIFY_NAMES: dict[str, str] = {name: source for name, (_, source) in FIELDS.items()}
 EVENT_KEY = "event_key"  # the source's event id, with dedupe key=COLUMN (checked, not stored)
 
-# The pages that carry the churn act in a Sparkify-schema log.
 TRUTH_SUFFIX = ".truth.parquet"
 """The ground truth `churnwatch simulate` writes beside a log (`sim.truth.parquet` for
 `sim.jsonl.gz`): per user and day, the hazard it drew. Not events: ingest leaves it out."""
 
+# The pages that carry the churn act in a Sparkify-schema log.
 CHURN_PAGE = "Cancellation Confirmation"  # the cancellation itself: the churn label
 CANCEL_PAGE = "Cancel"  # the step before it
 DOWNGRADE_PAGE = "Submit Downgrade"  # churn too with `include_downgrade`
