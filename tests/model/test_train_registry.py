@@ -175,6 +175,35 @@ def test_evaluate_keeps_the_rows_it_rejects_and_says_so(
     assert "2 quarantined" in (out / "report.html").read_text()
 
 
+def test_evaluate_reads_a_log_with_the_options_ingest_takes(
+    trained: tuple[RunSummary, Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """evaluate ingests its logs, but took only --map and --mapping-file: a log timed in epoch
+    seconds was all ts_out_of_range, and the error's hint named --ts-unit, which evaluate did
+    not have. It takes ingest's reading options now."""
+    from typer.testing import CliRunner
+
+    from churnwatch.cli import app
+
+    _, settings = trained
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("CHURNWATCH_DATA_DIR", str(settings.data_dir))
+    seconds = tmp_path / "seconds.jsonl"
+    seconds.write_text("".join(
+        json.dumps({"ts": 1538352077 + 60 * i, "userId": "7", "page": "Home"}) + "\n"
+        for i in range(3)
+    ))  # fmt: skip
+    out = str(tmp_path / "eval")
+    plain = CliRunner().invoke(app, ["evaluate", "--data", str(seconds), "--out", out])
+    assert plain.exit_code == 1 and "3 rows are ts_out_of_range" in " ".join(plain.output.split())
+    read = CliRunner().invoke(
+        app, ["evaluate", "--data", str(seconds), "--out", out, "--ts-unit", "s"]
+    )
+    said = " ".join(read.output.split())  # read now: too short a log to label, not unreadable
+    assert read.exit_code == 1 and "expected at least one cutoff" in said, said
+    assert "ts_out_of_range" not in said
+
+
 def test_evaluating_on_the_training_log_says_the_figures_are_in_sample(
     trained: tuple[RunSummary, Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -28,6 +28,7 @@ from churnwatch.config import Settings
 from churnwatch.errors import ChurnwatchError, ConfigError
 from churnwatch.features.engines import Engine, make_engine
 from churnwatch.labels import ChurnDefinition
+from churnwatch.schema import ColumnMapping
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True, log_path=False)  # progress, warnings and errors (no source line)
@@ -46,6 +47,56 @@ MapPairs = Annotated[
 MappingFile = Annotated[
     Path | None, typer.Option(help="TOML/JSON file mapping canonical fields to columns.")
 ]
+# How a log is read: ingest takes these, and evaluate (which ingests into a temporary store)
+TsUnit = Annotated[
+    str | None, typer.Option(help="Unit of numeric timestamps: ms (default), s, us, iso.")
+]
+TsFormat = Annotated[
+    str | None,
+    typer.Option(help="strptime format of the times, e.g. %Y%m%d or '%d/%m/%Y %H:%M'."),
+]
+EventName = Annotated[
+    str | None, typer.Option(help="The event of every row, for a log without an event column.")
+]
+Dedupe = Annotated[
+    str | None,
+    typer.Option(
+        help="What makes two rows one event: content (default; eventsim logs), line (the same "
+        "line of a file: re-ingesting adds nothing, identical rows on other lines are kept) or "
+        "key=COLUMN (the log's own event id)."
+    ),
+]
+TsMin = Annotated[
+    str | None, typer.Option(help="Earliest plausible event time (ISO 8601; default 2000-01-01).")
+]
+TsMaxFutureDays = Annotated[
+    float | None,
+    typer.Option(min=0, help="Latest plausible event time: now + this many days (1)."),
+]
+Encoding = Annotated[
+    str | None,
+    typer.Option(
+        help="Text encoding of files without a byte order mark (default UTF-8), e.g. cp1252 for "
+        "a CSV that Excel saved as 'CSV (Comma delimited)'."
+    ),
+]
+Anonymous = Annotated[
+    str | None,
+    typer.Option(
+        help="A row without a user id: quarantine (default) or guest (the anonymous events of "
+        "Segment, Amplitude or Mixpanel exports), kept apart as eventsim's guests are."
+    ),
+]
+
+
+def mapping(pairs: list[str] | None, file: Path | None, **options: Any) -> ColumnMapping:
+    """The column mapping the reading options say (`ts_min` as the command line writes it)."""
+    ts_min = options.pop("ts_min", None)
+    return ColumnMapping.from_options(
+        pairs or [], file=file, ts_min=parse_time(ts_min, "--ts-min"), **options
+    )
+
+
 # numpy refuses a negative seed and LightGBM and XGBoost take a 32-bit signed one
 SEED_MAX = 2**31 - 1
 DefinitionKind = Annotated[str, typer.Option(help="cancellation (default) or inactivity.")]

@@ -18,7 +18,7 @@ from churnwatch.ingest.pipeline import IngestReport
 from churnwatch.ingest.pipeline import ingest as run_ingest
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import CutoffSchedule
-from churnwatch.schema import CHURN_PAGE, ColumnMapping
+from churnwatch.schema import CHURN_PAGE
 from churnwatch.simulate import SimConfig, SimResult, output_format, summary
 from churnwatch.simulate import simulate as run_simulate
 
@@ -36,47 +36,14 @@ def ingest(
     ] = False,
     map_: c.MapPairs = None,
     mapping_file: c.MappingFile = None,
-    ts_unit: Annotated[
-        str | None, typer.Option(help="Unit of numeric timestamps: ms (default), s, us, iso.")
-    ] = None,
-    ts_format: Annotated[
-        str | None,
-        typer.Option(help="strptime format of the times, e.g. %Y%m%d or '%d/%m/%Y %H:%M'."),
-    ] = None,
-    event_name: Annotated[
-        str | None,
-        typer.Option(help="The event of every row, for a log without an event column."),
-    ] = None,
-    dedupe: Annotated[
-        str | None,
-        typer.Option(
-            help="What makes two rows one event: content (default; eventsim logs), line (the "
-            "same line of a file: re-ingesting adds nothing, identical rows on other lines are "
-            "kept) or key=COLUMN (the log's own event id)."
-        ),
-    ] = None,
-    ts_min: Annotated[
-        str | None,
-        typer.Option(help="Earliest plausible event time (ISO 8601; default 2000-01-01)."),
-    ] = None,
-    ts_max_future_days: Annotated[
-        float | None,
-        typer.Option(min=0, help="Latest plausible event time: now + this many days (1)."),
-    ] = None,
-    encoding: Annotated[
-        str | None,
-        typer.Option(
-            help="Text encoding of files without a byte order mark (default UTF-8), e.g. "
-            "cp1252 for a CSV that Excel saved as 'CSV (Comma delimited)'."
-        ),
-    ] = None,
-    anonymous: Annotated[
-        str | None,
-        typer.Option(
-            help="A row without a user id: quarantine (default) or guest (the anonymous events "
-            "of Segment, Amplitude or Mixpanel exports), kept apart as eventsim's guests are."
-        ),
-    ] = None,
+    ts_unit: c.TsUnit = None,
+    ts_format: c.TsFormat = None,
+    event_name: c.EventName = None,
+    dedupe: c.Dedupe = None,
+    ts_min: c.TsMin = None,
+    ts_max_future_days: c.TsMaxFutureDays = None,
+    encoding: c.Encoding = None,
+    anonymous: c.Anonymous = None,
 ) -> None:
     """Validate logs and append them to the event store; bad rows go to the quarantine.
 
@@ -84,10 +51,10 @@ def ingest(
     settings = Settings()
 
     def work() -> IngestReport:
-        mapping = ColumnMapping.from_options(
-            map_ or [], file=mapping_file, ts_unit=ts_unit, ts_format=ts_format,
-            event_name=event_name, dedupe=dedupe, ts_max_future_days=ts_max_future_days,
-            ts_min=c.parse_time(ts_min, "--ts-min"), encoding=encoding, anonymous=anonymous,
+        mapping = c.mapping(
+            map_, mapping_file, ts_unit=ts_unit, ts_format=ts_format, event_name=event_name,
+            dedupe=dedupe, ts_min=ts_min, ts_max_future_days=ts_max_future_days,
+            encoding=encoding, anonymous=anonymous,
         )  # fmt: skip
         with c.bytes_progress("reading") as advance:
             return run_ingest(

@@ -18,7 +18,6 @@ from churnwatch.models.evaluate import Evaluation, in_sample_warning, oracle_lin
 from churnwatch.models.metrics import Estimate
 from churnwatch.models.train import TrainConfig
 from churnwatch.runs import RunSummary, evaluate_registered, run_training
-from churnwatch.schema import ColumnMapping
 
 app = typer.Typer()
 DEFAULT_MODELS = ",".join(estimators.MODELS)
@@ -205,17 +204,28 @@ def evaluate(
     ] = None,
     map_: c.MapPairs = None,
     mapping_file: c.MappingFile = None,
+    ts_unit: c.TsUnit = None,
+    ts_format: c.TsFormat = None,
+    event_name: c.EventName = None,
+    dedupe: c.Dedupe = None,
+    ts_min: c.TsMin = None,
+    ts_max_future_days: c.TsMaxFutureDays = None,
+    encoding: c.Encoding = None,
+    anonymous: c.Anonymous = None,
 ) -> None:
     """Score any log with a registered model: metrics with intervals, plots and a report.
 
     Labels and cutoffs follow the model's recipe (its churn definition and schedule). The logs
-    are read with --map/--mapping-file (as `ingest` reads them), else with the column mapping
-    of the model's training store."""
+    are read with --map, --mapping-file and the other reading options, as `ingest` reads them;
+    without any, with the column mapping of the model's training store."""
     settings = Settings()
+    options = {"ts_unit": ts_unit, "ts_format": ts_format, "event_name": event_name,
+               "dedupe": dedupe, "ts_min": ts_min, "ts_max_future_days": ts_max_future_days,
+               "encoding": encoding, "anonymous": anonymous}  # fmt: skip
 
     def work() -> Evaluation:
-        given = map_ or mapping_file is not None
-        mapping = ColumnMapping.from_options(map_ or [], file=mapping_file) if given else None
+        given = map_ or mapping_file is not None or any(v is not None for v in options.values())
+        mapping = c.mapping(map_, mapping_file, **options) if given else None
         with c.console.status("evaluating ..."):
             return evaluate_registered(
                 model, data, out_dir=out_dir, settings=settings,
