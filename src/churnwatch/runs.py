@@ -122,14 +122,15 @@ def run_training(
     progress: Callable[[str], None] | None = None,
     ingested: bool = False,
 ) -> RunSummary:
-    """Ingest `data` (if any, and not `ingested` already) into the store, train, and log
+    """Ingest `data` (if any, and not `ingested` already) into the store, with the column
+    mapping of its latest ingest (eventsim's names for a new store), train, and log
     everything to MLflow (the oracle too, for simulated `data` with their truth files). A
     missing or empty store is an error: nothing is trained, registered or promoted."""
     store = EventStore(store_dir or settings.store_path)
     say = progress or (lambda _m: None)
-    if data and not ingested:
+    if data and not ingested:  # a later log of the store's feed: read as its files were
         say("ingesting")
-        ingest(list(data), settings=settings, store_dir=store.root)
+        ingest(list(data), settings=settings, store_dir=store.root, mapping=store.mapping())
     store.require()  # before anything is logged
     result = train(store, config, progress=say)
     truths = [truth_path(Path(d)) for d in data if truth_path(Path(d)).is_file()]

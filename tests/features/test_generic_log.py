@@ -189,6 +189,24 @@ def test_a_later_log_of_the_same_feed_is_read_with_the_stores_mapping(
     assert EventStore(settings.store_path).users() == before + 120 - missing_users(later)
 
 
+def test_train_reads_a_later_log_of_the_feed_with_the_stores_mapping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`train --data later.csv` on a store of a mapped CSV feed read the new log with
+    eventsim's names: every row a missing_field, and nothing trained. It reads it as the
+    store's last ingest read the feed, as retrain and evaluate do."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    store = app_log_store(tmp_path)
+    later = write_app_log(tmp_path / "later.csv", users=40, seed=6, prefix="t")
+    settings = Settings(data_dir=tmp_path / "data", store_dir=store.root)
+    config = TrainConfig(definition=CHURN, schedule=SCHEDULE, models=("recency_rule",), n_boot=20)
+    before = store.users()
+    run_training(settings=settings, config=config, data=[str(later)])
+    last = EventStore(store.root).manifest().ingests[-1]
+    assert last["quarantined"] == 0 and last["valid"] > 0
+    assert EventStore(store.root).users() == before + pd.read_csv(later)["customer"].nunique()
+
+
 def test_scoring_long_after_the_data_says_why_nobody_is_active(
     trained: tuple[Settings, RunSummary], tmp_path: Path
 ) -> None:
