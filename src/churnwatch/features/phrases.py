@@ -40,9 +40,9 @@ def count(v: float, noun: str) -> str:
     return f"{fmt(v)} {name}{noun}"
 
 
-def plural(v: float, singular: str, many: str | None = None) -> str:
-    """The word for `v` of a thing: 'artist' at 1, else 'artists' (or `many`)."""
-    return singular if v == 1 else (many or singular + "s")
+def plural(v: float, singular: str) -> str:
+    """The word for `v` of a thing: 'artist' at 1, else 'artists'."""
+    return singular if v == 1 else singular + "s"
 
 
 def window_text(window: int | None) -> str:

@@ -180,19 +180,18 @@ def _spool(stream: BinaryIO, folder: Path, progress: Progress | None = None) -> 
     folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     part = folder / "piped"
-    size = told = 0
+    size = 0
     with part.open("wb") as out:
         while block := stream.read(1 << 20):
             digest.update(block)
             out.write(block)
-            if progress is not None and size:  # the last block is told with the size
-                progress(PIPED, size - told, 0)
-                told = size
             size += len(block)
+            if progress is not None:
+                progress(PIPED, len(block), 0)
     if not size:
         raise InputError("expected a log on standard input for path '-'. Got 0 bytes.")
     if progress is not None:
-        progress(PIPED, size - told, size)
+        progress(PIPED, 0, size)  # copied: its size is known now
     name = f"stdin-{digest.hexdigest()[:32]}"
     return Input(part.rename(folder / name), name)
 

@@ -193,11 +193,12 @@ def _job(
     ref = model_ref or settings.model_ref
     tracking.setup(settings)
     meta = tracking.describe(ref)
-    cutoff, until = cutoff_for(store.last_event(), as_of)
+    last = store.last_event()
+    cutoff, until = cutoff_for(last, as_of)
     model = f"{meta['name']} v{meta['version']}" if meta["version"] else ref
     recipe = tracking.read_recipe(meta)
-    require_population(cutoff, store.last_event(), recipe.definition)
-    for warning in (feature_mismatch(recipe, model), _past_the_data(cutoff, store.last_event())):
+    require_population(cutoff, last, recipe.definition)
+    for warning in (feature_mismatch(recipe, model), _past_the_data(cutoff, last)):
         if warning:
             log.warning(warning)
     return _Job(store, ref, recipe, model, cutoff, until)
