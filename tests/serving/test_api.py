@@ -147,6 +147,7 @@ def test_as_of_scores_the_past(client: TestClient, served_data: Path) -> None:
     now = client.post("/predict", json={"user_id": user}).json()
     past = client.post("/predict", json={"user_id": user, "as_of": "2000-01-01T00:00:00Z"})
     assert past.status_code == 404 and "2000-01-01" in past.json()["message"]
+    assert past.json()["message"].count("expected") == 1  # said once, not the store's words too
     cut = now["as_of"][:10]
     earlier = client.post("/predict", json={"user_id": user, "as_of": f"{cut}T00:00:00Z"})
     assert earlier.status_code == 200, earlier.text

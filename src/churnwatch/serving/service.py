@@ -428,7 +428,7 @@ class ChurnService:
             raise UnknownUserError(
                 f"expected a user_id with events before as_of {as_of.isoformat()} (complete "
                 f"days: before {cutoff:%Y-%m-%d}). Got {user_id!r}, and the store has no events "
-                f"before then: {exc}"
+                "before then"
             ) from exc
         if user_id not in frame.index:
             raise self._missing(live, user_id, cutoff)
