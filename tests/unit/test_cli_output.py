@@ -129,3 +129,35 @@ def test_an_unknown_catalog_is_a_usage_error(command: str) -> None:
     assert "Invalid value for '--features': expected one of auto, sparkify, events." in (
         result.output
     )
+
+
+def test_outputs_without_out_go_to_the_data_dir_not_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With CHURNWATCH_DATA_DIR set, the store and the registry were there but `simulate`,
+    `snapshots`, `evaluate`, `plan` and `demo` wrote to ./data of whatever folder they ran in."""
+    from typer.testing import CliRunner
+
+    from churnwatch.cli import app
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    data = tmp_path / "dd"
+    monkeypatch.setenv("CHURNWATCH_DATA_DIR", str(data))
+    monkeypatch.delenv("CHURNWATCH_STORE_DIR", raising=False)
+    runner = CliRunner()
+    made = runner.invoke(app, ["simulate", "--users", "8", "--days", "20"])
+    assert made.exit_code == 0, made.output
+    log = data / "simulated" / "sparkify_sim.jsonl.gz"
+    assert log.is_file()
+    assert runner.invoke(app, ["ingest", str(log)]).exit_code == 0
+    built = runner.invoke(app, ["snapshots"])
+    assert built.exit_code == 0, built.output
+    assert (data / "snapshots.parquet").is_file()
+    assert list(elsewhere.iterdir()) == []
+    monkeypatch.setenv("COLUMNS", "300")  # each help on one line (rich reads it)
+    for command, default in [("evaluate", "evaluation"), ("plan", "plan.csv"),
+                             ("demo", "drift-demo")]:  # fmt: skip
+        shown = runner.invoke(app, [command, "--help"]).output
+        assert f"(default: {default} in the data dir: CHURNWATCH_DATA_DIR, else ./data)" in shown

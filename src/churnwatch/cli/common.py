@@ -106,7 +106,19 @@ InactivityDays = Annotated[
 IncludeDowngrade = Annotated[
     bool, typer.Option("--include-downgrade", help="Count Submit Downgrade as churn too.")
 ]
-Store = Annotated[Path | None, typer.Option(help="Event store (default ./data/store).")]
+Store = Annotated[
+    Path | None,
+    typer.Option(help="Event store (default: CHURNWATCH_STORE_DIR, else <data dir>/store)."),
+]
+DATA_DIR = "the data dir: CHURNWATCH_DATA_DIR, else ./data"
+
+
+def output(path: Path | None, name: str) -> Path:
+    """Where a command writes: the --out given, else `name` in the data dir, beside the store
+    and the registry (a relative default would land in whatever folder the command ran in)."""
+    return path if path is not None else Settings().data_dir / name
+
+
 EngineName = Annotated[str, typer.Option(help="duckdb (default) or spark.")]
 SparkMaster = Annotated[str | None, typer.Option(help="Spark master URL (default local[*]).")]
 SparkConf = Annotated[

@@ -99,9 +99,14 @@ def _ingest_rows(r: IngestReport) -> list[tuple[str, str]]:
 
 @app.command()
 def simulate(
-    out_path: Annotated[
-        Path, typer.Option("--out", help="Output: .jsonl.gz, .jsonl or .parquet.")
-    ] = Path("data/simulated/sparkify_sim.jsonl.gz"),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Output: .jsonl.gz, .jsonl or .parquet "
+            f"(default: simulated/sparkify_sim.jsonl.gz in {c.DATA_DIR}).",
+        ),
+    ] = None,
     users: Annotated[int, typer.Option(min=1, help="Users at the start.")] = 500,
     days: Annotated[int, typer.Option(min=1, help="Days to simulate.")] = 60,
     seed: Annotated[
@@ -113,6 +118,7 @@ def simulate(
 ) -> None:
     """Write a synthetic Sparkify-schema log with a known churn hazard (and its ground truth)."""
     cfg = c.run(lambda: SimConfig(users=users, days=days, seed=seed, drift_day=drift_day))
+    out_path = c.run(lambda: c.output(out, "simulated/sparkify_sim.jsonl.gz"))
     c.run(lambda: output_format(out_path))  # before the bar: an error comes alone
     columns = (TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(),
                TextColumn("days"), TimeElapsedColumn())  # fmt: skip
@@ -138,9 +144,13 @@ def _simulate_rows(result: SimResult) -> list[tuple[str, str]]:
 
 @app.command()
 def snapshots(
-    out_path: Annotated[
-        Path, typer.Option("--out", help="Snapshot table to write (Parquet).")
-    ] = Path("data/snapshots.parquet"),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help=f"Snapshot table to write, Parquet (default: snapshots.parquet in {c.DATA_DIR}).",
+        ),
+    ] = None,
     store: c.Store = None,
     engine: c.EngineName = "duckdb",
     horizon: c.Horizon = 14,
@@ -159,6 +169,7 @@ def snapshots(
 ) -> None:
     """Build the snapshot table: one row per (user, cutoff), features and label (or null)."""
     settings = Settings()
+    out_path = c.output(out, "snapshots.parquet")
 
     def work() -> SnapshotReport:
         dates = c.parse_dates(cutoff or [], "--cutoff")

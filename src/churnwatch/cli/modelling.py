@@ -193,9 +193,13 @@ def evaluate(
         str,
         typer.Option(help="models:/churnwatch@champion, models:/churnwatch/3 or runs:/ID/model"),
     ] = "models:/churnwatch@champion",
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for metrics, plots, report.")] = (
-        Path("data/evaluation")
-    ),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help=f"Folder for metrics, plots, report (default: evaluation in {c.DATA_DIR}).",
+        ),
+    ] = None,
     horizon: Annotated[
         int | None, typer.Option(min=1, help="Override the model's horizon (days).")
     ] = None,
@@ -219,6 +223,7 @@ def evaluate(
     are read with --map, --mapping-file and the other reading options, as `ingest` reads them;
     without any, with the column mapping of the model's training store."""
     settings = Settings()
+    out_dir = c.output(out, "evaluation")
     options = {"ts_unit": ts_unit, "ts_format": ts_format, "event_name": event_name,
                "dedupe": dedupe, "ts_min": ts_min, "ts_max_future_days": ts_max_future_days,
                "encoding": encoding, "anonymous": anonymous}  # fmt: skip

@@ -146,15 +146,17 @@ def _not_matured(report: MonitorReport) -> str:
 
 @app.command()
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for everything.")] = Path(
-        "data/drift-demo"
-    ),
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help=f"Folder for everything (default: drift-demo in {c.DATA_DIR})."),
+    ] = None,
     users: Annotated[int, typer.Option(min=50, help="Simulated users.")] = 600,
     seed: Annotated[int, typer.Option(min=0, max=c.SEED_MAX, help="Random seed.")] = 7,
 ) -> None:
     """The drift scenario end to end: monitoring, alerts and retraining, week by week.
 
     A simulated log whose app release doubles adverts for free users and triples errors."""
+    out_dir = c.run(lambda: c.output(out, "drift-demo"))
     table = c.run(lambda: drift_demo(out_dir, DemoConfig(users=users, seed=seed),
                                      progress=lambda m: c.console.log(m)))  # fmt: skip
     c.out.print(markdown(table))

@@ -83,9 +83,14 @@ def plan(
     save_rate: Annotated[
         float, typer.Option(min=0, max=1, help="Share of would-be churners an offer keeps.")
     ],
-    out_path: Annotated[
-        Path, typer.Option("--out", help="The plan: .csv or .parquet, every user in order.")
-    ] = Path("data/plan.csv"),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="The plan: .csv or .parquet, every user in order "
+            f"(default: plan.csv in {c.DATA_DIR}).",
+        ),
+    ] = None,
     period_days: Annotated[
         int, typer.Option(min=1, help="A user's value is counted over this many days.")
     ] = 90,
@@ -103,6 +108,7 @@ def plan(
 
     Users are contacted, best first, while it is positive and the budget lasts."""
     settings = Settings()
+    out_path = c.output(out, "plan.csv")
 
     def work() -> PlanReport:
         offer = Offer(budget=budget, offer_cost=offer_cost, save_rate=save_rate,
