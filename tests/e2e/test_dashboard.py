@@ -173,6 +173,10 @@ def test_dashboard_in_chromium(dashboard_server: tuple[str, Path], tmp_path: Pat
         page.keyboard.press("Enter")
         expect(page.locator("#user-detail")).to_be_visible()
         expect(page.locator("#user-id")).to_have_text(f"User {user}")
+        # in days, as the overview says it ("in the next horizon" told a user nothing)
+        expect(page.locator("#user-prob")).to_have_text(
+            re.compile(r"churn probability 0\.\d{3} in the next 14 days")
+        )
         assert page.locator("#user-reasons li").count() > 0
         assert page.locator("#user-activity li").count() > 0
         expect(page.locator("#user-history .main-svg").first).to_be_attached()

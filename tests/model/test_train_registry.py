@@ -104,6 +104,19 @@ def test_cli_models_list(
     assert "champion" in result.output and "churnwatch models" in result.output
 
 
+def test_the_training_summary_names_the_horizon_in_days(
+    trained: tuple[RunSummary, Settings], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The table of the users most at risk was headed "P(churn in the next horizon)"."""
+    from churnwatch.cli.modelling import _print_training
+
+    summary, _ = trained
+    _print_training(summary)
+    said = capsys.readouterr().out
+    assert f"P(churn in the next {summary.result.horizon_days} days)" in said
+    assert "next horizon" not in said
+
+
 def test_evaluate_on_a_log_the_model_never_saw(
     trained: tuple[RunSummary, Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -170,7 +170,8 @@ def _print_training(summary: RunSummary) -> None:
     # short enough for the two-column table's width: a longer title wraps over two lines
     title = f"most at risk, latest cutoff {risk['cutoff'].iloc[0]:%Y-%m-%d}"
     rows = [(str(r.user_id), f"{r.probability:.1%}") for r in risk.itertuples()]
-    c.out.print(c.table(title, rows, ("user", "P(churn in the next horizon)"), numbers_from=1))
+    risk_header = ("user", f"P(churn in the next {result.horizon_days} days)")
+    c.out.print(c.table(title, rows, risk_header, numbers_from=1))
     c.out.print(
         f"threshold {result.threshold:.3f}; "
         f"registered churnwatch v{summary.model_version}"
