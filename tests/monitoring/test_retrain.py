@@ -3,12 +3,14 @@ and a crash at any step leaves the champion where it was."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from sklearn.dummy import DummyClassifier
@@ -75,6 +77,9 @@ def test_a_better_challenger_is_promoted(data_copy: Settings) -> None:
     # every backtest cutoff is out of time for both
     split = tracking.describe(f"models:/churnwatch/{d.challenger_version}")["params"]["split"]
     cutoffs = d.window.split(" (")[0].split(", ")
+    assert re.search(
+        r"\([\d,]+ labelled snapshots of [\d,]+ users, [\d,]+ of whom churned\)$", d.window
+    )
     assert split.startswith(f"backtest {len(cutoffs)} folds, cutoffs {cutoffs[0]}..{cutoffs[-1]}")
     assert d.promoted and d.challenger_score > d.champion_score
     assert "paired standard error of the gain" in d.reason
@@ -214,3 +219,13 @@ def test_monitor_and_retrain_take_the_store_as_ingest_and_train_do(
         result = CliRunner().invoke(app, [command, "--store", str(typo)])
         text = " ".join(result.output.split())
         assert result.exit_code == 1 and f"expected an event store with events at {typo}" in text
+
+
+def test_the_window_counts_users_and_churners_once() -> None:
+    """It said "(1283 users, 53 churners)" of three weekly cutoffs: every user counted at each
+    cutoff, and a churner at the two whose 14-day horizon held the churn."""
+    from churnwatch.monitoring.retrain import _counted
+
+    rows = pd.DataFrame({"user_id": ["a", "a", "b", "b", "c"], "label": [1, 1, 0, 0, 0],
+                         "cutoff": ["d1", "d2", "d1", "d2", "d2"]})  # fmt: skip
+    assert _counted(rows) == "5 labelled snapshots of 3 users, 1 of whom churned"

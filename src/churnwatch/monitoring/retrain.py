@@ -146,7 +146,7 @@ def retrain(
         champion_version=champion["version"], challenger_version=summary.model_version,
         champion_score=measured["champion"][metric],
         challenger_score=measured["challenger"][metric],
-        window=f"{window} ({len(rows)} users, {int(y.sum())} churners)", reason=reason,
+        window=f"{window} ({_counted(rows)})", reason=reason,
         champion_metrics=measured["champion"], challenger_metrics=measured["challenger"],
         gain_se=se,
     )  # fmt: skip
@@ -202,7 +202,7 @@ def _not_yet(
     decision = Decision(
         promoted=False, metric=metric, margin=margin, champion_version=champion["version"],
         challenger_version=None, champion_score=float("nan"), challenger_score=float("nan"),
-        window="none (0 users, 0 churners)", reason=reason, champion_metrics=nan,
+        window="none (no labelled snapshots)", reason=reason, champion_metrics=nan,
         challenger_metrics=dict(nan), ready_on=ready.date(),
     )  # fmt: skip
     decision.run_id = _log(decision, {"champion": nan, "challenger": nan})
@@ -262,3 +262,11 @@ def decision_table(decision: Decision) -> pd.DataFrame:
             {"model": f"challenger v{decision.challenger_version}", **decision.challenger_metrics},
         ]
     )
+
+
+def _counted(rows: pd.DataFrame) -> str:
+    """What the decision was measured on: a user is in every cutoff they were active at, and a
+    churner is labelled at each cutoff whose horizon holds the churn (two, weekly over 14 days)."""
+    users = rows["user_id"].nunique()
+    churners = rows.loc[rows["label"].astype(bool), "user_id"].nunique()
+    return f"{len(rows):,} labelled snapshots of {users:,} users, {churners:,} of whom churned"
