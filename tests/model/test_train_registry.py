@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -131,6 +132,14 @@ def test_evaluate_on_a_log_the_model_never_saw(
         settings=settings, n_boot=50,
     )  # fmt: skip
     assert ev.rows > 500 and 0 < ev.positives < ev.rows
+    # users and churners counted once: weekly cutoffs over a 14-day horizon label most
+    # churners twice, so "N churned" of the snapshots counted them twice
+    said = r"([\d,]+) labelled snapshots of ([\d,]+) users, ([\d,]+) of whom churned"
+    counts = re.fullmatch(said, ev.labelled)
+    assert counts is not None, ev.labelled
+    rows, users, churners = (int(g.replace(",", "")) for g in counts.groups())
+    assert rows == ev.rows and users < rows and 0 < churners < ev.positives
+    assert ev.labelled in ev.report_path.read_text()
     assert ev.in_sample == 0 and ev.learnt is not None  # new users: nothing the model learnt
     assert ev.pooled["roc_auc"]["value"] > 0.6  # same simulator, new users: the signal carries
     assert {p.name for p in ev.images} >= {"roc.png", "pr.png", "calibration.png", "gains.png",

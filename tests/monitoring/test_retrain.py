@@ -224,8 +224,8 @@ def test_monitor_and_retrain_take_the_store_as_ingest_and_train_do(
 def test_the_window_counts_users_and_churners_once() -> None:
     """It said "(1283 users, 53 churners)" of three weekly cutoffs: every user counted at each
     cutoff, and a churner at the two whose 14-day horizon held the churn."""
-    from churnwatch.monitoring.retrain import _counted
+    from churnwatch.models.evaluate import counted
 
     rows = pd.DataFrame({"user_id": ["a", "a", "b", "b", "c"], "label": [1, 1, 0, 0, 0],
                          "cutoff": ["d1", "d2", "d1", "d2", "d2"]})  # fmt: skip
-    assert _counted(rows) == "5 labelled snapshots of 3 users, 1 of whom churned"
+    assert counted(rows) == "5 labelled snapshots of 3 users, 1 of whom churned"

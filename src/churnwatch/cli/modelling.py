@@ -246,7 +246,7 @@ def evaluate(
     c.out.print(f"labels: {ev.recipe.describe()} ({ev.recipe_source})")
     rows = [(name, f"{v['value']:.3f}", f"[{v['low']:.3f}, {v['high']:.3f}]")
             for name, v in ev.pooled.items()]  # fmt: skip
-    title = f"{model}: {ev.rows:,} labelled snapshots, {ev.positives:,} churned"
+    title = f"{model}: {ev.labelled} ({ev.positives:,} snapshots labelled churn)"
     c.out.print(c.table(title, rows, ("metric", "value", "95% interval"), numbers_from=1))
     if ev.in_sample:  # the log overlaps what the model learnt
         warning = in_sample_warning(ev.in_sample, ev.rows, ev.learnt)

@@ -60,6 +60,7 @@ class Evaluation:
     learnt: Learnt | None = None
     # how the logs read: lines, events, guests, rows quarantined (by reason) and where they are
     read: dict[str, Any] = dataclasses.field(default_factory=dict)
+    labelled: str = ""  # "N labelled snapshots of U users, C of whom churned"
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,15 @@ def label_overlaps(cutoffs: Any, until: date | None) -> np.ndarray:
     if until is None:
         return np.zeros(len(days), dtype=bool)
     return np.asarray(days < until, dtype=bool)
+
+
+def counted(rows: pd.DataFrame) -> str:
+    """Labelled snapshots, with each user and each churner counted once: a user is in every
+    cutoff they were active at, and a churner is labelled at each cutoff whose horizon holds the
+    churn (two, weekly over 14 days)."""
+    users = rows["user_id"].nunique()
+    churners = rows.loc[rows["label"].astype(bool), "user_id"].nunique()
+    return f"{len(rows):,} labelled snapshots of {users:,} users, {churners:,} of whom churned"
 
 
 def inner_pipeline(churn_model: Any) -> Any:
@@ -157,7 +167,7 @@ def evaluate_model(
     metrics_path.write_text(json.dumps({
         "model": name, "recipe": recipe.to_dict(), "labels": labels, "threshold": thr,
         "pooled": pooled, "per_cutoff": per_cutoff, "by_history": by_history,
-        "in_sample_rows": in_sample, "read": read,
+        "in_sample_rows": in_sample, "read": read, "labelled": counted(lab),
         "top_features": {} if importance is None else importance.head(20).to_dict(),
     }, indent=1, default=float))  # fmt: skip
     truths = [truth_path(Path(d)) for d in data if truth_path(Path(d)).is_file()]
@@ -168,7 +178,7 @@ def evaluate_model(
         **({"read with": _mapping_text(mapping)} if mapping and mapping.to_record() else {}),
         "read": read_text(read),
         "labels": labels,
-        "labelled snapshots": f"{len(lab):,} ({int(y.sum()):,} churned within the horizon)",
+        "labelled": f"{counted(lab)} ({int(y.sum()):,} snapshots labelled churn)",
         "threshold": f"{thr:.3f}",
         **({"in-sample": in_sample_warning(in_sample, len(lab), learnt)} if in_sample else {}),
         **oracle_line(oracle),
@@ -191,7 +201,7 @@ def evaluate_model(
     )
     return Evaluation(pooled, oracle, per_cutoff, text, thr, len(lab), int(y.sum()), metrics_path,
                       report_path, images, recipe, source, by_history, in_sample,
-                      learnt, read)  # fmt: skip
+                      learnt, read, counted(lab))  # fmt: skip
 
 
 def _mapping_text(mapping: ColumnMapping) -> str:

@@ -27,7 +27,7 @@ from churnwatch.errors import ConfigError
 from churnwatch.ingest.pipeline import ingest
 from churnwatch.ingest.store import EventStore
 from churnwatch.labels import ChurnDefinition
-from churnwatch.models.evaluate import label_overlaps
+from churnwatch.models.evaluate import counted, label_overlaps
 from churnwatch.models.metrics import SCORE_METRICS, user_resamples
 from churnwatch.models.train import TrainConfig
 from churnwatch.runs import learnt_until, run_training
@@ -146,7 +146,7 @@ def retrain(
         champion_version=champion["version"], challenger_version=summary.model_version,
         champion_score=measured["champion"][metric],
         challenger_score=measured["challenger"][metric],
-        window=f"{window} ({_counted(rows)})", reason=reason,
+        window=f"{window} ({counted(rows)})", reason=reason,
         champion_metrics=measured["champion"], challenger_metrics=measured["challenger"],
         gain_se=se,
     )  # fmt: skip
@@ -262,11 +262,3 @@ def decision_table(decision: Decision) -> pd.DataFrame:
             {"model": f"challenger v{decision.challenger_version}", **decision.challenger_metrics},
         ]
     )
-
-
-def _counted(rows: pd.DataFrame) -> str:
-    """What the decision was measured on: a user is in every cutoff they were active at, and a
-    churner is labelled at each cutoff whose horizon holds the churn (two, weekly over 14 days)."""
-    users = rows["user_id"].nunique()
-    churners = rows.loc[rows["label"].astype(bool), "user_id"].nunique()
-    return f"{len(rows):,} labelled snapshots of {users:,} users, {churners:,} of whom churned"
