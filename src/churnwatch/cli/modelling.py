@@ -246,7 +246,9 @@ def evaluate(
     c.out.print(f"labels: {ev.recipe.describe()} ({ev.recipe_source})")
     rows = [(name, f"{v['value']:.3f}", f"[{v['low']:.3f}, {v['high']:.3f}]")
             for name, v in ev.pooled.items()]  # fmt: skip
-    title = f"{model}: {ev.labelled} ({ev.positives:,} snapshots labelled churn)"
+    # on a line of its own: as the table's title it wrapped over four lines of the table's width
+    c.out.print(f"{model}: {ev.labelled} ({ev.positives:,} snapshots labelled churn)")
+    title = "pooled over the cutoffs"
     c.out.print(c.table(title, rows, ("metric", "value", "95% interval"), numbers_from=1))
     if ev.in_sample:  # the log overlaps what the model learnt
         warning = in_sample_warning(ev.in_sample, ev.rows, ev.learnt)
