@@ -114,6 +114,24 @@ def test_a_piped_archive_is_read_as_its_members(settings: Settings, tmp_path: Pa
     assert (report.valid, report.quarantined) == (3, 0)
 
 
+def test_a_piped_workbook_or_archive_without_logs_is_called_standard_input(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The error named `stdin-<hash>`, a name the user never gave."""
+    book = tmp_path / "book.xlsx"
+    with zipfile.ZipFile(book, "w") as zf:
+        zf.writestr("[Content_Types].xml", "<Types/>")
+        zf.writestr("xl/workbook.xml", "<workbook/>")
+    photos = tmp_path / "photos.zip"
+    with zipfile.ZipFile(photos, "w") as zf:
+        zf.writestr("a.jpg", b"jpeg")
+    for piped, said in [(book, "Got standard input ('-'), an Office document"),
+                        (photos, "zip archive standard input ('-') holds no")]:  # fmt: skip
+        with pytest.raises(InputError) as err:
+            ingest(["-"], settings=settings, stdin=io.BytesIO(piped.read_bytes()))
+        assert said in str(err.value) and "stdin-" not in str(err.value)
+
+
 def test_the_copy_of_a_piped_log_is_shown_as_it_goes(settings: Settings) -> None:
     """A large pipe is copied to disk before it is read: that copy told nobody, so
     `zcat big.gz | churnwatch ingest -` showed nothing until it was done. Its bytes are told as

@@ -193,7 +193,7 @@ def _spool(stream: BinaryIO, folder: Path, progress: Progress | None = None) -> 
     if progress is not None:
         progress(PIPED, 0, size)  # copied: its size is known now
     name = f"stdin-{digest.hexdigest()[:32]}"
-    return Input(part.rename(folder / name), name)
+    return Input(part.rename(folder / name), name, shown=f"{PIPED} ('{STDIN}')")
 
 
 STORE_COLUMNS = f"{CANONICAL_COLUMNS}, event_id, event_date, source_file, source_line"

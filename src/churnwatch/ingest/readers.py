@@ -217,6 +217,13 @@ class Input:
 
     path: Path
     source: str
+    shown: str = ""
+    """What an error that stops the ingest calls it, when not `source` (a piped log's source is
+    `stdin-<hash>`, which the user never named)."""
+
+    @property
+    def said(self) -> str:
+        return self.shown or self.source
 
 
 def unpack_archives(
@@ -230,12 +237,12 @@ def unpack_archives(
     inputs: list[Input] = []
     problems: list[tuple[str, FileProblem]] = []
     for k, given in enumerate(files):
-        path, origin = given.path, given.source
+        path, origin, said = given.path, given.source, given.said
         kind = archive_kind(path)
         if kind is None:
             if format_from_suffix(path) is None and _starts_with(path, OLE2_MAGIC):
                 raise InputError(
-                    f"expected a log file or an archive of them. Got {origin}, an Office "
+                    f"expected a log file or an archive of them. Got {said}, an Office "
                     "97-2003 document (an .xls workbook?): save its sheet as CSV UTF-8 and "
                     "ingest that"
                 )
@@ -271,12 +278,12 @@ def unpack_archives(
             continue
         if not found and "[Content_Types].xml" in seen:  # Office Open XML: .xlsx, .docx
             raise InputError(
-                f"expected a log file or an archive of them. Got {origin}, an Office document "
+                f"expected a log file or an archive of them. Got {said}, an Office document "
                 "(a workbook?): save its sheet as CSV UTF-8 and ingest that"
             )
         if not found:
             raise InputError(
-                f"{kind} archive {origin} holds no .json/.jsonl/.csv/.parquet file; "
+                f"{kind} archive {said} holds no .json/.jsonl/.csv/.parquet file; "
                 f"it holds {len(seen)} other file(s)"
             )
         skipped = [n for n in seen if format_from_suffix(Path(n)) is None]
