@@ -157,7 +157,8 @@ def test_outputs_without_out_go_to_the_data_dir_not_the_current_folder(
     assert (data / "snapshots.parquet").is_file()
     assert list(elsewhere.iterdir()) == []
     monkeypatch.setenv("COLUMNS", "300")  # each help on one line (rich reads it)
-    for command, default in [("evaluate", "evaluation"), ("plan", "plan.csv"),
-                             ("demo", "drift-demo")]:  # fmt: skip
+    defaults = {"evaluate": "evaluation", "plan": "plan.csv", "demo": "drift-demo",
+                "monitor": "monitoring/<cutoff>"}  # fmt: skip
+    for command, default in defaults.items():
         shown = runner.invoke(app, [command, "--help"]).output
         assert f"(default: {default} in the data dir: CHURNWATCH_DATA_DIR, else ./data)" in shown

@@ -87,7 +87,13 @@ def retrain(
 @app.command()
 def monitor(
     as_of: c.AsOf = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for the reports.")] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help=f"Folder for the reports (default: monitoring/<cutoff> in {c.DATA_DIR}).",
+        ),
+    ] = None,
     every: Annotated[
         float, typer.Option(min=0, help="Run again every this many seconds (0: once).")
     ] = 0.0,
