@@ -162,3 +162,27 @@ def test_outputs_without_out_go_to_the_data_dir_not_the_current_folder(
     for command, default in defaults.items():
         shown = runner.invoke(app, [command, "--help"]).output
         assert f"(default: {default} in the data dir: CHURNWATCH_DATA_DIR, else ./data)" in shown
+
+
+def test_serving_on_a_port_in_use_is_an_error_before_the_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn said "address already in use" in its log after the model had loaded, and
+    exited with code 3."""
+    import socket
+
+    from typer.testing import CliRunner
+
+    from churnwatch.cli import app, serving
+
+    loaded: list[object] = []
+    monkeypatch.setattr(serving, "create_app", lambda settings: loaded.append(settings))
+    monkeypatch.setenv("CHURNWATCH_DATA_DIR", str(tmp_path / "data"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", "--port", str(port)])
+    assert result.exit_code == 1 and not loaded, result.output
+    said = " ".join(result.output.split())
+    assert f"Got 127.0.0.1:{port}: Address already in use" in said and "--port" in said

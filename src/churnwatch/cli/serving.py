@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,6 +12,7 @@ import uvicorn
 
 from churnwatch.cli import common as c
 from churnwatch.config import Settings
+from churnwatch.errors import ConfigError
 from churnwatch.ingest.store import EventStore
 from churnwatch.models.plan import Offer
 from churnwatch.serving.app import create_app
@@ -35,7 +38,29 @@ def serve(
     if store:
         overrides["store_dir"] = store
     settings = Settings(**overrides)
+    c.run(lambda: _check_address(host, port))  # before the model loads, which takes seconds
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+
+
+def _check_address(host: str, port: int) -> None:
+    """That the server can listen there: uvicorn said so only after loading the model, in its
+    log, and exited with code 3."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ConfigError(
+            f"expected --host to name an interface of this machine. Got {host!r} ({exc.strerror})"
+        ) from exc
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            hint = (" (another `churnwatch serve`?); --port picks another"
+                    if exc.errno == errno.EADDRINUSE else "")  # fmt: skip
+            raise ConfigError(
+                f"expected an address to listen on. Got {host}:{port}: {exc.strerror}{hint}"
+            ) from exc
 
 
 @app.command()
