@@ -5,17 +5,22 @@ Nothing here touches the disk on import; paths are resolved when used.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from churnwatch.errors import ConfigError
+
+_PREFIX = "CHURNWATCH_"
 
 
 class Settings(BaseSettings):
     """Every tunable of churnwatch, with the defaults a laptop user wants."""
 
-    model_config = SettingsConfigDict(env_prefix="CHURNWATCH_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=_PREFIX, extra="ignore")
 
     data_dir: Path = Field(Path("data"), description="Root of everything churnwatch writes.")
     store_dir: Path | None = Field(None, description="Event store; default <data_dir>/store.")
@@ -112,3 +117,23 @@ class Settings(BaseSettings):
     @property
     def store_path(self) -> Path:
         return self.store_dir if self.store_dir is not None else self.data_dir / "store"
+
+
+def check_environment() -> Settings:
+    """The settings, or a ConfigError naming each CHURNWATCH_* variable that does not parse
+    (pydantic's own error ended every command in a traceback)."""
+    expected = f"expected {_PREFIX}* environment variables churnwatch can use. Got "
+    try:
+        return Settings()
+    except ValidationError as exc:
+        bad = []
+        for error in exc.errors():
+            name = _PREFIX + str(error["loc"][0]).upper()
+            secret = re.search("KEY|URL", name)  # a value that may hold a credential
+            value = "" if secret else f"={error.get('input')!r}"
+            bad.append(f"{name}{value} ({error['msg']})")
+        raise ConfigError(expected + "; ".join(bad)) from exc
+    except SettingsError as exc:  # a dict or list setting that is not JSON
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = _PREFIX + field.group(1).upper() if field else "a variable"
+        raise ConfigError(f"{expected}{name}, which is not valid JSON") from exc

@@ -186,3 +186,31 @@ def test_serving_on_a_port_in_use_is_an_error_before_the_model_loads(
     assert result.exit_code == 1 and not loaded, result.output
     said = " ".join(result.output.split())
     assert f"Got 127.0.0.1:{port}: Address already in use" in said and "--port" in said
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({"CHURNWATCH_THREADS": "abc"},
+         "CHURNWATCH_THREADS='abc' (Input should be a valid integer"),
+        ({"CHURNWATCH_LEVEL_PRICES": "paid=9.99"},
+         "CHURNWATCH_LEVEL_PRICES, which is not valid JSON"),
+        ({"CHURNWATCH_ALERT_WEBHOOK_TIMEOUT": "0"},
+         "CHURNWATCH_ALERT_WEBHOOK_TIMEOUT='0' (Input should be greater than 0)"),
+    ],
+)  # fmt: skip
+def test_a_setting_that_does_not_parse_is_named_not_a_traceback(
+    env: dict[str, str], said: str, tmp_path: Path
+) -> None:
+    """`CHURNWATCH_THREADS=abc churnwatch simulate` ended in pydantic's traceback."""
+    from typer.testing import CliRunner
+
+    from churnwatch.cli import app
+
+    out = tmp_path / "x.jsonl"
+    args = ["simulate", "--users", "2", "--days", "1", "--out", str(out)]
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    text = " ".join(result.output.split())
+    assert text.startswith("error: expected CHURNWATCH_* environment variables") and said in text
+    assert not out.exists()

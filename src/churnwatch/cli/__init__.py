@@ -15,7 +15,8 @@ import typer
 from rich.logging import RichHandler
 from typer.core import TyperGroup
 
-from churnwatch.cli.common import console
+from churnwatch.cli.common import console, run
+from churnwatch.config import check_environment
 
 # command -> (module, Typer attribute, whether it is a group of subcommands, its one-line help),
 # in help order. The help is what `churnwatch --help` lists without importing every command's
@@ -113,3 +114,4 @@ def main(
         format="%(message)s",
         handlers=[RichHandler(console=console, show_path=False)],
     )
+    run(check_environment)  # once, before any command reads a setting
