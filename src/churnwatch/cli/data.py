@@ -118,7 +118,7 @@ def simulate(
 ) -> None:
     """Write a synthetic Sparkify-schema log with a known churn hazard (and its ground truth)."""
     cfg = c.run(lambda: SimConfig(users=users, days=days, seed=seed, drift_day=drift_day))
-    out_path = c.run(lambda: c.output(out, "simulated/sparkify_sim.jsonl.gz"))
+    out_path = c.output(out, "simulated/sparkify_sim.jsonl.gz")
     c.run(lambda: output_format(out_path))  # before the bar: an error comes alone
     columns = (TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(),
                TextColumn("days"), TimeElapsedColumn())  # fmt: skip

@@ -163,11 +163,12 @@ def evaluate_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     images, importance = _figures(churn_model, lab, y, p, out_dir)
     labels = f"{recipe.describe()} ({source})"
+    labelled = counted(lab)
     metrics_path = out_dir / "metrics.json"
     metrics_path.write_text(json.dumps({
         "model": name, "recipe": recipe.to_dict(), "labels": labels, "threshold": thr,
         "pooled": pooled, "per_cutoff": per_cutoff, "by_history": by_history,
-        "in_sample_rows": in_sample, "read": read, "labelled": counted(lab),
+        "in_sample_rows": in_sample, "read": read, "labelled": labelled,
         "top_features": {} if importance is None else importance.head(20).to_dict(),
     }, indent=1, default=float))  # fmt: skip
     truths = [truth_path(Path(d)) for d in data if truth_path(Path(d)).is_file()]
@@ -178,7 +179,7 @@ def evaluate_model(
         **({"read with": _mapping_text(mapping)} if mapping and mapping.to_record() else {}),
         "read": read_text(read),
         "labels": labels,
-        "labelled": f"{counted(lab)} ({int(y.sum()):,} snapshots labelled churn)",
+        "labelled": f"{labelled} ({int(y.sum()):,} snapshots labelled churn)",
         "threshold": f"{thr:.3f}",
         **({"in-sample": in_sample_warning(in_sample, len(lab), learnt)} if in_sample else {}),
         **oracle_line(oracle),
@@ -201,7 +202,7 @@ def evaluate_model(
     )
     return Evaluation(pooled, oracle, per_cutoff, text, thr, len(lab), int(y.sum()), metrics_path,
                       report_path, images, recipe, source, by_history, in_sample,
-                      learnt, read, counted(lab))  # fmt: skip
+                      learnt, read, labelled)  # fmt: skip
 
 
 def _mapping_text(mapping: ColumnMapping) -> str:
