@@ -1,7 +1,7 @@
 """Transfer benchmark: how a model trained on one eventsim log ranks the users of logs it never
 learnt from, side by side with the baselines, with 95 % intervals over users.
 
-    python -m bench quality [--n-boot 300] [--out bench/results] [--matrix]
+    python -m bench quality [--n-boot 300] [--out bench/results] [--matrix | --logs LOG...]
 
 1. Train with the defaults (`TrainConfig()`) on the 253-user dev log.
 2. Score the labelled weekly snapshots of `dev_accordion_500u_seed303` (same config, later
@@ -16,6 +16,10 @@ Nothing here is tuned on the evaluated logs: they are only scored.
 other two: the chosen model, the two baselines that train chooses among, and the candidate the
 dev log chooses (`activity_logistic` C=0.01) fitted the same way, so that a choice made on one
 log can be read against what the others would have done.
+
+`--logs LOG...` instead scores other eventsim logs (a log kept for evaluation) as in step 2:
+the model trained on the dev log, the baselines and the two bounds, the same rows as the
+table's for the development logs, written to `quality_logs.json`.
 """
 
 from __future__ import annotations
@@ -113,7 +117,17 @@ def ceiling(log: str, store: EventStore, df: pd.DataFrame, n_boot: int) -> list[
     return rows
 
 
-def transfer(tmp: Path, n_boot: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _name(log: Path) -> str:
+    """A log's name in the table: its file name without the log suffixes."""
+    name = log.name
+    for suffix in (".gz", ".jsonl", ".json", ".ndjson"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def transfer(
+    tmp: Path, n_boot: int, logs: list[Path]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     started = time.perf_counter()
     dev = _store(DATA / f"{DEV}.jsonl.gz", tmp / "dev")
     result = train(dev, TrainConfig(n_boot=n_boot))
@@ -126,8 +140,9 @@ def transfer(tmp: Path, n_boot: int) -> tuple[list[dict[str, Any]], dict[str, An
         if b != result.chosen.name:
             models[b] = fit_calibrated(b, {}, lab, y_dev, w, seed=0)[0]
     rows = []
-    for name in OTHERS:
-        store = _store(DATA / f"{name}.jsonl.gz", tmp / name)
+    for k, log in enumerate(logs):
+        name = _name(log)
+        store = _store(log, tmp / f"scored-{k}")
         df = _labelled(store)
         y, users = df["label"].to_numpy(), df["user_id"].to_numpy()
         for model, est in models.items():
@@ -140,7 +155,7 @@ def transfer(tmp: Path, n_boot: int) -> tuple[list[dict[str, Any]], dict[str, An
 
 
 def backtest_500(tmp: Path, n_boot: int) -> tuple[list[dict[str, Any]], float]:
-    store = EventStore(tmp / OTHERS[0])  # ingested by transfer()
+    store = EventStore(tmp / "scored-0")  # ingested by transfer(), the first of OTHERS
     started = time.perf_counter()
     result = train(store, TrainConfig(n_boot=n_boot))
     seconds = time.perf_counter() - started
@@ -216,10 +231,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--matrix", action="store_true",
                         help="train on each log in turn and score the other two")  # fmt: skip
+    parser.add_argument("--logs", type=Path, nargs="+", metavar="LOG",
+                        help="score these eventsim logs instead (the table's rows for them: the "
+                        "model trained on the dev log, the baselines, the bounds); no backtest "
+                        "or simulated log")  # fmt: skip
     args = parser.parse_args(argv)
     if not (DATA / f"{DEV}.jsonl.gz").exists():
         raise SystemExit(f"the eventsim logs are not in {DATA}: nothing to benchmark")
+    missing = [str(log) for log in args.logs or [] if not log.is_file()]
+    if missing:
+        raise SystemExit(
+            f"expected eventsim log files for --logs. Got no file at {', '.join(missing)}"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.logs:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows, info = transfer(Path(tmp), args.n_boot, args.logs)
+        written = json.dumps({"rows": rows, **info}, indent=1, default=float)
+        (args.out / "quality_logs.json").write_text(written)
+        print(markdown(rows))
+        return
     if args.matrix:
         with tempfile.TemporaryDirectory() as tmp:
             rows = matrix(Path(tmp), args.n_boot)
@@ -227,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
         print(markdown(rows))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        rows, info = transfer(Path(tmp), args.n_boot)
+        rows, info = transfer(Path(tmp), args.n_boot, [DATA / f"{n}.jsonl.gz" for n in OTHERS])
         bt_rows, bt_seconds = backtest_500(Path(tmp), args.n_boot)
         sim = simulated(Path(tmp), args.n_boot)
     info.update({"train_500u_seconds": bt_seconds, "simulated": sim})
