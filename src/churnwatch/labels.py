@@ -23,7 +23,7 @@ scoring and never counted as a negative.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
@@ -31,6 +31,7 @@ from typing import Literal
 import pandas as pd
 
 from churnwatch.errors import ConfigError, InputError
+from churnwatch.schema import CHURN_PAGE, DOWNGRADE_PAGE
 
 Definition = Literal["cancellation", "inactivity"]
 US_PER_DAY = 86_400_000_000
@@ -67,6 +68,11 @@ class ChurnDefinition:
             inactivity_days=int(params.get("inactivity_days", 30)),
             include_downgrade=params.get("data_include_downgrade", "False") == "True",
         )
+
+    @property
+    def churn_pages(self) -> tuple[str, ...]:
+        """The pages that are a churn under a cancellation definition."""
+        return (CHURN_PAGE, DOWNGRADE_PAGE) if self.include_downgrade else (CHURN_PAGE,)
 
     @property
     def lookahead_days(self) -> int:
@@ -118,10 +124,16 @@ class CutoffSchedule:
 
 
 def unlearnable(
-    cutoffs: pd.Series, labels: pd.Series, definition: ChurnDefinition, data_end: datetime
+    cutoffs: pd.Series,
+    labels: pd.Series,
+    definition: ChurnDefinition,
+    data_end: datetime,
+    holds_page: Callable[..., bool] | None = None,
 ) -> str | None:
     """Why snapshots at `cutoffs` with `labels` (null: censored) cannot train or score a
     model, in words that say what is missing; None when they have churners and non-churners.
+    `holds_page(*pages)` says whether the data hold any of the pages (asked only when every
+    label is 0 under the cancellation definition: a log with no cancellation page at all).
     """
     known = labels.notna()
     kinds = set(labels[known].astype(int).tolist())
@@ -143,6 +155,17 @@ def unlearnable(
     dates = pd.to_datetime(cutoffs[known])
     period = f"{dates.min().date()}..{dates.max().date()}"
     what = "churners" if kinds == {1} else "non-churners"
+    pages = definition.churn_pages
+    if what == "non-churners" and definition.kind == "cancellation" and holds_page is not None:
+        if not holds_page(*pages):
+            named = " or ".join(f"'{p}'" for p in pages)
+            return (
+                f"expected churners and non-churners among the labelled snapshots. Got "
+                f"{int(known.sum())} labelled rows, all non-churners: the data hold no {named} "
+                "event, the churn of the cancellation definition. A log without cancellations "
+                "churns by going quiet: train with --definition inactivity --inactivity-days N "
+                '(README, "Your own log")'
+            )
     return (
         f"expected churners and non-churners among the labelled snapshots. Got {int(known.sum())} "
         f"labelled rows (cutoffs {period}), all {what}. Give a log with more users, or more "

@@ -7,11 +7,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from churnwatch.errors import ConfigError, InputError
 from churnwatch.features import build_snapshots
-from churnwatch.labels import EPOCH, ChurnDefinition, CutoffSchedule
+from churnwatch.labels import EPOCH, ChurnDefinition, CutoffSchedule, unlearnable
 from churnwatch.models.train import TrainConfig, train
 from tests.features.helpers import at, cutoff, event, make_store
 
@@ -172,6 +173,32 @@ def test_training_says_why_no_model_can_be_learnt(
         train(cancellation_log, config)
     for text in says:
         assert text in str(err.value)
+
+
+def test_a_log_without_cancellations_is_told_to_churn_by_inactivity(tmp_path: Path) -> None:
+    """A purchase log trained with the default definition said "Give a log with more users,
+    or more days past the cutoffs": no number of users or days gives it a cancellation."""
+    ev = [event(u, d) for u in ("A", "B", "C") for d in range(0, 41, 2)]
+    ev += [event("B", 30, "Submit Downgrade", hour=13)]
+    store = make_store(tmp_path, ev)
+    config = TrainConfig(models=("rate_rule",))
+    with pytest.raises(InputError) as err:
+        train(store, config)
+    said = str(err.value)
+    assert "all non-churners: the data hold no 'Cancellation Confirmation' event" in said
+    assert "--definition inactivity" in said and "more users" not in said
+    # with --include-downgrade a downgrade is a churn too: asked for both pages, and when the
+    # data hold one, the advice is the one about more data
+    asked: list[tuple[str, ...]] = []
+
+    def holds(*pages: str) -> bool:
+        asked.append(pages)
+        return True
+
+    definition = ChurnDefinition(include_downgrade=True)
+    why = unlearnable(pd.Series([cutoff(14)]), pd.Series([0.0]), definition, at(40, 0), holds)
+    assert asked == [("Cancellation Confirmation", "Submit Downgrade")]
+    assert why is not None and "more users" in why and "--definition inactivity" not in why
 
 
 @pytest.mark.parametrize("schedule", [CutoffSchedule(), CutoffSchedule(every_days=3,

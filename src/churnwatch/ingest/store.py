@@ -133,6 +133,15 @@ class EventStore:
             row = con.execute(sql).fetchone()
         return int(row[0]) if row else 0
 
+    def holds_page(self, *pages: str) -> bool:
+        """Whether any stored event is one of `pages` (a scan of one column)."""
+        files = self.files("events")
+        if not files:
+            return False
+        with duckdb.connect() as con:
+            sql = f"SELECT 1 FROM {event_files(files)} WHERE page IN ? LIMIT 1"
+            return con.execute(sql, [list(pages)]).fetchone() is not None
+
     def require(self) -> None:
         """Raise a clear error when there is no store at `root`."""
         if not self.exists() or not self.files("events"):

@@ -305,9 +305,10 @@ def _labelled(
             schedule=recipe.schedule, settings=settings, spec=recipe.spec,
         )  # fmt: skip
         users = learnt_users(store, learnt, settings) if learnt is not None else set()
-        end = store.last_event()
-    df = table.to_pandas()
-    why = unlearnable(df["cutoff"], df["label"], recipe.definition, end)
+        df = table.to_pandas()
+        why = unlearnable(
+            df["cutoff"], df["label"], recipe.definition, store.last_event(), store.holds_page
+        )
     if why:
         raise InputError(why)
     lab: pd.DataFrame = df[df["label"].notna()].reset_index(drop=True)

@@ -312,7 +312,9 @@ def _training_rows(
     df = table.to_pandas()
     df["cutoff_date"] = df["cutoff"].dt.date
     data = _labelled(df)
-    why = unlearnable(df["cutoff"], df["label"], config.definition, store.last_event())
+    why = unlearnable(
+        df["cutoff"], df["label"], config.definition, store.last_event(), store.holds_page
+    )
     if why:
         raise InputError(why)
     weight = np.full(len(data), dense.every_days / sched.every_days, dtype=float)
