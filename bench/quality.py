@@ -229,12 +229,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench quality", description=__doc__)
     parser.add_argument("--n-boot", type=int, default=300)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--matrix", action="store_true",
-                        help="train on each log in turn and score the other two")  # fmt: skip
-    parser.add_argument("--logs", type=Path, nargs="+", metavar="LOG",
-                        help="score these eventsim logs instead (the table's rows for them: the "
-                        "model trained on the dev log, the baselines, the bounds); no backtest "
-                        "or simulated log")  # fmt: skip
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--matrix", action="store_true",
+                       help="train on each log in turn and score the other two")  # fmt: skip
+    which.add_argument("--logs", type=Path, nargs="+", metavar="LOG",
+                       help="score these eventsim logs instead (the table's rows for them: the "
+                       "model trained on the dev log, the baselines, the bounds); no backtest "
+                       "or simulated log")  # fmt: skip
     args = parser.parse_args(argv)
     if not (DATA / f"{DEV}.jsonl.gz").exists():
         raise SystemExit(f"the eventsim logs are not in {DATA}: nothing to benchmark")
