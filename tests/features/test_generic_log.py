@@ -83,6 +83,10 @@ def test_the_catalog_comes_from_the_log(app_store: EventStore) -> None:
     assert spec.kind == "events" and spec.value
     assert spec.events == ("open", "purchase", "support")  # most frequent first
     assert spec.windows == (7, 21, 42)  # the cutoff spacing, the horizon and twice it
+    # the value column's own name, for the reasons ("values summing to ..." told nothing)
+    assert spec.value_name == "amount" and FeatureSpec.from_dict(spec.to_dict()) == spec
+    older = {k: v for k, v in spec.to_dict().items() if k != "value_name"}  # a recipe before it
+    assert FeatureSpec.from_dict(older).value_words == "value"
     names = catalog(spec).names
     assert {"purchase_per_day_7d", "support_21d", "value_mean_42d", "gap_ratio"} <= set(names)
     assert not any(n.startswith(("songs", "thumbs", "is_paid")) for n in names)
@@ -110,6 +114,8 @@ def test_generic_features_ignore_the_future(app_store: EventStore, tmp_path: Pat
     assert describe("support_per_day_7d", 0.5, row, spec).startswith("0.50 'support' events")
     assert describe("support_7d", 1, row, spec).startswith("1 'support' event in the last 7")
     assert describe("support_7d", 2, row, spec).startswith("2 'support' events in the last 7")
+    assert describe("value_sum_7d", 12.5, row, spec).startswith("amount summing to 12.5 in the")
+    assert describe("value_per_exposure_day", 2.0, row, spec).startswith("amount of 2 a day since")
 
 
 @pytest.mark.spark

@@ -44,12 +44,20 @@ class FeatureSpec:
     `sparkify`: eventsim's pages, sessions, songs, levels and devices (the default).
     `events`: any event log, from what it holds: its event types (`events`, the most frequent
     first), whether it carries a value column, and windows (days) that suit its cadence.
+    `value_name` is that column's name in the log (`dollar_value`), for the reasons' words.
     """
 
     kind: Literal["sparkify", "events"] = "sparkify"
     events: tuple[str, ...] = ()
     value: bool = False
     windows: tuple[int, ...] = (7, 14, 28)
+    value_name: str = ""
+
+    @property
+    def value_words(self) -> str:
+        """The value in words: the log's column name ("dollar value"), else "value"."""
+        words = " ".join(self.value_name.rsplit(".", 1)[-1].replace("_", " ").split()).lower()
+        return words or "value"
 
     def __post_init__(self) -> None:
         if self.kind not in ("sparkify", "events"):
@@ -73,6 +81,7 @@ class FeatureSpec:
             events=tuple(data.get("events", ())),
             value=bool(data.get("value", False)),
             windows=tuple(int(w) for w in data.get("windows", (7, 14, 28))),
+            value_name=str(data.get("value_name", "")),
         )
 
     def describe(self) -> str:

@@ -136,9 +136,11 @@ def spec_for(
     if features == "sparkify" or (features == "auto" and SPARKIFY_MARK in names):
         return FeatureSpec()
     windows = sorted({schedule.every_days, definition.horizon_days, 2 * definition.horizon_days})
+    mapping = store.mapping() if value else None
     return FeatureSpec(
-        kind="events", events=tuple(names[:event_types]), value=value, windows=tuple(windows)
-    )
+        kind="events", events=tuple(names[:event_types]), value=value, windows=tuple(windows),
+        value_name=(mapping.columns.get("value", "") if mapping else ""),
+    )  # fmt: skip
 
 
 def prepare(

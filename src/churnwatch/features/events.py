@@ -66,13 +66,14 @@ def _window(spec: FeatureSpec, w: int | None) -> list[Feature]:
         for i, (name, stem) in enumerate(type_columns(spec).items()):
             pair(stem, f"t{i}", f"'{name}' events", f"'{name}' events", "events")
     if spec.value:
+        total = "values" if spec.value_words == "value" else spec.value_words
         add(
             f"value_sum_{wn}",
             f"sum of the events' values {span}",
             "numeric",
             "value",
             f"COALESCE(value_sum_{wn}, 0)",
-            ph.in_window(lambda v, when: f"values summing to {ph.fmt(v)} {when}", w),
+            ph.in_window(lambda v, when: f"{total} summing to {ph.fmt(v)} {when}", w),
         )
         add(f"value_mean_{wn}", f"mean value of an event {span}", "numeric", "value",
             f"value_sum_{wn} / NULLIF(value_n_{wn}, 0)",
@@ -135,7 +136,9 @@ def _history(spec: FeatureSpec) -> list[Feature]:
         out.append(Feature(
             "value_per_exposure_day", "sum of values per exposure day (all history)", "all", "rate",
             "exposure", f"COALESCE({double('value_sum_all')}, 0) / {EXPOSURE_DAYS}",
-            ph.numeric(lambda v, n: f"{n} of value a day since they could first be seen"),
+            ph.numeric(
+                lambda v, n: f"{spec.value_words} of {n} a day since they could first be seen"
+            ),
             drift=False, bounds=(None, None),  # values may be negative (refunds)
         ))  # fmt: skip
     return out
