@@ -116,6 +116,7 @@ def test_generic_features_ignore_the_future(app_store: EventStore, tmp_path: Pat
     assert describe("support_7d", 2, row, spec).startswith("2 'support' events in the last 7")
     assert describe("value_sum_7d", 12.5, row, spec).startswith("amount summing to 12.5 in the")
     assert describe("value_per_exposure_day", 2.0, row, spec).startswith("amount of 2 a day since")
+    assert describe("value_mean_7d", 5.75, row, spec).startswith("amount of 5.75 an event on av")
 
 
 @pytest.mark.spark

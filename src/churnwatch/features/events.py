@@ -77,7 +77,8 @@ def _window(spec: FeatureSpec, w: int | None) -> list[Feature]:
         )
         add(f"value_mean_{wn}", f"mean value of an event {span}", "numeric", "value",
             f"value_sum_{wn} / NULLIF(value_n_{wn}, 0)",
-            ph.in_window(lambda v, when: f"{ph.fmt(v)} a time on average {when}", w))  # fmt: skip
+            ph.in_window(lambda v, when: f"{spec.value_words} of {ph.fmt(v)} an event on "
+                         f"average {when}", w))  # fmt: skip
     add(
         f"active_days_{wn}",
         f"days with at least one event {span}",
