@@ -153,6 +153,13 @@ def test_as_of_scores_the_past(client: TestClient, served_data: Path) -> None:
     assert earlier.status_code == 200, earlier.text
     assert earlier.json()["as_of"] == now["as_of"]  # the same events: the same score
     assert earlier.json()["probability"] == pytest.approx(now["probability"])
+    assert "warning" not in now and "warning" not in earlier.json()
+    # long after the data every user reads as gone quiet: the answer says so (it did not)
+    late = pd.Timestamp(cut) + pd.Timedelta(days=400)
+    later = client.post("/predict", json={"user_id": user, "as_of": late.isoformat() + "Z"})
+    assert later.status_code == 200, later.text
+    warning = later.json()["warning"]
+    assert "days after the store's last event" in warning and "gone quiet" in warning
     day_before = pd.Timestamp(cut) - pd.Timedelta(hours=30)
     older = client.post("/predict", json={"user_id": user, "as_of": day_before.isoformat() + "Z"})
     # known then if they had an event before that day's midnight (complete days only)

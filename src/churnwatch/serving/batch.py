@@ -198,13 +198,13 @@ def _job(
     model = f"{meta['name']} v{meta['version']}" if meta["version"] else ref
     recipe = tracking.read_recipe(meta)
     require_population(cutoff, last, recipe.definition)
-    for warning in (feature_mismatch(recipe, model), _past_the_data(cutoff, last)):
+    for warning in (feature_mismatch(recipe, model), past_the_data(cutoff, last)):
         if warning:
             log.warning(warning)
     return _Job(store, ref, recipe, model, cutoff, until)
 
 
-def _past_the_data(cutoff: datetime, last_event: datetime) -> str | None:
+def past_the_data(cutoff: datetime, last_event: datetime) -> str | None:
     """A warning when the scores are asked for more than a week after the store's last event:
     every user then looks as if they had gone quiet (a log not ingested yet, a typo)."""
     days = (cutoff - pd.Timestamp(last_event).floor("D").to_pydatetime()).days

@@ -160,6 +160,11 @@ class Prediction(BaseModel):
     imputed: list[str] | None = Field(
         None, description="Features of a payload that were missing and imputed."
     )
+    warning: str | None = Field(
+        None,
+        description="Said when as_of is more than a week after the store's last event: every "
+        "user's activity then stops long before it, and all read as gone quiet.",
+    )
 
 
 class BatchItem(BaseModel):

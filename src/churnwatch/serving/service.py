@@ -44,7 +44,7 @@ from churnwatch.models.scorer import Scorer
 from churnwatch.models.survival import survival_view
 from churnwatch.recipe import Recipe, feature_mismatch
 from churnwatch.schema import CHURN_PAGE, DOWNGRADE_PAGE
-from churnwatch.serving.batch import band
+from churnwatch.serving.batch import band, past_the_data
 from churnwatch.serving.feature_check import FeatureCheck, with_indicators
 from churnwatch.serving.reasons import top_reasons
 
@@ -436,7 +436,9 @@ class ChurnService:
         scores = live.scorer.score_frame(row)
         c = scores.contributions[0] if scores.contributions is not None else None
         item = self.explain_row(live, row_at(row, 0), scores.probability[0], c)
-        return {"user_id": user_id, "as_of": cutoff, **item}
+        warning = past_the_data(cutoff, self.store.last_event())
+        return {"user_id": user_id, "as_of": cutoff, **item,
+                **({"warning": warning} if warning else {})}  # fmt: skip
 
     # -- writing -------------------------------------------------------------------------
 
