@@ -113,10 +113,10 @@ Store = Annotated[
 DATA_DIR = "the data dir: CHURNWATCH_DATA_DIR, else ./data"
 
 
-def output(path: Path | None, name: str) -> Path:
+def output(path: Path | None, name: str, settings: Settings) -> Path:
     """Where a command writes: the --out given, else `name` in the data dir, beside the store
     and the registry (a relative default would land in whatever folder the command ran in)."""
-    return path if path is not None else Settings().data_dir / name
+    return path if path is not None else settings.data_dir / name
 
 
 EngineName = Annotated[str, typer.Option(help="duckdb (default) or spark.")]

@@ -118,7 +118,7 @@ def simulate(
 ) -> None:
     """Write a synthetic Sparkify-schema log with a known churn hazard (and its ground truth)."""
     cfg = c.run(lambda: SimConfig(users=users, days=days, seed=seed, drift_day=drift_day))
-    out_path = c.output(out, "simulated/sparkify_sim.jsonl.gz")
+    out_path = c.output(out, "simulated/sparkify_sim.jsonl.gz", Settings())
     c.run(lambda: output_format(out_path))  # before the bar: an error comes alone
     columns = (TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(),
                TextColumn("days"), TimeElapsedColumn())  # fmt: skip
@@ -169,7 +169,7 @@ def snapshots(
 ) -> None:
     """Build the snapshot table: one row per (user, cutoff), features and label (or null)."""
     settings = Settings()
-    out_path = c.output(out, "snapshots.parquet")
+    out_path = c.output(out, "snapshots.parquet", settings)
 
     def work() -> SnapshotReport:
         dates = c.parse_dates(cutoff or [], "--cutoff")

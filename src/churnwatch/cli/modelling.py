@@ -224,7 +224,7 @@ def evaluate(
     are read with --map, --mapping-file and the other reading options, as `ingest` reads them;
     without any, with the column mapping of the model's training store."""
     settings = Settings()
-    out_dir = c.output(out, "evaluation")
+    out_dir = c.output(out, "evaluation", settings)
     options = {"ts_unit": ts_unit, "ts_format": ts_format, "event_name": event_name,
                "dedupe": dedupe, "ts_min": ts_min, "ts_max_future_days": ts_max_future_days,
                "encoding": encoding, "anonymous": anonymous}  # fmt: skip

@@ -162,7 +162,7 @@ def demo(
     """The drift scenario end to end: monitoring, alerts and retraining, week by week.
 
     A simulated log whose app release doubles adverts for free users and triples errors."""
-    out_dir = c.output(out, "drift-demo")
+    out_dir = c.output(out, "drift-demo", Settings())
     table = c.run(lambda: drift_demo(out_dir, DemoConfig(users=users, seed=seed),
                                      progress=lambda m: c.console.log(m)))  # fmt: skip
     c.out.print(markdown(table))

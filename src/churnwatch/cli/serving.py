@@ -133,7 +133,7 @@ def plan(
 
     Users are contacted, best first, while it is positive and the budget lasts."""
     settings = Settings()
-    out_path = c.output(out, "plan.csv")
+    out_path = c.output(out, "plan.csv", settings)
 
     def work() -> PlanReport:
         offer = Offer(budget=budget, offer_cost=offer_cost, save_rate=save_rate,
