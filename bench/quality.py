@@ -44,7 +44,7 @@ from churnwatch.ingest import EventStore, ingest
 from churnwatch.models.estimators import BASELINES
 from churnwatch.models.metrics import evaluate_scores, oracle_metrics
 from churnwatch.models.train import TrainConfig, fit_calibrated, train
-from churnwatch.simulate import DEFAULT_LOG, simulate, truth_path
+from churnwatch.simulate import DEFAULT_LOG, log_stem, simulate, truth_path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV = "sparkify_like_accordion_seed101"
@@ -117,14 +117,6 @@ def ceiling(log: str, store: EventStore, df: pd.DataFrame, n_boot: int) -> list[
     return rows
 
 
-def _name(log: Path) -> str:
-    """A log's name in the table: its file name without the log suffixes."""
-    name = log.name
-    for suffix in (".gz", ".jsonl", ".json", ".ndjson"):
-        name = name.removesuffix(suffix)
-    return name
-
-
 def transfer(
     tmp: Path, n_boot: int, logs: list[Path]
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -141,7 +133,7 @@ def transfer(
             models[b] = fit_calibrated(b, {}, lab, y_dev, w, seed=0)[0]
     rows = []
     for k, log in enumerate(logs):
-        name = _name(log)
+        name = log_stem(log)
         store = _store(log, tmp / f"scored-{k}")
         df = _labelled(store)
         y, users = df["label"].to_numpy(), df["user_id"].to_numpy()

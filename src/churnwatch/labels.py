@@ -156,16 +156,21 @@ def unlearnable(
     period = f"{dates.min().date()}..{dates.max().date()}"
     what = "churners" if kinds == {1} else "non-churners"
     pages = definition.churn_pages
-    if what == "non-churners" and definition.kind == "cancellation" and holds_page is not None:
-        if not holds_page(*pages):
-            named = " or ".join(f"'{p}'" for p in pages)
-            return (
-                f"expected churners and non-churners among the labelled snapshots. Got "
-                f"{int(known.sum())} labelled rows, all non-churners: the data hold no {named} "
-                "event, the churn of the cancellation definition. A log without cancellations "
-                "churns by going quiet: train with --definition inactivity --inactivity-days N "
-                '(README, "Your own log")'
-            )
+    no_churn_page = (
+        what == "non-churners"
+        and definition.kind == "cancellation"
+        and holds_page is not None
+        and not holds_page(*pages)
+    )
+    if no_churn_page:
+        named = " or ".join(f"'{p}'" for p in pages)
+        return (
+            f"expected churners and non-churners among the labelled snapshots. Got "
+            f"{int(known.sum())} labelled rows, all non-churners: the data hold no {named} "
+            "event, the churn of the cancellation definition. A log without cancellations "
+            "churns by going quiet: train with --definition inactivity --inactivity-days N "
+            '(README, "Your own log")'
+        )
     return (
         f"expected churners and non-churners among the labelled snapshots. Got {int(known.sum())} "
         f"labelled rows (cutoffs {period}), all {what}. Give a log with more users, or more "

@@ -43,12 +43,13 @@ from churnwatch.simulate.world import (
     SimResult,
     Users,
     arrive,
+    log_stem,
     song_catalog,
     truth_path,
 )
 
-__all__ = ["DEFAULT_LOG", "PAGES", "VERSION", "SimConfig", "SimResult", "simulate", "summary",
-           "truth_path"]  # fmt: skip
+__all__ = ["DEFAULT_LOG", "PAGES", "VERSION", "SimConfig", "SimResult", "log_stem", "simulate",
+           "summary", "truth_path"]  # fmt: skip
 
 # The built-in default log of `python train.py` and `bench quality` (`make demo` simulates as
 # many users with another seed). 2,000 users: with 500, the backtest's intervals were too wide

@@ -142,12 +142,17 @@ class SimResult:
     seconds: float = 0.0
 
 
+def log_stem(log: Path) -> str:
+    """A log's name without its log suffixes: `sim` for `sim.jsonl.gz` or `sim.parquet`."""
+    name = log.name
+    for suffix in (".gz", ".jsonl", ".ndjson", ".json", ".parquet"):
+        name = name.removesuffix(suffix)
+    return name
+
+
 def truth_path(out: Path) -> Path:
     """Where the ground truth of a simulated log goes: beside it, `<stem>.truth.parquet`."""
-    name = out.name
-    for suffix in (".gz", ".jsonl", ".json", ".parquet"):
-        name = name.removesuffix(suffix)
-    return out.with_name(name + TRUTH_SUFFIX)
+    return out.with_name(log_stem(out) + TRUTH_SUFFIX)
 
 
 class Users:
